@@ -1,0 +1,3 @@
+from effbench.cli import main
+
+main()

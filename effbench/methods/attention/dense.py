@@ -1,0 +1,29 @@
+"""Dense attention: Vaswani et al., "Attention Is All You Need", arXiv:1706.03762.
+
+out = softmax(q k^T / sqrt(d)) v over all N x N query-key pairs: the baseline every
+sparse pattern is measured against.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from effbench.methods.attention._masked import full_mask, reference_attention
+from effbench.registry import Method
+
+method = Method(
+    task="attention/masked_attention",
+    name="dense",
+    paper="Attention Is All You Need",
+    arxiv="1706.03762",
+    summary="Every query attends every key; no mask.",
+    mask=full_mask,
+)
+method.impl("reference")(reference_attention)
+
+
+@method.impl("sdpa")
+def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """No mask at all, so torch may pick its fastest (flash / memory-efficient) backend."""
+    return F.scaled_dot_product_attention(q, k, v)

@@ -1,0 +1,64 @@
+"""AdamW: Loshchilov & Hutter, "Decoupled Weight Decay Regularization", arXiv:1711.05101.
+
+Per parameter, with gradient g at step t:
+    p <- p * (1 - lr * wd)                       (decoupled weight decay)
+    m <- b1 m + (1 - b1) g,   v <- b2 v + (1 - b2) g^2
+    p <- p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from effbench.registry import Method
+
+method = Method(
+    task="optimizer/step",
+    name="adamw",
+    paper="Decoupled Weight Decay Regularization",
+    arxiv="1711.05101",
+    summary="Adam with weight decay applied to the weights directly instead of through the gradient.",
+)
+
+
+class ReferenceAdamW:
+    """The definition, one parameter at a time; state in the parameter's dtype."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, betas: tuple[float, float], eps: float,
+                 weight_decay: float) -> None:
+        self.params = list(params)
+        self.lr, (self.beta1, self.beta2), self.eps, self.weight_decay = lr, betas, eps, weight_decay
+        self.t = 0
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        bias1 = 1 - self.beta1**self.t
+        bias2 = 1 - self.beta2**self.t
+        for p, m, v in zip(self.params, self.m, self.v, strict=True):
+            g = p.grad
+            p.mul_(1 - self.lr * self.weight_decay)
+            m.mul_(self.beta1).add_(g, alpha=1 - self.beta1)
+            v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
+            denom = (v / bias2).sqrt_().add_(self.eps)
+            p.addcdiv_(m, denom, value=-self.lr / bias1)
+
+
+@method.impl("reference")
+def reference(params: list[torch.Tensor], **hyper: float) -> ReferenceAdamW:
+    return ReferenceAdamW(params, **hyper)
+
+
+@method.impl("torch_foreach")
+def torch_foreach(params: list[torch.Tensor], **hyper: float) -> torch.optim.Optimizer:
+    """torch.optim.AdamW with multi-tensor (foreach) kernels."""
+    return torch.optim.AdamW(params, foreach=True, **hyper)
+
+
+@method.impl("torch_fused")
+def torch_fused(params: list[torch.Tensor], **hyper: float) -> torch.optim.Optimizer:
+    """torch.optim.AdamW with its fused kernel (CUDA, and CPU since torch 2.4)."""
+    return torch.optim.AdamW(params, fused=True, **hyper)
+

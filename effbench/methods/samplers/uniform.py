@@ -1,0 +1,19 @@
+"""Uniform sampling: the baseline every selection method must beat. Scores nothing."""
+
+from __future__ import annotations
+
+import torch
+
+from effbench.registry import Method
+from effbench.train import CandidatePool
+
+method = Method(
+    task="sampler/data_selection",
+    name="uniform",
+    summary="Train on k candidates drawn uniformly at random from the pool.",
+)
+
+
+@method.impl("reference")
+def reference(pool: CandidatePool, k: int, generator: torch.Generator) -> tuple[torch.Tensor, None]:
+    return torch.randperm(pool.size, generator=generator)[:k], None

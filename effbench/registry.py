@@ -1,0 +1,237 @@
+"""Methods and their implementations, and discovery of tasks and methods.
+
+A method file builds a module-level :class:`Method` and attaches implementations with
+decorators. :func:`discover` imports every module under ``effbench.tasks`` and
+``effbench.methods`` (and any plugin files the user names) and collects the Task and
+Method objects it finds. There is no global mutable registry: each call builds a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import pkgutil
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+FAMILIES = ("loss", "optimizer", "sampler", "attention")
+GRIDS = ("smoke", "cpu", "gpu")
+
+
+class UsageError(ValueError):
+    """Bad input from the user (unknown name, bad plugin, ...): shown as one line, no traceback."""
+
+
+class Unavailable(Exception):
+    """Raised by an implementation that cannot run here; recorded as status ``unavailable``."""
+
+
+class Skipped(Exception):
+    """Raised by an implementation for a combination it does not cover; recorded as ``skipped``."""
+
+
+def suggest(kind: str, name: str, valid: Iterable[str]) -> UsageError:
+    """An error naming the valid choices."""
+    choices = ", ".join(sorted(set(valid))) or "(none)"
+    return UsageError(f"unknown {kind} {name!r}; valid: {choices}")
+
+
+@dataclass
+class Impl:
+    """One way of computing a method.
+
+    ``needs`` are importable module names (peers, triton); ``devices`` and ``dtypes``
+    restrict where it runs. Anything outside them is recorded, never dropped.
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    needs: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ("cpu", "cuda")
+    dtypes: tuple[str, ...] | None = None
+    note: str = ""
+
+    def why_not(self, device: str, dtype: str) -> tuple[str, str] | None:
+        """``(status, reason)`` when this impl cannot run on ``device``/``dtype``, else None."""
+        for module in self.needs:
+            if importlib.util.find_spec(module) is None:
+                return "unavailable", f"package {module!r} is not installed"
+        if device not in self.devices:
+            return "unavailable", f"impl {self.name!r} runs on {', '.join(self.devices)} only, not {device}"
+        if self.dtypes is not None and dtype not in self.dtypes:
+            return "skipped", f"impl {self.name!r} supports {', '.join(self.dtypes)} only, not {dtype}"
+        return None
+
+
+class Method:
+    """A named algorithm of one task, with its paper and its implementations.
+
+    ``extras`` carries method-specific data a task needs (e.g. an attention pattern's
+    mask builder, a sampler's hyper-parameters).
+    """
+
+    def __init__(
+        self,
+        task: str,
+        name: str,
+        *,
+        paper: str | None = None,
+        arxiv: str | None = None,
+        summary: str = "",
+        **extras: Any,
+    ) -> None:
+        if "/" not in task:
+            raise UsageError(f"method {name!r}: task must be 'family/name', got {task!r}")
+        self.task = task
+        self.name = name
+        self.paper = paper
+        self.arxiv = arxiv
+        self.summary = summary
+        self.extras = extras
+        self.impls: dict[str, Impl] = {}
+        # The defining file feeds the provenance hash of every result of this method.
+        self.source_file: str | None = sys._getframe(1).f_globals.get("__file__")
+
+    @property
+    def family(self) -> str:
+        return self.task.split("/", 1)[0]
+
+    @property
+    def reference(self) -> Impl:
+        """The reference implementation (the definition); every method has one."""
+        if "reference" not in self.impls:
+            raise UsageError(f"method {self.task}:{self.name} has no 'reference' implementation")
+        return self.impls["reference"]
+
+    def impl(
+        self,
+        name: str,
+        *,
+        needs: Sequence[str] = (),
+        devices: Sequence[str] = ("cpu", "cuda"),
+        dtypes: Sequence[str] | None = None,
+        note: str = "",
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator registering ``fn`` as implementation ``name``."""
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            if name in self.impls:
+                raise UsageError(f"method {self.name!r} already has an impl {name!r}")
+            self.impls[name] = Impl(
+                name, fn, tuple(needs), tuple(devices), tuple(dtypes) if dtypes else None, note
+            )
+            return fn
+
+        return register
+
+    def __repr__(self) -> str:
+        return f"Method({self.task}:{self.name}, impls={list(self.impls)})"
+
+
+@dataclass
+class Registry:
+    """Tasks and methods found by :func:`discover`."""
+
+    tasks: dict[str, Any] = field(default_factory=dict)  # "family/name" -> KernelTask | WorkloadTask
+    methods: dict[tuple[str, str], Method] = field(default_factory=dict)  # (task, method) -> Method
+
+    def add(self, obj: Any, origin: str) -> None:
+        from effbench.tasks import KernelTask, WorkloadTask
+
+        if isinstance(obj, (KernelTask, WorkloadTask)):
+            if obj.family not in FAMILIES:
+                raise UsageError(f"{origin}: task {obj.key!r} has unknown family; valid: {', '.join(FAMILIES)}")
+            if obj.key in self.tasks and self.tasks[obj.key] is not obj:
+                raise UsageError(f"{origin}: task {obj.key!r} is defined twice")
+            self.tasks[obj.key] = obj
+        elif isinstance(obj, Method):
+            key = (obj.task, obj.name)
+            if key in self.methods and self.methods[key] is not obj:
+                raise UsageError(f"{origin}: method {obj.task}:{obj.name} is defined twice")
+            self.methods[key] = obj
+
+    def check(self) -> None:
+        """Every method belongs to a known task and has a reference."""
+        for (task, name), method in self.methods.items():
+            if task not in self.tasks:
+                raise suggest(f"task for method {name!r}:", task, self.tasks)
+            method.reference  # noqa: B018 - raises when missing
+
+    def task(self, key: str) -> Any:
+        if key not in self.tasks:
+            raise suggest("task", key, self.tasks)
+        return self.tasks[key]
+
+    def methods_of(self, task_key: str) -> list[Method]:
+        return [m for (t, _), m in sorted(self.methods.items()) if t == task_key]
+
+    def code_hash(self, method: Method) -> str:
+        """Hash of the sources behind a method's numbers: its file and its task's file."""
+        digest = hashlib.sha256()
+        for path in (method.source_file, self.tasks[method.task].source_file):
+            if path and Path(path).is_file():
+                digest.update(Path(path).read_bytes())
+        return digest.hexdigest()[:16]
+
+
+def _objects_of(module: ModuleType) -> list[Any]:
+    from effbench.tasks import KernelTask, WorkloadTask
+
+    return [
+        obj
+        for obj in vars(module).values()
+        if isinstance(obj, (Method, KernelTask, WorkloadTask))
+    ]
+
+
+def _walk(package: str) -> list[ModuleType]:
+    root = importlib.import_module(package)
+    modules = [root]
+    for info in pkgutil.walk_packages(root.__path__, prefix=f"{package}."):
+        modules.append(importlib.import_module(info.name))
+    return modules
+
+
+def load_plugin(path: str | Path) -> ModuleType:
+    """Import a user's Python file by path; only files the user names are ever loaded."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"plugin file not found: {path}")
+    if path.suffix != ".py":
+        raise UsageError(f"plugin must be a .py file: {path}")
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    name = f"effbench_plugin_{path.stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"cannot load plugin {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - any failure of user code is a usage error
+        sys.modules.pop(name, None)
+        raise UsageError(f"plugin {path} failed to import: {type(exc).__name__}: {exc}") from None
+    return module
+
+
+def discover(plugins: Sequence[str | Path] = ()) -> Registry:
+    """Build the registry from the built-in tasks and methods plus plugin files."""
+    registry = Registry()
+    for package in ("effbench.tasks", "effbench.methods"):
+        for module in _walk(package):
+            for obj in _objects_of(module):
+                registry.add(obj, module.__name__)
+    for path in plugins:
+        module = load_plugin(path)
+        found = _objects_of(module)
+        if not found:
+            raise UsageError(f"plugin {path} defines no Method or task")
+        for obj in found:
+            registry.add(obj, str(path))
+    registry.check()
+    return registry

@@ -1,0 +1,627 @@
+"""Plan cases, run each in an isolated worker process, and write every outcome to a shard.
+
+A case is task x method x impl x point x dtype x device x seed. Cases run one at a time
+in a long-lived worker subprocess (``python -m effbench.worker``) so that an exception,
+a hang past the timeout or a crash of the process becomes a recorded result and the run
+goes on with a fresh worker. Every finished case is appended to
+``<shard_dir>/<run_id>.jsonl`` and flushed to disk before the next one starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import secrets
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from effbench import __version__
+from effbench.measure import TimingConfig, peak_memory, rel_error, time_call
+from effbench.registry import FAMILIES, GRIDS, Method, Registry, Skipped, Unavailable, suggest
+from effbench.rows import STATUSES, CurvePoint, MethodInfo, Result, Run, Sample, point_json, point_key, to_json_line
+from effbench.tasks import DTYPES, METRIC_UNITS, KernelTask, WorkloadTask
+
+# Timing effort per grid: smoke must be quick, cpu and gpu careful.
+GRID_TIMING: dict[str, TimingConfig] = {
+    "smoke": TimingConfig(warmup_s=0.0, min_reps=3, max_reps=10, budget_s=0.05),
+    "cpu": TimingConfig(warmup_s=0.2, min_reps=5, max_reps=100, budget_s=1.0),
+    "gpu": TimingConfig(),
+}
+GRID_TIMEOUT_S: dict[str, float] = {"smoke": 120.0, "cpu": 900.0, "gpu": 1800.0}
+DEFAULT_SEEDS: dict[str, int] = {"smoke": 2, "cpu": 3, "gpu": 3}
+
+WORKER_ENV = {"PYTHONUNBUFFERED": "1"}
+
+
+@dataclass(frozen=True)
+class Case:
+    """The unit of work."""
+
+    task: str
+    method: str
+    impl: str
+    point: dict[str, Any] = field(hash=False)
+    dtype: str
+    device: str
+    seed: int
+
+    @property
+    def family(self) -> str:
+        return self.task.split("/", 1)[0]
+
+    @property
+    def point_key(self) -> str:
+        return point_key(self.point)
+
+    def label(self) -> str:
+        return f"{self.task} {self.method}/{self.impl} [{self.point_key}] {self.dtype} {self.device} seed={self.seed}"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    grid: str
+    device: str
+    seeds: int
+    timeout_s: float
+    timing: TimingConfig
+    plugins: tuple[str, ...] = ()
+
+
+@dataclass
+class CaseResult:
+    """What one case produced; a failure carries its status and message and no values."""
+
+    status: str
+    message: str = ""
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)  # metric -> message
+    measure_methods: dict[str, str] = field(default_factory=dict)  # metric -> how it was measured
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    curve: list[tuple[int, float, float | None, float | None, float | None]] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> CaseResult:
+        data = json.loads(text)
+        data["curve"] = [tuple(p) for p in data["curve"]]
+        return cls(**data)
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return default_device()
+    if device not in ("cpu", "cuda"):
+        raise suggest("device", device, ("auto", "cpu", "cuda"))
+    if device == "cuda" and not torch.cuda.is_available():
+        raise suggest("device", device, ("auto", "cpu")) from None
+    return device
+
+
+def make_config(
+    grid: str | None,
+    device: str = "auto",
+    seeds: int | None = None,
+    timeout_s: float | None = None,
+    plugins: Sequence[str] = (),
+) -> RunConfig:
+    """A run configuration with the grid's defaults filled in."""
+    device = resolve_device(device)
+    grid = grid or ("gpu" if device == "cuda" else "cpu")
+    if grid not in GRIDS:
+        raise suggest("grid", grid, GRIDS)
+    if seeds is not None and seeds < 1:
+        raise suggest("seed count", str(seeds), ("an integer >= 1",))
+    if timeout_s is not None and not timeout_s > 0:
+        raise suggest("timeout", str(timeout_s), ("a number of seconds > 0",))
+    return RunConfig(
+        grid=grid,
+        device=device,
+        seeds=seeds or DEFAULT_SEEDS[grid],
+        timeout_s=timeout_s or GRID_TIMEOUT_S[grid],
+        timing=GRID_TIMING[grid],
+        plugins=tuple(str(Path(p).resolve()) for p in plugins),
+    )
+
+
+def _match_task(registry: Registry, name: str) -> list[str]:
+    if name in registry.tasks:
+        return [name]
+    short = [key for key in registry.tasks if key.split("/", 1)[1] == name]
+    if not short:
+        raise suggest("task", name, registry.tasks)
+    return short
+
+
+def plan(
+    registry: Registry,
+    config: RunConfig,
+    family: str | None = None,
+    task: str | None = None,
+    method: str | None = None,
+    impl: str | None = None,
+) -> list[Case]:
+    """All cases selected by the filters, in an order that reuses the float64 truth."""
+    if family is not None and family not in FAMILIES:
+        raise suggest("family", family, FAMILIES)
+    task_keys = sorted(registry.tasks) if task is None else _match_task(registry, task)
+    if family is not None:
+        task_keys = [k for k in task_keys if registry.tasks[k].family == family]
+    methods = [m for k in task_keys for m in registry.methods_of(k)]
+    if method is not None:
+        if method not in {m.name for m in methods}:
+            raise suggest("method", method, {m.name for m in methods})
+        methods = [m for m in methods if m.name == method]
+    if impl is not None:
+        valid = {i for m in methods for i in m.impls}
+        if impl not in valid:
+            raise suggest("impl", impl, valid)
+    cases: list[Case] = []
+    for m in methods:
+        t = registry.tasks[m.task]
+        impls = sorted(m.impls, key=lambda name: (name != "reference", name))
+        if impl is not None:
+            impls = [i for i in impls if i == impl]
+        for point in t.grids[config.grid]:
+            for dtype in t.dtypes[config.grid]:
+                for seed in range(config.seeds):
+                    for name in impls:
+                        cases.append(Case(m.task, m.name, name, dict(point), dtype, config.device, seed))
+    return cases
+
+
+# --------------------------------------------------------------------------- in the worker
+
+
+def _to_float64(inputs: dict[str, Any]) -> dict[str, Any]:
+    def convert(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value.to(torch.float64)
+        if isinstance(value, list):
+            return [convert(v) for v in value]
+        return value
+
+    return {k: convert(v) for k, v in inputs.items()}
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError | torch.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _describe(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    text = " ".join(str(exc).split())
+    if len(text) > 400:
+        text = text[:400] + "..."
+    return f"{type(exc).__name__}: {text}{where}"
+
+
+class _TruthCache:
+    """Keeps the float64 truth and naive error of the latest (method, point, dtype, seed)."""
+
+    def __init__(self) -> None:
+        self.key: tuple[Any, ...] | None = None
+        self.value: tuple[dict[str, torch.Tensor], float] | None = None
+
+    def get(self, key: tuple[Any, ...], make: Callable[[], tuple[dict[str, torch.Tensor], float]]):
+        if key != self.key:
+            self.key, self.value = None, None  # free the old truth before building the new one
+            self.value, self.key = make(), key
+        return self.value
+
+
+def _kernel_case(
+    task: KernelTask, method: Method, case: Case, config: RunConfig, cache: _TruthCache
+) -> CaseResult:
+    impl = method.impls[case.impl]
+    dtype = DTYPES[case.dtype]
+    inputs = task.make_inputs(case.point, dtype, case.device, case.seed, method)
+    outputs = task.outputs(impl.fn, inputs, case.point)
+
+    def truth_and_naive() -> tuple[dict[str, torch.Tensor], float]:
+        truth = task.outputs(method.reference.fn, _to_float64(inputs), case.point)
+        truth = {k: v.detach() for k, v in truth.items()}
+        naive_out = outputs if case.impl == "reference" else task.outputs(method.reference.fn, inputs, case.point)
+        return truth, rel_error(naive_out, truth)[0]
+
+    truth, naive = cache.get((case.task, case.method, case.point_key, case.dtype, case.device, case.seed),
+                             truth_and_naive)
+    error, per_output = rel_error(outputs, truth)
+    del outputs
+    slack = task.tolerance[case.dtype]
+    threshold = (2 * naive if math.isfinite(naive) else 0.0) + slack
+    worst = max(per_output, key=per_output.get) if per_output else "-"
+    detail = ", ".join(f"{k}={v:.2e}" for k, v in per_output.items())
+    result = CaseResult(status="ok")
+    result.metrics["rel_error"] = error
+    result.metrics["naive_rel_error"] = naive
+    result.metrics["error_ratio"] = error / naive if naive > 0 and math.isfinite(naive) else None
+    result.notes["rel_error"] = f"worst output {worst}; {detail}; tolerance {threshold:.2e}"
+    result.measure_methods.update(
+        rel_error="max ||out-ref||/||ref|| vs float64 reference",
+        naive_rel_error="reference impl in case dtype vs float64",
+        error_ratio="rel_error / naive_rel_error",
+    )
+    if not math.isfinite(error):
+        result.status, result.message = "wrong", f"non-finite values in output {worst!r}"
+    elif error > threshold:
+        result.status = "wrong"
+        result.message = (
+            f"rel_error {error:.3e} in {worst!r} above tolerance {threshold:.3e} "
+            f"(2 x naive {naive:.2e} + slack {slack:.0e})"
+        )
+    # Speed and memory once per (point, dtype): on the first seed.
+    if case.seed == 0:
+        call = task.timed_call(impl.fn, inputs, case.point)
+        timing = time_call(call, case.device, config.timing)
+        memory = peak_memory(call, case.device)
+        result.metrics.update(
+            time_ms=timing.median_ms,
+            time_p20_ms=timing.p20_ms,
+            time_p80_ms=timing.p80_ms,
+            peak_mem_bytes=float(memory.delta_bytes),
+            peak_mem_abs_bytes=float(memory.abs_bytes),
+        )
+        result.samples["time_ms"] = timing.samples_ms
+        for name in ("time_ms", "time_p20_ms", "time_p80_ms"):
+            result.measure_methods[name] = timing.method
+        result.measure_methods["peak_mem_bytes"] = memory.method
+        result.measure_methods["peak_mem_abs_bytes"] = memory.method
+    return result
+
+
+def _workload_case(task: WorkloadTask, method: Method, case: Case) -> CaseResult:
+    impl = method.impls[case.impl]
+    if task.prepare is not None:
+        task.prepare(case.point)
+    holder: list[Any] = []
+    start = time.perf_counter()
+    memory = peak_memory(
+        lambda: holder.append(task.run(method, impl, case.point, case.seed, case.device, DTYPES[case.dtype])),
+        case.device,
+    )
+    wall = time.perf_counter() - start
+    outcome = holder[0]
+    result = CaseResult(status="ok")
+    result.metrics.update(outcome.metrics)
+    result.metrics["peak_mem_bytes"] = float(memory.delta_bytes)
+    result.metrics["wall_s"] = wall
+    result.notes.update(outcome.notes)
+    result.measure_methods["peak_mem_bytes"] = memory.method + " over the whole training run"
+    result.measure_methods["wall_s"] = "perf_counter"
+    result.curve = [(c.step, c.wall_s, c.train_loss, c.eval_loss, c.eval_metric) for c in outcome.curve]
+    bad = [k for k, v in outcome.metrics.items() if v is not None and not math.isfinite(v)]
+    if bad:
+        result.status, result.message = "wrong", f"non-finite {', '.join(bad)}"
+    return result
+
+
+def execute(registry: Registry, case: Case, config: RunConfig, cache: _TruthCache | None = None) -> CaseResult:
+    """Run one case in this process; never raises for a failure of the case itself."""
+    cache = cache or _TruthCache()
+    try:
+        task = registry.task(case.task)
+        method = registry.methods[(case.task, case.method)]
+        impl = method.impls[case.impl]
+        blocked = impl.why_not(case.device, case.dtype)
+        if blocked:
+            return CaseResult(status=blocked[0], message=blocked[1])
+        torch.manual_seed(case.seed)
+        if isinstance(task, KernelTask):
+            return _kernel_case(task, method, case, config, cache)
+        return _workload_case(task, method, case)
+    except Unavailable as exc:
+        return CaseResult(status="unavailable", message=str(exc))
+    except Skipped as exc:
+        return CaseResult(status="skipped", message=str(exc))
+    except Exception as exc:  # noqa: BLE001 - every failure of a case becomes a result
+        return CaseResult(status="oom" if _is_oom(exc) else "error", message=_describe(exc))
+    finally:
+        if case.device == "cuda":
+            torch.cuda.empty_cache()
+
+
+# --------------------------------------------------------------------------- in the parent
+
+
+class WorkerError(RuntimeError):
+    """The worker process could not start."""
+
+
+class Worker:
+    """A ``python -m effbench.worker`` subprocess speaking JSON lines over its stdin/stdout."""
+
+    def __init__(self, config: RunConfig, startup_timeout_s: float = 300.0) -> None:
+        env = dict(os.environ)
+        env.update(WORKER_ENV)
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "effbench.worker", json.dumps(list(config.plugins))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            env=env,
+        )
+        self.buffer = b""
+        line = self._read_line(time.monotonic() + startup_timeout_s)
+        if line is None or not line.startswith("ready"):
+            self.kill()
+            raise WorkerError(f"worker failed to start: {line or self.stderr_tail()}")
+
+    def _read_line(self, deadline: float) -> str | None:
+        """One line from the worker, or None on timeout or end of stream."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                return None
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode()
+
+    def stderr_tail(self, n: int = 400) -> str:
+        self.stderr.seek(0, os.SEEK_END)
+        size = self.stderr.tell()
+        self.stderr.seek(max(0, size - n))
+        return " ".join(self.stderr.read().decode(errors="replace").split())
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def run(self, case: Case, config: RunConfig) -> CaseResult:
+        assert self.proc.stdin is not None
+        message = json.dumps({"case": dataclasses.asdict(case), "config": _config_dict(config)})
+        try:
+            self.proc.stdin.write(message.encode() + b"\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            return self._crashed()
+        line = self._read_line(time.monotonic() + config.timeout_s)
+        if line is not None:
+            return CaseResult.from_json(line)
+        if self.alive():
+            self.kill()
+            return CaseResult(status="timeout", message=f"no result within {config.timeout_s:g} s; worker killed")
+        return self._crashed()
+
+    def _crashed(self) -> CaseResult:
+        code = self.proc.wait()
+        if code < 0:
+            try:
+                how = f"killed by signal {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"killed by signal {-code}"
+        else:
+            how = f"exited with code {code}"
+        tail = self.stderr_tail()
+        status = "oom" if code == -signal.SIGKILL else "error"  # SIGKILL unasked is the kernel's OOM killer
+        return CaseResult(status=status, message=f"worker process {how}" + (f"; stderr: {tail}" if tail else ""))
+
+    def kill(self) -> None:
+        if self.alive():
+            self.proc.kill()
+        self.proc.wait()
+
+    def close(self) -> None:
+        if self.alive():
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+                self.proc.wait(timeout=10)
+            except (subprocess.TimeoutExpired, BrokenPipeError):
+                self.kill()
+        self.stderr.close()
+
+
+def _config_dict(config: RunConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    data = dict(data)
+    data["timing"] = TimingConfig(**data["timing"])
+    data["plugins"] = tuple(data["plugins"])
+    return RunConfig(**data)
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, check=True)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _cpu_name() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _triton_version() -> str | None:
+    try:
+        import triton
+
+        return triton.__version__
+    except ImportError:
+        return None
+
+
+def new_run(config: RunConfig, command: str, source: str = "effbench") -> Run:
+    """Provenance of a run on this machine."""
+    now = datetime.now(timezone.utc)
+    return Run(
+        run_id=f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}",
+        started_at=now.isoformat(timespec="seconds"),
+        git_commit=_git("rev-parse", "HEAD"),
+        git_branch=_git("rev-parse", "--abbrev-ref", "HEAD"),
+        machine=platform.node(),
+        device=config.device,
+        gpu_name=torch.cuda.get_device_name() if config.device == "cuda" else None,
+        cpu_name=_cpu_name(),
+        num_threads=torch.get_num_threads(),
+        python_version=platform.python_version(),
+        torch_version=torch.__version__,
+        triton_version=_triton_version(),
+        cuda_version=torch.version.cuda,
+        effbench_version=__version__,
+        grid=config.grid,
+        source=source,
+        command=command,
+    )
+
+
+def result_rows(
+    registry: Registry, run: Run, case: Case, result: CaseResult
+) -> list[Result | Sample | CurvePoint]:
+    """Rows of one case. A failed case gets one row per metric its task declares, valued NULL."""
+    task = registry.tasks[case.task]
+    method = registry.methods[(case.task, case.method)]
+    if result.status not in STATUSES:
+        result = CaseResult(status="error", message=f"unknown status {result.status!r}: {result.message}")
+    if result.status in ("ok", "wrong"):
+        metrics = dict(result.metrics)
+    else:
+        # Kernel tasks time and measure memory on seed 0 only; later seeds check accuracy.
+        later_seed = isinstance(task, KernelTask) and case.seed > 0
+        metrics = {m: None for m in task.metrics if not (later_seed and m in ("time_ms", "peak_mem_bytes"))}
+    code_hash = registry.code_hash(method)
+    common = dict(
+        run_id=run.run_id, task=case.task, method=case.method, impl=case.impl,
+        point_key=case.point_key, dtype=case.dtype, device=case.device, seed=case.seed,
+    )
+    rows: list[Result | Sample | CurvePoint] = []
+    for metric, value in metrics.items():
+        message = result.message or result.notes.get(metric, "")
+        if result.status == "ok" and result.notes.get(metric):
+            message = result.notes[metric]
+        rows.append(
+            Result(
+                family=case.family, point=point_json(case.point), metric=metric,
+                value=None if value is None else float(value), unit=METRIC_UNITS.get(metric, ""),
+                status=result.status, message=message,
+                measure_method=result.measure_methods.get(metric, ""), code_hash=code_hash, **common,
+            )
+        )
+    for metric, samples in result.samples.items():
+        rows.extend(Sample(metric=metric, idx=i, value=v, **common) for i, v in enumerate(samples))
+    for step, wall, train_loss, eval_loss, eval_metric in result.curve:
+        rows.append(CurvePoint(step=step, wall_s=wall, train_loss=train_loss, eval_loss=eval_loss,
+                               eval_metric=eval_metric, **common))
+    return rows
+
+
+def method_infos(registry: Registry, cases: Sequence[Case]) -> list[MethodInfo]:
+    seen = sorted({(c.task, c.method) for c in cases})
+    infos = []
+    for key in seen:
+        m = registry.methods[key]
+        infos.append(MethodInfo(m.family, m.task, m.name, ",".join(m.impls), m.paper, m.arxiv, m.summary))
+    return infos
+
+
+class Shard:
+    """Append-only JSONL file; each case's rows are flushed and fsynced when it finishes."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def write(self, records: Sequence[Any]) -> None:
+        self.file.write("".join(to_json_line(r) + "\n" for r in records))
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def close(self) -> None:
+        self.file.close()
+
+
+@dataclass
+class RunSummary:
+    run: Run
+    shard: Path
+    counts: dict[str, int]
+    failures: list[tuple[Case, CaseResult]]
+
+
+def run_cases(
+    registry: Registry,
+    cases: Sequence[Case],
+    config: RunConfig,
+    shard_dir: Path,
+    command: str = "",
+    on_case: Callable[[Case, CaseResult], None] | None = None,
+    in_process: bool = False,
+) -> RunSummary:
+    """Run ``cases``, writing each outcome to the run's shard as it finishes.
+
+    ``in_process=True`` runs cases in this process (no isolation from crashes or hangs):
+    for tests and debugging only.
+    """
+    run = new_run(config, command)
+    shard = Shard(shard_dir / f"{run.run_id}.jsonl")
+    shard.write([run, *method_infos(registry, cases)])
+    counts = dict.fromkeys(STATUSES, 0)
+    failures: list[tuple[Case, CaseResult]] = []
+    worker: Worker | None = None
+    cache = _TruthCache()
+    try:
+        for case in cases:
+            impl = registry.methods[(case.task, case.method)].impls[case.impl]
+            blocked = impl.why_not(case.device, case.dtype)
+            if blocked:  # no need to start a process to learn that a package is missing
+                result = CaseResult(status=blocked[0], message=blocked[1])
+            elif in_process:
+                result = execute(registry, case, config, cache)
+            else:
+                if worker is None or not worker.alive():
+                    worker = Worker(config)
+                result = worker.run(case, config)
+            shard.write(result_rows(registry, run, case, result))
+            counts[result.status] = counts.get(result.status, 0) + 1
+            if result.status not in ("ok", "skipped", "unavailable"):
+                failures.append((case, result))
+            if on_case is not None:
+                on_case(case, result)
+    finally:
+        if worker is not None:
+            worker.close()
+        shard.close()
+    return RunSummary(run, shard.path, counts, failures)

@@ -1,0 +1,156 @@
+"""Task contracts: what a kernel task and a workload task must provide.
+
+A *kernel task* compares implementations of the same function: it builds inputs for a
+grid point, runs an implementation to get named outputs (values and gradients), and the
+runner compares them with the method's reference run in float64. A *workload task*
+trains a fixed model on fixed data with a method plugged in and reports curves and
+metrics. Task modules in this package define one task object each.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "float64": torch.float64,
+}
+
+# Units of the metrics every task may emit; asv and the site read the same names.
+METRIC_UNITS: dict[str, str] = {
+    "time_ms": "ms",
+    "time_p20_ms": "ms",
+    "time_p80_ms": "ms",
+    "peak_mem_bytes": "bytes",
+    "peak_mem_abs_bytes": "bytes",
+    "rel_error": "relative",
+    "naive_rel_error": "relative",
+    "error_ratio": "ratio",
+    "final_loss": "loss",
+    "final_metric": "metric",
+    "steps_to_target": "steps",
+    "time_to_target_s": "s",
+    "time_per_step_ms": "ms",
+    "examples_seen": "examples",
+}
+KERNEL_METRICS = ("time_ms", "peak_mem_bytes", "rel_error")
+WORKLOAD_METRICS = ("final_loss", "final_metric", "steps_to_target", "time_to_target_s", "peak_mem_bytes")
+
+
+def _caller_file(depth: int) -> str | None:
+    return sys._getframe(depth).f_globals.get("__file__")
+
+
+@dataclass
+class KernelTask:
+    """Same function, many implementations; accuracy is error against float64.
+
+    ``make_inputs(point, dtype, device, seed, method) -> dict`` builds plain tensors
+    (no ``requires_grad``); ``outputs(fn, inputs, point) -> dict[str, Tensor]`` runs an
+    implementation and returns every output and gradient to be checked, without
+    mutating ``inputs``; ``timed(fn, inputs, point)`` returns the zero-argument callable
+    that is timed (default: the ``outputs`` call, i.e. forward + backward).
+    ``tolerance[dtype]`` is the slack added to twice the naive same-dtype error.
+    """
+
+    family: str
+    name: str
+    description: str
+    grids: dict[str, list[dict[str, Any]]]
+    dtypes: dict[str, tuple[str, ...]]
+    make_inputs: Callable[..., dict[str, Any]]
+    outputs: Callable[..., dict[str, torch.Tensor]]
+    tolerance: dict[str, float]
+    timed: Callable[..., Callable[[], Any]] | None = None
+    metrics: tuple[str, ...] = KERNEL_METRICS
+    kind: str = "kernel"
+    source_file: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.source_file is None:
+            self.source_file = _caller_file(3)
+
+    @property
+    def key(self) -> str:
+        return f"{self.family}/{self.name}"
+
+    def timed_call(self, fn: Callable[..., Any], inputs: dict[str, Any], point: dict[str, Any]) -> Callable[[], Any]:
+        if self.timed is not None:
+            return self.timed(fn, inputs, point)
+        return lambda: self.outputs(fn, inputs, point)
+
+
+@dataclass(frozen=True)
+class CurveRecord:
+    """One evaluation of a workload run."""
+
+    step: int
+    wall_s: float
+    train_loss: float | None
+    eval_loss: float | None
+    eval_metric: float | None
+
+
+@dataclass
+class WorkloadOutcome:
+    """What a workload run returns: metric name -> value (None = not reached), messages, and its curve."""
+
+    metrics: dict[str, float | None]
+    curve: list[CurveRecord]
+    notes: dict[str, str] = field(default_factory=dict)  # metric -> message (e.g. "target not reached")
+
+
+@dataclass
+class WorkloadTask:
+    """Different methods, one fixed training problem.
+
+    ``run(method, impl, point, seed, device, dtype) -> WorkloadOutcome``. ``target``
+    documents the fixed target and how it was set; it is never moved to suit a method.
+    ``prepare(point)``, when given, runs before the measured run (e.g. loading data into
+    a cache) so one-time costs do not land on whichever method runs first.
+    """
+
+    family: str
+    name: str
+    description: str
+    grids: dict[str, list[dict[str, Any]]]
+    dtypes: dict[str, tuple[str, ...]]
+    run: Callable[..., WorkloadOutcome]
+    target: str
+    prepare: Callable[[dict[str, Any]], Any] | None = None
+    metrics: tuple[str, ...] = WORKLOAD_METRICS
+    kind: str = "workload"
+    source_file: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.source_file is None:
+            self.source_file = _caller_file(3)
+
+    @property
+    def key(self) -> str:
+        return f"{self.family}/{self.name}"
+
+
+def grad_outputs(
+    loss_or_out: torch.Tensor,
+    wrt: dict[str, torch.Tensor],
+    grad_out: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """The output plus gradients w.r.t. ``wrt``, via ``autograd.grad`` (nothing accumulates in ``.grad``)."""
+    names = list(wrt)
+    grads = torch.autograd.grad(loss_or_out, [wrt[n] for n in names], grad_outputs=grad_out)
+    out = {"out": loss_or_out.detach()}
+    out.update({f"d{n}": g for n, g in zip(names, grads, strict=True)})
+    return out
+
+
+def leaf(t: torch.Tensor) -> torch.Tensor:
+    """A fresh autograd leaf sharing ``t``'s storage (no copy)."""
+    return t.detach().requires_grad_(True)

@@ -1,0 +1,86 @@
+"""optimizer/step: one optimizer step over a parameter set shaped like a transformer.
+
+Every implementation gets the same parameters and the same K gradient sets. Checked
+outputs: each tensor's total update p_K - p_0 after K steps, compared with the
+method's reference in float64. Comparing updates rather than parameters keeps the
+check sharp: parameters barely move in K steps, so their relative error would hide
+a wrong rule. Timed: one steady-state ``step()`` (state already initialised).
+
+Implementations are factories ``impl(params, **HYPER) -> object with .step()`` that
+read gradients from ``p.grad``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from effbench.tasks import KernelTask
+
+HYPER = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01}
+
+
+def transformer_shapes(d_model: int, layers: int, vocab: int) -> list[tuple[int, ...]]:
+    """Parameter shapes of a GPT-style decoder: embedding, per-layer attention, MLP and norms."""
+    shapes: list[tuple[int, ...]] = [(vocab, d_model)]
+    for _ in range(layers):
+        shapes += [(d_model,), (3 * d_model, d_model), (d_model, d_model), (d_model,),
+                   (4 * d_model, d_model), (d_model, 4 * d_model)]
+    shapes.append((d_model,))
+    return shapes
+
+
+def make_inputs(point: dict[str, Any], dtype: torch.dtype, device: str, seed: int, method: Any) -> dict[str, Any]:
+    gen = torch.Generator().manual_seed(seed)
+    shapes = transformer_shapes(point["d_model"], point["layers"], point["vocab"])
+    params = [(torch.randn(s, generator=gen) * 0.02).to(device, dtype) for s in shapes]
+    grads = [
+        [(torch.randn(s, generator=gen) * 1e-2).to(device, dtype) for s in shapes]
+        for _ in range(point["steps"])
+    ]
+    return {"params": params, "grads": grads}
+
+
+def outputs(factory: Callable[..., Any], inputs: dict[str, Any], point: dict[str, Any]) -> dict[str, torch.Tensor]:
+    start = inputs["params"]
+    params = [p.clone().requires_grad_(True) for p in start]
+    optimizer = factory(params, **HYPER)
+    for grads in inputs["grads"]:
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g
+        optimizer.step()
+    return {f"update{i}": (p.detach() - p0) for i, (p, p0) in enumerate(zip(params, start, strict=True))}
+
+
+def timed(factory: Callable[..., Any], inputs: dict[str, Any], point: dict[str, Any]) -> Callable[[], Any]:
+    params = [p.clone().requires_grad_(True) for p in inputs["params"]]
+    for p, g in zip(params, inputs["grads"][0], strict=True):
+        p.grad = g
+    optimizer = factory(params, **HYPER)
+    optimizer.step()  # allocate the state outside the timed region
+    return optimizer.step
+
+
+task = KernelTask(
+    family="optimizer",
+    name="step",
+    description="One optimizer step over transformer-shaped parameters (update error after K steps).",
+    grids={
+        "smoke": [{"d_model": 64, "layers": 1, "vocab": 256, "steps": 3}],
+        "cpu": [
+            {"d_model": 128, "layers": 4, "vocab": 2048, "steps": 5},  # ~1.1M parameters
+            {"d_model": 256, "layers": 12, "vocab": 8192, "steps": 5},  # ~11.6M parameters
+        ],
+        "gpu": [
+            {"d_model": 768, "layers": 12, "vocab": 50304, "steps": 5},  # ~124M (GPT-2 small)
+            {"d_model": 2048, "layers": 20, "vocab": 32000, "steps": 5},  # ~1.07B
+        ],
+    },
+    dtypes={"smoke": ("float32",), "cpu": ("float32",), "gpu": ("float32", "bfloat16")},
+    make_inputs=make_inputs,
+    outputs=outputs,
+    timed=timed,
+    tolerance={"float32": 1e-5, "bfloat16": 2e-2, "float16": 2e-3, "float64": 1e-12},
+)

@@ -1,0 +1,38 @@
+"""Worker process of the runner: reads cases as JSON lines on stdin, writes results on stdout.
+
+Run as ``python -m effbench.worker '<plugins as JSON>'``. The protocol owns the original
+stdout; anything the code under test prints goes to stderr instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def main() -> None:
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # prints from methods (Python or C) must not corrupt the protocol
+    sys.stdout = sys.stderr
+
+    from effbench.registry import discover
+    from effbench.runner import Case, _TruthCache, config_from_dict, execute
+
+    plugins = json.loads(sys.argv[1]) if len(sys.argv) > 1 else []
+    try:
+        registry = discover(plugins)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which stops the run
+        protocol.write(f"failed {type(exc).__name__}: {exc}\n")
+        return
+    protocol.write("ready\n")
+    cache = _TruthCache()
+    for line in sys.stdin:
+        message = json.loads(line)
+        case = Case(**message["case"])
+        result = execute(registry, case, config_from_dict(message["config"]), cache)
+        protocol.write(result.to_json() + "\n")
+
+
+if __name__ == "__main__":
+    main()
