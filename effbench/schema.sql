@@ -1,4 +1,5 @@
--- effbench store, schema version 1. Long/tidy tables; keys make every ingest idempotent.
+-- effbench store, schema version 1: long/tidy tables whose keys make every ingest idempotent.
+-- Statements are split on semicolons: keep semicolons out of comments.
 CREATE TABLE IF NOT EXISTS meta (
     key VARCHAR PRIMARY KEY,
     value VARCHAR NOT NULL
@@ -6,7 +7,7 @@ CREATE TABLE IF NOT EXISTS meta (
 
 CREATE TABLE IF NOT EXISTS runs (
     run_id VARCHAR PRIMARY KEY,
-    started_at TIMESTAMPTZ,
+    started_at TIMESTAMP,      -- UTC
     git_commit VARCHAR,
     git_branch VARCHAR,
     machine VARCHAR,

@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 import re
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
@@ -97,19 +98,24 @@ class Store:
         self.con.close()
 
     def schema_version(self) -> int | None:
-        has_meta = self.con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
-        ).fetchone()[0]
+        has_meta = self._all("SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'")[0][0]
         if not has_meta:
             return None
-        row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        return int(row[0]) if row else None
+        rows = self._all("SELECT value FROM meta WHERE key = 'schema_version'")
+        return int(rows[0][0]) if rows else None
+
+    def _all(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        # Always fetch everything: newer duckdb refuses new work while a result is unfinished.
+        cursor = self.con.execute(sql, params or [])
+        return cursor.fetchall() if cursor is not None else []  # duckdb 2 returns None for DDL
 
     def _apply_schema(self, version: int | None) -> None:
         # Migrations go here as `if version < N: ...`; version 1 is the first schema.
         sql = resources.files("effbench").joinpath("schema.sql").read_text()
-        self.con.execute(sql)
-        self.con.execute(
+        for statement in sql.split(";"):
+            if statement.strip():
+                self._all(statement)
+        self._all(
             "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [str(SCHEMA_VERSION)],
         )
@@ -123,28 +129,32 @@ class Store:
         for record in records:
             by_table[table_of[type(record)]].append(record)
         added: dict[str, int] = {}
-        self.con.execute("BEGIN TRANSACTION")
-        try:
+        # Rows travel through a temporary Parquet file: fast, and needs no pyarrow.
+        with tempfile.TemporaryDirectory(prefix="effbench-ingest-") as tmp:
+            files = {}
             for table, rows in by_table.items():
-                if not rows:
-                    continue
-                cls = TABLES[table]
-                schema = _polars_schema(cls)
-                frame = pl.DataFrame([dataclasses.astuple(r) for r in rows], schema=schema, orient="row")
-                frame = frame.unique(maintain_order=True)
-                columns = ", ".join(schema)
-                before = self.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                self.con.register("incoming", frame)
-                # methods: the newest description wins; everything else: first write wins.
-                conflict = "OR REPLACE" if table == "methods" else "OR IGNORE"
-                self.con.execute(f"INSERT {conflict} INTO {table} ({columns}) SELECT {columns} FROM incoming")
-                self.con.unregister("incoming")
-                after = self.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                added[table] = after - before
-            self.con.execute("COMMIT")
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
+                if rows:
+                    schema = _polars_schema(TABLES[table])
+                    frame = pl.DataFrame([dataclasses.astuple(r) for r in rows], schema=schema, orient="row")
+                    files[table] = (Path(tmp) / f"{table}.parquet", list(schema))
+                    frame.write_parquet(files[table][0])
+            self._all("BEGIN TRANSACTION")
+            try:
+                for table, (file, names) in files.items():
+                    columns = ", ".join(names)
+                    before = self._all(f"SELECT count(*) FROM {table}")[0][0]
+                    # methods: the newest description wins; everything else: the first write wins.
+                    conflict = "OR REPLACE" if table == "methods" else "OR IGNORE"
+                    self._all(
+                        f"INSERT {conflict} INTO {table} ({columns}) "
+                        f"SELECT DISTINCT {columns} FROM read_parquet(?)",
+                        [str(file)],
+                    )
+                    added[table] = self._all(f"SELECT count(*) FROM {table}")[0][0] - before
+                self._all("COMMIT")
+            except BaseException:
+                self._all("ROLLBACK")
+                raise
         return added
 
     def ingest_shard(self, path: str | Path) -> IngestReport:
@@ -209,9 +219,15 @@ class Store:
     def query(self, sql: str, params: list[Any] | None = None) -> pl.DataFrame:
         """Run SQL (values only through ``params``) and return a polars DataFrame."""
         try:
-            return self.con.execute(sql, params or []).pl()
+            cursor = self.con.execute(sql, params or [])
+            names = [d[0] for d in cursor.description] if cursor is not None and cursor.description else []
+            rows = cursor.fetchall() if names else []
         except duckdb.Error as exc:
             raise StoreError(f"query failed: {str(exc).splitlines()[0]}") from None
+        if not names:
+            return pl.DataFrame()
+        columns = {name: [row[i] for row in rows] for i, name in enumerate(names)}
+        return pl.DataFrame(columns, strict=False)
 
 
 # --------------------------------------------------------------------------- asv results

@@ -1,0 +1,3 @@
+from effbench.asv_suites import make_suite
+
+MaskedAttention = make_suite("attention/masked_attention")

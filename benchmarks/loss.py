@@ -1,0 +1,3 @@
+from effbench.asv_suites import make_suite
+
+LinearCrossEntropy = make_suite("loss/linear_cross_entropy")

@@ -1,0 +1,3 @@
+from effbench.asv_suites import make_suite
+
+Step = make_suite("optimizer/step")

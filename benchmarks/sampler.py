@@ -1,0 +1,3 @@
+from effbench.asv_suites import make_suite
+
+DataSelection = make_suite("sampler/data_selection")

@@ -1,0 +1,125 @@
+"""asv suites generated from the registry: one class per task, ``track_*`` benchmarks only.
+
+asv's ``time_*`` does not synchronise a GPU and its ``peakmem_*`` sees CPU RSS only, so
+each suite runs its task's cases once through effbench's runner (``setup_cache``: in
+worker processes, with effbench's timing, memory and error measurement) and its
+``track_*`` benchmarks return those numbers. ``EFFBENCH_GRID`` picks the grid
+(default ``smoke``). Params: ``case`` ("method:impl"), ``point``, ``dtype``, ``device``,
+``grid``. A failed case raises in its track (asv records a failure, effbench's message
+is in asv's log); a combination that did not run raises ``NotImplementedError`` (skip).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from effbench.registry import discover
+from effbench.rows import point_key
+from effbench.runner import Case, default_device, make_config, run_cases
+from effbench.tasks import METRIC_UNITS, KernelTask
+
+SUITE_TIMEOUT_S = {"smoke": 1800, "cpu": 4 * 3600, "gpu": 8 * 3600}
+HIGHER_IS_BETTER = {"final_metric"}
+TRACKED_KERNEL = ("time_ms", "peak_mem_bytes", "rel_error")
+TRACKED_WORKLOAD = ("final_metric", "final_loss", "steps_to_target", "time_to_target_s", "peak_mem_bytes")
+
+
+def class_name(task_key: str) -> str:
+    """``'loss/linear_cross_entropy'`` -> ``'LinearCrossEntropy'`` (the store inverts this)."""
+    return "".join(part.capitalize() for part in task_key.split("/", 1)[1].split("_"))
+
+
+def _aggregate(task: Any, outcomes: list[tuple[Case, Any]]) -> dict[str, Any]:
+    """One entry per (case, point, dtype): worst status over seeds, numbers per metric."""
+    statuses = [r.status for _, r in outcomes]
+    bad = [r for _, r in outcomes if r.status != "ok"]
+    entry: dict[str, Any] = {
+        "status": bad[0].status if bad else "ok",
+        "message": bad[0].message if bad else "",
+    }
+    if isinstance(task, KernelTask):
+        seed0 = next((r for c, r in outcomes if c.seed == 0), None)
+        for metric in ("time_ms", "peak_mem_bytes"):
+            entry[metric] = seed0.metrics.get(metric) if seed0 else None
+        errors = [r.metrics.get("rel_error") for _, r in outcomes if r.metrics.get("rel_error") is not None]
+        entry["rel_error"] = max(errors) if errors else None
+    else:
+        for metric in TRACKED_WORKLOAD:
+            values = [r.metrics.get(metric) for _, r in outcomes]
+            present = [v for v in values if v is not None]
+            # A target missed by any seed makes the median meaningless: report nothing then.
+            entry[metric] = statistics.median(present) if present and len(present) == len(values) else None
+    entry["seeds"] = len(statuses)
+    return entry
+
+
+def _track(metric: str) -> Any:
+    def track(self: Any, cache: dict, case: str, point: str, dtype: str, device: str, grid: str) -> float:
+        entry = cache[(case, point, dtype, device)]
+        if entry["status"] != "ok":
+            raise RuntimeError(f"{entry['status']}: {entry['message']}")
+        value = entry.get(metric)
+        return math.nan if value is None else float(value)
+
+    track.__name__ = f"track_{metric}"
+    track.unit = METRIC_UNITS.get(metric, "")
+    if metric in HIGHER_IS_BETTER:
+        track.higher_is_better = True
+    return track
+
+
+def make_suite(task_key: str) -> type:
+    """The asv benchmark class for one task."""
+    grid = os.environ.get("EFFBENCH_GRID", "smoke")
+    registry = discover()
+    task = registry.task(task_key)
+    device = default_device()
+    methods = registry.methods_of(task_key)
+    points = {point_key(p): p for p in task.grids[grid]}
+    digest = hashlib.sha256()
+    for path in sorted({task.source_file, *(m.source_file for m in methods)} - {None}):
+        digest.update(Path(path).read_bytes())
+
+    def setup_cache(self: Any) -> dict:
+        config = make_config(grid, device)
+        cases = [
+            Case(task_key, m.name, impl, p, dtype, device, seed)
+            for m in methods for impl in m.impls for p in points.values()
+            for dtype in task.dtypes[grid] for seed in range(config.seeds)
+        ]
+        outcomes: dict[tuple[str, str, str, str], list] = {}
+        with tempfile.TemporaryDirectory() as shard_dir:  # asv's JSON is the record of this run
+            run_cases(registry, cases, config, Path(shard_dir), command="asv",
+                      on_case=lambda c, r: outcomes.setdefault(
+                          (f"{c.method}:{c.impl}", c.point_key, c.dtype, c.device), []).append((c, r)))
+        return {key: _aggregate(task, value) for key, value in outcomes.items()}
+
+    def setup(self: Any, cache: dict, case: str, point: str, dtype: str, device: str, grid: str) -> None:
+        if (case, point, dtype, device) not in cache:
+            raise NotImplementedError("combination not run")
+
+    tracked = TRACKED_KERNEL if isinstance(task, KernelTask) else TRACKED_WORKLOAD
+    attrs: dict[str, Any] = {
+        "params": [
+            [f"{m.name}:{impl}" for m in methods for impl in m.impls],
+            list(points), list(task.dtypes[grid]), [device], [grid],
+        ],
+        "param_names": ["case", "point", "dtype", "device", "grid"],
+        "timeout": SUITE_TIMEOUT_S.get(grid, 3600),
+        "rounds": 1,
+        "repeat": 1,
+        "number": 1,
+        "version": digest.hexdigest()[:16],
+        "setup_cache": setup_cache,
+        "setup": setup,
+        "__doc__": f"effbench task {task_key} ({task.kind}), grid {grid}.",
+    }
+    for metric in tracked:
+        attrs[f"track_{metric}"] = _track(metric)
+    return type(class_name(task_key), (), attrs)

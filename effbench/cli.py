@@ -1,0 +1,269 @@
+"""The ``effbench`` command: a thin shell over the registry, runner, store and site.
+
+Heavy modules (torch, the runner, plotly) are imported inside the command that needs
+them, so ``effbench query`` and ``effbench site`` start fast and work without torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+DB_OPTION = click.option(
+    "--db", "db", type=click.Path(dir_okay=False, path_type=Path), default=Path("results/effbench.duckdb"),
+    show_default=True, help="DuckDB results file.",
+)
+PLUGIN_OPTION = click.option(
+    "--plugin", "plugins", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="Python file defining your own Method objects (repeatable).",
+)
+
+
+def _fail(message: str) -> None:
+    raise click.ClickException(" ".join(str(message).split()))
+
+
+def _registry(plugins: tuple[Path, ...]):
+    from effbench.registry import UsageError, discover
+
+    try:
+        return discover(plugins)
+    except UsageError as exc:
+        _fail(str(exc))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="effbench")
+def cli() -> None:
+    """effbench: losses, optimizers, samplers and sparse attention, measured the same way.
+
+    Runs every method's implementations on fixed grids, writes time, memory and
+    accuracy to DuckDB, and renders a static comparison site.
+
+    \b
+    Example:
+        effbench list --family loss
+        effbench run --grid smoke
+        effbench site && xdg-open site/index.html
+    """
+
+
+@cli.command("list")
+@click.option("--family", help="Only this family (loss, optimizer, sampler, attention).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {family, task, method, impls, paper}.")
+@PLUGIN_OPTION
+def list_cmd(family: str | None, as_json: bool, plugins: tuple[Path, ...]) -> None:
+    """List tasks, methods and their implementations.
+
+    \b
+    Example:
+        effbench list --family attention --json
+    """
+    from effbench.registry import FAMILIES, suggest
+
+    registry = _registry(plugins)
+    if family is not None and family not in FAMILIES:
+        _fail(str(suggest("family", family, FAMILIES)))
+    entries = [
+        {
+            "family": m.family, "task": m.task, "method": m.name, "impls": list(m.impls),
+            "paper": m.paper, "arxiv": m.arxiv, "kind": registry.tasks[m.task].kind,
+        }
+        for m in registry.methods.values()
+        if family is None or m.family == family
+    ]
+    entries.sort(key=lambda e: (e["family"], e["task"], e["method"]))
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("family", "task", "method", "impls", "paper")
+    for e in entries:
+        paper = f"{e['paper']} (arXiv:{e['arxiv']})" if e["arxiv"] else (e["paper"] or "")
+        table.add_row(e["family"], e["task"], e["method"], ", ".join(e["impls"]), paper)
+    Console().print(table)
+
+
+@cli.command()
+@click.option("--family", help="Only this family.")
+@click.option("--task", help="Only this task ('family/name' or its name).")
+@click.option("--method", help="Only this method.")
+@click.option("--impl", help="Only this implementation.")
+@click.option("--grid", help="smoke | cpu | gpu  [default: gpu when CUDA is there, else cpu]")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
+@click.option("--seeds", type=int, help="Seeds per case  [default: 2 on smoke, else 3]")
+@click.option("--timeout", "timeout_s", type=float, help="Per-case timeout in seconds  [default: per grid]")
+@DB_OPTION
+@click.option("--shard-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the run's JSONL shard goes  [default: runs/ beside the DB]")
+@PLUGIN_OPTION
+def run(
+    family: str | None, task: str | None, method: str | None, impl: str | None, grid: str | None,
+    device: str, seeds: int | None, timeout_s: float | None, db: Path, shard_dir: Path | None,
+    plugins: tuple[Path, ...],
+) -> None:
+    """Run cases and store every outcome, failures included.
+
+    Each case runs in a worker process: an exception, a crash or a hang past the
+    timeout is recorded (error / oom / timeout) and the run goes on. Results are
+    appended to a shard as each case finishes, then ingested into the DB.
+
+    \b
+    Example:
+        effbench run --grid smoke
+        effbench run --family loss --impl chunked --seeds 5
+        effbench run --plugin my_methods.py --task linear_cross_entropy
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from effbench.registry import UsageError
+    from effbench.runner import WorkerError, make_config, plan, run_cases
+    from effbench.store import Store, StoreError
+
+    registry = _registry(plugins)
+    try:
+        config = make_config(grid, device, seeds, timeout_s, [str(p) for p in plugins])
+        cases = plan(registry, config, family=family, task=task, method=method, impl=impl)
+    except UsageError as exc:
+        _fail(str(exc))
+    if not cases:
+        _fail("no cases match these filters")
+    try:
+        Store(db).close()  # fail before hours of work if the DB is unusable
+    except StoreError as exc:
+        _fail(str(exc))
+    console = Console(stderr=True)
+    console.print(f"[bold]{len(cases)} cases[/] on grid [bold]{config.grid}[/], device {config.device}, "
+                  f"{config.seeds} seed(s), timeout {config.timeout_s:g} s")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task("starting", total=len(cases))
+
+        def on_case(case: Any, result: Any) -> None:
+            if result.status not in ("ok", "skipped", "unavailable"):
+                progress.console.print(f"[red]{result.status}[/] {case.label()}: {result.message}", markup=False)
+            progress.update(bar, advance=1, description=f"{case.task} {case.method}/{case.impl}")
+
+        try:
+            summary = run_cases(registry, cases, config, shard_dir or db.parent / "runs",
+                                command=shlex.join(["effbench", *sys.argv[1:]]), on_case=on_case)
+        except WorkerError as exc:
+            _fail(str(exc))
+    try:
+        with Store(db) as store:
+            report = store.ingest_shard(summary.shard)
+    except StoreError as exc:
+        _fail(f"{exc} (the shard {summary.shard} holds every result: `effbench ingest` it later)")
+    table = Table("status", "cases")
+    for status, count in summary.counts.items():
+        if count:
+            table.add_row(status, str(count))
+    console.print(table)
+    console.print(f"run {summary.run.run_id}: shard {summary.shard}, {report.total} rows added to {db}")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@DB_OPTION
+def ingest(paths: tuple[Path, ...], db: Path) -> None:
+    """Load run shards (*.jsonl) and asv results (directories or *.json) into the DB.
+
+    Idempotent: ingesting the same file twice adds nothing.
+
+    \b
+    Example:
+        effbench ingest results/runs results/asv
+    """
+    from effbench.store import Store, StoreError
+
+    try:
+        with Store(db) as store:
+            for path in paths:
+                for report in store.ingest(path):
+                    for warning in report.warnings:
+                        click.echo(f"warning: {warning}", err=True)
+                    added = ", ".join(f"{t} +{n}" for t, n in report.added.items() if n) or "nothing new"
+                    click.echo(f"{report.path}: {added}")
+    except StoreError as exc:
+        _fail(str(exc))
+
+
+@cli.command()
+@click.argument("sql")
+@DB_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print rows as a JSON list of objects.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print rows as CSV.")
+def query(sql: str, db: Path, as_json: bool, as_csv: bool) -> None:
+    """Run read-only SQL against the DB (tables: runs, results, samples, curves, methods; view: latest).
+
+    \b
+    Example:
+        effbench query "SELECT impl, avg(value) FROM latest WHERE metric = 'time_ms' GROUP BY impl"
+        effbench query "SELECT * FROM runs" --json
+    """
+    from effbench.store import Store, StoreError
+
+    if as_json and as_csv:
+        _fail("choose one of --json and --csv")
+    try:
+        with Store(db, read_only=True) as store:
+            frame = store.query(sql)
+    except StoreError as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(frame.to_dicts(), indent=2, default=str))
+    elif as_csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(frame.columns)
+        writer.writerows(frame.iter_rows())
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*frame.columns)
+        for row in frame.iter_rows():
+            table.add_row(*("" if v is None else str(v) for v in row))
+        Console().print(table)
+
+
+@cli.command()
+@DB_OPTION
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("site"), show_default=True,
+              help="Output directory.")
+def site(db: Path, out: Path) -> None:
+    """Render the static comparison site from the DB alone (works offline).
+
+    \b
+    Example:
+        effbench site --out site && python -m http.server -d site
+    """
+    from effbench.sitegen import build
+    from effbench.store import StoreError
+
+    try:
+        index = build(db, out)
+    except StoreError as exc:
+        _fail(str(exc))
+    click.echo(f"site written: {index}")
+
+
+def main() -> None:
+    try:
+        cli(prog_name="effbench")
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
