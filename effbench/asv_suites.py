@@ -15,7 +15,9 @@ import hashlib
 import math
 import os
 import statistics
+import sys
 import tempfile
+import types
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +101,13 @@ def make_suite(task_key: str) -> type:
                       on_case=lambda c, r: outcomes.setdefault(
                           (f"{c.method}:{c.impl}", c.point_key, c.dtype, c.device), []).append((c, r)))
         return {key: _aggregate(task, value) for key, value in outcomes.items()}
+
+    # asv keys setup_cache results by "module:line"; every suite's setup_cache is this same
+    # function, so give each its own synthetic module or they would share one cache.
+    module_name = f"effbench_asv.{class_name(task_key)}"
+    sys.modules.setdefault(module_name, types.ModuleType(module_name))
+    setup_cache.__module__ = module_name
+    setup_cache.timeout = SUITE_TIMEOUT_S.get(grid, 3600)
 
     def setup(self: Any, cache: dict, case: str, point: str, dtype: str, device: str, grid: str) -> None:
         if (case, point, dtype, device) not in cache:

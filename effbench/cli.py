@@ -132,7 +132,7 @@ def run(
 
     registry = _registry(plugins)
     try:
-        config = make_config(grid, device, seeds, timeout_s, [str(p) for p in plugins])
+        config = make_config(grid, device, seeds, timeout_s)
         cases = plan(registry, config, family=family, task=task, method=method, impl=impl)
     except UsageError as exc:
         _fail(str(exc))

@@ -139,6 +139,7 @@ class Registry:
 
     tasks: dict[str, Any] = field(default_factory=dict)  # "family/name" -> KernelTask | WorkloadTask
     methods: dict[tuple[str, str], Method] = field(default_factory=dict)  # (task, method) -> Method
+    plugins: list[str] = field(default_factory=list)  # resolved plugin paths, so workers load the same
 
     def add(self, obj: Any, origin: str) -> None:
         from effbench.tasks import KernelTask, WorkloadTask
@@ -233,5 +234,6 @@ def discover(plugins: Sequence[str | Path] = ()) -> Registry:
             raise UsageError(f"plugin {path} defines no Method or task")
         for obj in found:
             registry.add(obj, str(path))
+        registry.plugins.append(str(Path(path).resolve()))
     registry.check()
     return registry

@@ -79,7 +79,6 @@ class RunConfig:
     seeds: int
     timeout_s: float
     timing: TimingConfig
-    plugins: tuple[str, ...] = ()
 
 
 @dataclass
@@ -123,7 +122,6 @@ def make_config(
     device: str = "auto",
     seeds: int | None = None,
     timeout_s: float | None = None,
-    plugins: Sequence[str] = (),
 ) -> RunConfig:
     """A run configuration with the grid's defaults filled in."""
     device = resolve_device(device)
@@ -140,7 +138,6 @@ def make_config(
         seeds=seeds or DEFAULT_SEEDS[grid],
         timeout_s=timeout_s or GRID_TIMEOUT_S[grid],
         timing=GRID_TIMING[grid],
-        plugins=tuple(str(Path(p).resolve()) for p in plugins),
     )
 
 
@@ -355,25 +352,26 @@ class WorkerError(RuntimeError):
 class Worker:
     """A ``python -m effbench.worker`` subprocess speaking JSON lines over its stdin/stdout."""
 
-    def __init__(self, config: RunConfig, startup_timeout_s: float = 300.0) -> None:
+    def __init__(self, plugins: Sequence[str], startup_timeout_s: float = 300.0) -> None:
         env = dict(os.environ)
         env.update(WORKER_ENV)
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "effbench.worker", json.dumps(list(config.plugins))],
+            [sys.executable, "-m", "effbench.worker", json.dumps(list(plugins))],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
             env=env,
         )
         self.buffer = b""
+        self.eof = False
         line = self._read_line(time.monotonic() + startup_timeout_s)
         if line is None or not line.startswith("ready"):
             self.kill()
             raise WorkerError(f"worker failed to start: {line or self.stderr_tail()}")
 
     def _read_line(self, deadline: float) -> str | None:
-        """One line from the worker, or None on timeout or end of stream."""
+        """One line from the worker; None on timeout (``self.eof`` tells an end of stream apart)."""
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         while b"\n" not in self.buffer:
@@ -385,6 +383,7 @@ class Worker:
                 return None
             chunk = os.read(fd, 1 << 16)
             if not chunk:
+                self.eof = True
                 return None
             self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
@@ -410,7 +409,7 @@ class Worker:
         line = self._read_line(time.monotonic() + config.timeout_s)
         if line is not None:
             return CaseResult.from_json(line)
-        if self.alive():
+        if not self.eof and self.alive():
             self.kill()
             return CaseResult(status="timeout", message=f"no result within {config.timeout_s:g} s; worker killed")
         return self._crashed()
@@ -451,7 +450,6 @@ def _config_dict(config: RunConfig) -> dict[str, Any]:
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
     data = dict(data)
     data["timing"] = TimingConfig(**data["timing"])
-    data["plugins"] = tuple(data["plugins"])
     return RunConfig(**data)
 
 
@@ -612,7 +610,7 @@ def run_cases(
                 result = execute(registry, case, config, cache)
             else:
                 if worker is None or not worker.alive():
-                    worker = Worker(config)
+                    worker = Worker(registry.plugins)
                 result = worker.run(case, config)
             shard.write(result_rows(registry, run, case, result))
             counts[result.status] = counts.get(result.status, 0) + 1

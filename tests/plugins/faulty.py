@@ -1,0 +1,62 @@
+"""A plugin with planted faults, one per status the runner must record."""
+
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+
+from effbench import Method, Unavailable
+
+method = Method(task="loss/linear_cross_entropy", name="planted_faults", summary="Test double with planted faults.")
+
+
+@method.impl("reference")
+def reference(x, w, y, ignore_index=-100):
+    return F.cross_entropy((x @ w.T).to(torch.promote_types(x.dtype, torch.float32)), y, ignore_index=ignore_index)
+
+
+@method.impl("correct")
+def correct(x, w, y, ignore_index=-100):
+    logits = x @ w.T
+    return F.cross_entropy(logits, y, ignore_index=ignore_index)
+
+
+@method.impl("raises")
+def raises(x, w, y, ignore_index=-100):
+    raise ValueError("planted failure")
+
+
+@method.impl("nan")
+def nan(x, w, y, ignore_index=-100):
+    return reference(x, w, y, ignore_index) * float("nan")
+
+
+@method.impl("off")
+def off(x, w, y, ignore_index=-100):
+    return reference(x, w, y, ignore_index) * 1.01  # 1% wrong: above any fp32 tolerance
+
+
+@method.impl("hangs")
+def hangs(x, w, y, ignore_index=-100):
+    time.sleep(3600)
+
+
+@method.impl("crashes")
+def crashes(x, w, y, ignore_index=-100):
+    os.abort()
+
+
+@method.impl("oom")
+def oom(x, w, y, ignore_index=-100):
+    raise torch.OutOfMemoryError("planted: CUDA out of memory. Tried to allocate 1 TiB")
+
+
+@method.impl("unavailable")
+def unavailable(x, w, y, ignore_index=-100):
+    raise Unavailable("planted: needs hardware this machine lacks")
+
+
+@method.impl("missing_peer", needs=("surely_not_an_installed_package",))
+def missing_peer(x, w, y, ignore_index=-100):
+    raise AssertionError("never called")
