@@ -1,0 +1,47 @@
+# effbench: `make bench` runs the machine's default grid and builds the site; `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+GRID ?=
+DB ?= results/effbench.duckdb
+SITE ?= site
+# The CPU build of torch: on this project's machines `pip install torch==2.13.0` takes a local CPU
+# wheel. Elsewhere, point pip at PyTorch's CPU index: make bench TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+
+.PHONY: bench test install asv-smoke site clean-results help
+
+help:
+	@echo "make bench [GRID=smoke|cpu|gpu]   install into $(VENV), run the grid, write $(DB), build $(SITE)/"
+	@echo "make test                         install into $(VENV) and run the tests"
+	@echo "make asv-smoke                    asv run of the smoke grid, then effbench ingest results/asv"
+
+install: $(VENV)/.installed
+
+# On a GPU machine the venv sees the system's CUDA torch and triton; otherwise torch's CPU build goes
+# in first, so that the project's `torch` requirement never pulls a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(if $(HAS_GPU),--system-site-packages) $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || \
+		$(BIN)/python -m pip install -q $(TORCH_SPEC) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install -q -e ".[test,triton]"
+	touch $@
+
+bench: install
+	$(BIN)/effbench run $(if $(GRID),--grid $(GRID)) --db $(DB)
+	$(BIN)/effbench site --db $(DB) --out $(SITE)
+	@echo "results: $(DB) (shards in $(dir $(DB))runs/)   site: $(SITE)/index.html"
+
+site: install
+	$(BIN)/effbench site --db $(DB) --out $(SITE)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+asv-smoke: install
+	$(BIN)/asv machine --yes
+	EFFBENCH_GRID=smoke $(BIN)/asv run --python=same --quick --set-commit-hash $$(git rev-parse HEAD)
+	$(BIN)/effbench ingest results/asv --db $(DB)

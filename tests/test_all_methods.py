@@ -1,0 +1,44 @@
+"""The contract every method meets: each implementation matches its reference on fresh random
+inputs, several seeds, outputs and gradients (or is recorded unavailable/skipped with a reason)."""
+
+import pytest
+
+from effbench.registry import discover
+from effbench.runner import Case, execute, make_config
+
+REGISTRY = discover()
+CONFIG = make_config("smoke", "cpu", seeds=3)
+KERNEL = [
+    (m.task, m.name, impl)
+    for m in REGISTRY.methods.values()
+    if REGISTRY.tasks[m.task].kind == "kernel"
+    for impl in m.impls
+]
+WORKLOAD = [
+    (m.task, m.name, impl)
+    for m in REGISTRY.methods.values()
+    if REGISTRY.tasks[m.task].kind == "workload"
+    for impl in m.impls
+]
+
+
+@pytest.mark.parametrize("task, method, impl", KERNEL, ids=["/".join(k) for k in KERNEL])
+def test_kernel_impl_matches_reference(task, method, impl):
+    for point in REGISTRY.tasks[task].grids["smoke"]:
+        for seed in (11, 12, 13):  # seeds apart from the benchmark's own
+            result = execute(REGISTRY, Case(task, method, impl, point, "float32", "cpu", seed), CONFIG)
+            if result.status in ("unavailable", "skipped"):
+                assert result.message, "a reason is required"
+                continue
+            assert result.status == "ok", f"{point} seed {seed}: {result.status}: {result.message}"
+            assert result.metrics["rel_error"] <= 2 * result.metrics["naive_rel_error"] + 1e-5
+
+
+@pytest.mark.parametrize("task, method, impl", WORKLOAD, ids=["/".join(k) for k in WORKLOAD])
+def test_workload_method_trains(task, method, impl):
+    point = REGISTRY.tasks[task].grids["smoke"][0]
+    result = execute(REGISTRY, Case(task, method, impl, point, "float32", "cpu", 0), CONFIG)
+    assert result.status == "ok", result.message
+    assert 0 < result.metrics["final_metric"] <= 1
+    assert result.metrics["final_loss"] > 0
+    assert result.curve and result.curve[0][0] == 0 and result.curve[-1][0] == point["steps"]

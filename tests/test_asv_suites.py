@@ -1,0 +1,80 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from effbench.asv_suites import class_name
+from tests.conftest import ROOT
+
+
+def suites_in(module: str) -> dict[str, type]:
+    text = (ROOT / "benchmarks" / f"{module}.py").read_text()
+    return {line.split("=")[0].strip(): line for line in text.splitlines() if "make_suite(" in line}
+
+
+def test_every_task_has_a_suite(registry):
+    for key, task in registry.tasks.items():
+        suites = suites_in(task.family)
+        name = class_name(key)
+        assert name in suites and f'make_suite("{key}")' in suites[name], f"benchmarks/{task.family}.py lacks {name}"
+
+
+def test_suite_params_cover_every_impl(registry):
+    from effbench.asv_suites import make_suite
+
+    for key in registry.tasks:
+        suite = make_suite(key)
+        cases, points, dtypes, devices, grids = suite.params
+        expected = {f"{m.name}:{i}" for m in registry.methods_of(key) for i in m.impls}
+        assert set(cases) == expected
+        assert grids == ["smoke"] and devices in (["cpu"], ["cuda"])
+        assert suite.__name__ == class_name(key)
+        assert all(hasattr(suite, f"track_{m}") for m in ("peak_mem_bytes",))
+
+
+@pytest.mark.slow
+def test_asv_run_then_ingest(tmp_path):
+    """`asv run --python=same --quick` on one suite, then `effbench ingest` twice: rows once, source asv."""
+    if shutil.which("git") is None:
+        pytest.skip("git is needed by asv")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("asv needs a commit")
+    config = tmp_path / "asv.conf.json"
+    config.write_text(json.dumps({
+        "version": 1, "project": "effbench", "repo": str(ROOT), "branches": ["HEAD"],
+        "environment_type": "existing", "benchmark_dir": str(ROOT / "benchmarks"),
+        "results_dir": str(tmp_path / "results"), "html_dir": str(tmp_path / "html"),
+        "env_dir": str(tmp_path / "env"),
+    }))
+    env = dict(os.environ, HOME=str(tmp_path), EFFBENCH_GRID="smoke")
+    bin_dir = Path(sys.executable).parent
+    asv = [str(bin_dir / "asv"), "--config", str(config)]
+    subprocess.run([*asv, "machine", "--yes", "--machine", "effbench-test"], env=env, check=True,
+                   capture_output=True, cwd=tmp_path)
+    run = subprocess.run(
+        [*asv, "run", "--python=same", "--quick", "--set-commit-hash", head.stdout.strip(),
+         "--machine", "effbench-test", "--bench", r"optimizer\.Step\.track_(time_ms|rel_error)"],
+        env=env, capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    db = tmp_path / "db.duckdb"
+    effbench = [sys.executable, "-m", "effbench"]
+    first = subprocess.run([*effbench, "ingest", str(tmp_path / "results"), "--db", str(db)],
+                           capture_output=True, text=True, check=True)
+    assert "runs +1" in first.stdout and "results +6" in first.stdout, first.stdout
+    second = subprocess.run([*effbench, "ingest", str(tmp_path / "results"), "--db", str(db)],
+                            capture_output=True, text=True, check=True)
+    assert "nothing new" in second.stdout
+    rows = json.loads(subprocess.run(
+        [*effbench, "query", "SELECT r.impl, r.metric, r.value, r.status, u.source FROM results r "
+         "JOIN runs u USING (run_id)", "--db", str(db), "--json"], capture_output=True, text=True, check=True,
+    ).stdout)
+    assert {r["source"] for r in rows} == {"asv"}
+    assert {r["impl"] for r in rows} == {"reference", "torch_foreach", "torch_fused"}
+    assert all(r["status"] == "ok" and r["value"] is not None for r in rows)
+    assert all(r["value"] > 0 for r in rows if r["metric"] == "time_ms")

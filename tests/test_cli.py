@@ -1,0 +1,102 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from effbench.cli import cli
+from tests.conftest import PLUGINS
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_every_command_documents_an_example():
+    for name, command in cli.commands.items():
+        result = invoke(name, "--help")
+        assert result.exit_code == 0, name
+        assert "Example:" in result.output, f"`effbench {name} --help` has no Example"
+
+
+def test_list_json_shape():
+    result = invoke("list", "--json")
+    entries = json.loads(result.output)
+    assert {e["family"] for e in entries} == {"loss", "optimizer", "sampler", "attention"}
+    for entry in entries:
+        assert {"family", "task", "method", "impls", "paper"} <= set(entry)
+        assert "reference" in entry["impls"]
+    adamw = next(e for e in entries if e["method"] == "adamw")
+    assert adamw["paper"] == "Decoupled Weight Decay Regularization" and adamw["arxiv"] == "1711.05101"
+    only = json.loads(invoke("list", "--family", "attention", "--json").output)
+    assert {e["family"] for e in only} == {"attention"}
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["run", "--family", "losses"], "unknown family 'losses'; valid: attention, loss, optimizer, sampler"),
+        (["run", "--method", "adamz"], "unknown method 'adamz'; valid:"),
+        (["run", "--impl", "warp"], "unknown impl 'warp'; valid:"),
+        (["run", "--grid", "huge"], "unknown grid 'huge'; valid: cpu, gpu, smoke"),
+        (["run", "--task", "nope"], "unknown task 'nope'; valid:"),
+        (["run", "--device", "tpu"], "unknown device 'tpu'"),
+        (["run", "--plugin", "/no/such/plugin.py"], "plugin file not found"),
+        (["list", "--family", "x"], "unknown family 'x'"),
+        (["query", "SELECT 1", "--db", "/no/such/dir/x.duckdb"], "no database at"),
+        (["ingest", "/no/such/shard.jsonl", "--db", "DBPATH"], "no such file or directory"),
+        (["site", "--db", "/no/such/x.duckdb"], "no database at"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args, needle, tmp_path):
+    args = [str(tmp_path / "db.duckdb") if a == "DBPATH" else a for a in args]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code != 0
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert needle in lines[0]
+
+
+def test_cli_as_a_process_prints_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "effbench", "run", "--family", "nope"], capture_output=True,
+                          text=True)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr and "unknown family 'nope'" in proc.stderr
+
+
+def test_run_query_ingest_site_end_to_end(tmp_path):
+    db = tmp_path / "results" / "effbench.duckdb"
+    result = CliRunner().invoke(cli, ["run", "--family", "optimizer", "--grid", "smoke", "--seeds", "1",
+                                      "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert "rows added" in result.output
+    shards = list((tmp_path / "results" / "runs").glob("*.jsonl"))
+    assert len(shards) == 1
+    rows = json.loads(invoke("query", "SELECT impl, metric, value, status FROM results WHERE metric = 'time_ms'",
+                             "--db", str(db), "--json").output)
+    assert {r["impl"] for r in rows} == {"reference", "torch_foreach", "torch_fused"}
+    assert all(r["status"] == "ok" and r["value"] > 0 for r in rows)
+    csv_out = invoke("query", "SELECT count(*) AS n FROM runs", "--db", str(db), "--csv").output
+    assert csv_out.splitlines() == ["n", "1"]
+    again = invoke("ingest", str(shards[0]), "--db", str(db))
+    assert "nothing new" in again.output
+    site = invoke("site", "--db", str(db), "--out", str(tmp_path / "site"))
+    assert site.exit_code == 0 and (tmp_path / "site" / "optimizer.html").is_file()
+
+
+def test_plugin_run_records_error_wrong_ok(tmp_path):
+    """The spine's acceptance case: one run with a raising, a NaN and a correct plugin method goes to the end."""
+    db = tmp_path / "db.duckdb"
+    result = CliRunner().invoke(cli, ["run", "--plugin", str(PLUGINS / "three_statuses.py"), "--task",
+                                      "linear_cross_entropy", "--grid", "smoke", "--seeds", "1", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(invoke("query", "SELECT DISTINCT method, status FROM results", "--db", str(db),
+                             "--json").output)
+    statuses = {r["method"]: r["status"] for r in rows}
+    assert statuses == {"plugin_raises": "error", "plugin_nan": "wrong", "plugin_correct": "ok",
+                        "linear_cross_entropy": "ok"}
+    messages = json.loads(invoke("query", "SELECT DISTINCT message FROM results WHERE method = 'plugin_raises'",
+                                 "--db", str(db), "--json").output)
+    assert "RuntimeError: this plugin method always fails" in messages[0]["message"]

@@ -1,0 +1,59 @@
+"""The one-way flow: registry -> runner -> rows -> store -> analysis/site, checked on the imports."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "effbench"
+
+# module -> imports it must never make (effbench modules or third-party roots)
+FORBIDDEN = {
+    "rows": {"effbench", "torch", "duckdb", "polars", "plotly", "triton"},
+    "store": {"torch", "triton", "effbench.runner", "effbench.registry", "effbench.measure", "effbench.tasks"},
+    "analysis": {"torch", "triton", "effbench.runner", "effbench.registry", "effbench.tasks"},
+    "sitegen": {"torch", "triton", "effbench.runner", "effbench.registry", "effbench.tasks"},
+    "measure": {"duckdb", "polars", "plotly", "jinja2", "effbench.store", "effbench.registry"},
+    "runner": {"duckdb", "polars", "plotly", "jinja2", "effbench.store", "effbench.sitegen"},
+    "registry": {"duckdb", "polars", "plotly", "effbench.runner", "effbench.store"},
+    "asv_suites": {"duckdb", "polars", "plotly", "effbench.store", "effbench.sitegen"},
+}
+DEFINITIONS = {"duckdb", "polars", "plotly", "jinja2", "effbench.runner", "effbench.store", "effbench.sitegen",
+               "effbench.analysis", "effbench.cli"}
+
+
+def imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def violates(name: str, banned: set[str]) -> bool:
+    return any(name == b or name.startswith(b + ".") for b in banned)
+
+
+def test_layers():
+    for module, banned in FORBIDDEN.items():
+        bad = [n for n in imports(PACKAGE / f"{module}.py") if violates(n, banned)]
+        assert not bad, f"effbench/{module}.py imports {bad}"
+
+
+def test_definitions_never_import_the_layers_after_them():
+    for path in [*PACKAGE.glob("tasks/*.py"), *PACKAGE.glob("methods/**/*.py"), *PACKAGE.glob("kernels/*.py"),
+                 PACKAGE / "train.py", PACKAGE / "data.py"]:
+        bad = [n for n in imports(path) if violates(n, DEFINITIONS)]
+        assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}"
+
+
+def test_site_and_query_work_without_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['triton'] = None\n"
+        "import effbench.sitegen, effbench.analysis, effbench.store, effbench.cli\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
