@@ -69,7 +69,9 @@ def kernel_summary(frame: pl.DataFrame) -> pl.DataFrame:
         rows.with_columns(pl.col("status").replace_strict(severity, default=6).alias("_sev"))
         .sort("_sev", descending=True)
         .group_by(CASE, maintain_order=True)
-        .agg(pl.col("status").first(), pl.col("message").first(), pl.col("family").first(),
+        .agg(pl.col("status").first(),
+             pl.col("message").filter(pl.col("status") != "ok").first().fill_null(""),
+             pl.col("family").first(),
              pl.col("gpu_name").first(), pl.col("point").first())
     )
     values = rows.group_by([*CASE, "metric"]).agg(pl.col("value").max()).pivot(

@@ -127,7 +127,7 @@ def run(
     from rich.table import Table
 
     from effbench.registry import UsageError
-    from effbench.runner import WorkerError, make_config, plan, run_cases
+    from effbench.runner import WorkerError, make_config, new_run, plan, run_cases, shard_path
     from effbench.store import Store, StoreError
 
     registry = _registry(plugins)
@@ -154,11 +154,24 @@ def run(
                 progress.console.print(f"[red]{result.status}[/] {case.label()}: {result.message}", markup=False)
             progress.update(bar, advance=1, description=f"{case.task} {case.method}/{case.impl}")
 
+        shard_dir = shard_dir or db.parent / "runs"
+        run_info = new_run(config, shlex.join(["effbench", *sys.argv[1:]]))
         try:
-            summary = run_cases(registry, cases, config, shard_dir or db.parent / "runs",
-                                command=shlex.join(["effbench", *sys.argv[1:]]), on_case=on_case)
-        except WorkerError as exc:
-            _fail(str(exc))
+            summary = run_cases(registry, cases, config, shard_dir, on_case=on_case, run=run_info)
+        except (WorkerError, KeyboardInterrupt) as exc:
+            # Keep what finished: the shard holds every completed case; put it in the DB now.
+            shard = shard_path(shard_dir, run_info)
+            saved = ""
+            if shard.exists():
+                try:
+                    with Store(db) as store:
+                        saved = f"; {store.ingest_shard(shard).total} rows of finished cases saved to {db}"
+                except StoreError as store_exc:
+                    saved = f"; finished cases are in {shard} ({store_exc})"
+            if isinstance(exc, KeyboardInterrupt):
+                console.print(f"interrupted{saved}")
+                sys.exit(130)
+            _fail(f"{exc}{saved}")
     try:
         with Store(db) as store:
             report = store.ingest_shard(summary.shard)

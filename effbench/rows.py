@@ -147,11 +147,27 @@ def from_json_line(line: str) -> Any:
     if not isinstance(data, dict) or data.get("type") not in RECORD_TYPES:
         raise ValueError("record without a known 'type'")
     cls = RECORD_TYPES[data.pop("type")]
-    names = {f.name for f in dataclasses.fields(cls)}
-    if set(data) != names:
-        missing, extra = sorted(names - set(data)), sorted(set(data) - names)
+    fields = {f.name: f.type for f in dataclasses.fields(cls)}
+    if set(data) != set(fields):
+        missing, extra = sorted(set(fields) - set(data)), sorted(set(data) - set(fields))
         raise ValueError(f"{cls.__name__} record fields differ: missing {missing}, unexpected {extra}")
+    for name, annotation in fields.items():
+        if not _type_ok(data[name], str(annotation)):
+            raise ValueError(f"{cls.__name__}.{name} should be {annotation}, got {type(data[name]).__name__}")
     return cls(**data)
+
+
+_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (float, int)}
+
+
+def _type_ok(value: Any, annotation: str) -> bool:
+    """Check a JSON value against a field annotation such as ``"float | None"``."""
+    options = [part.strip() for part in annotation.split("|")]
+    if value is None:
+        return "None" in options
+    if isinstance(value, bool):
+        return False
+    return any(isinstance(value, _TYPES.get(option, ())) for option in options)
 
 
 def point_key(point: dict[str, Any]) -> str:

@@ -408,7 +408,11 @@ class Worker:
             return self._crashed()
         line = self._read_line(time.monotonic() + config.timeout_s)
         if line is not None:
-            return CaseResult.from_json(line)
+            try:
+                return CaseResult.from_json(line)
+            except (ValueError, TypeError) as exc:
+                self.kill()  # the protocol is broken: start afresh
+                return CaseResult(status="error", message=f"unreadable worker reply ({exc}): {line[:200]}")
         if not self.eof and self.alive():
             self.kill()
             return CaseResult(status="timeout", message=f"no result within {config.timeout_s:g} s; worker killed")
@@ -554,6 +558,10 @@ def method_infos(registry: Registry, cases: Sequence[Case]) -> list[MethodInfo]:
     return infos
 
 
+def shard_path(shard_dir: Path, run: Run) -> Path:
+    return shard_dir / f"{run.run_id}.jsonl"
+
+
 class Shard:
     """Append-only JSONL file; each case's rows are flushed and fsynced when it finishes."""
 
@@ -587,14 +595,15 @@ def run_cases(
     command: str = "",
     on_case: Callable[[Case, CaseResult], None] | None = None,
     in_process: bool = False,
+    run: Run | None = None,
 ) -> RunSummary:
-    """Run ``cases``, writing each outcome to the run's shard as it finishes.
+    """Run ``cases``, writing each outcome to the run's shard (``shard_path(shard_dir, run)``) as it finishes.
 
     ``in_process=True`` runs cases in this process (no isolation from crashes or hangs):
     for tests and debugging only.
     """
-    run = new_run(config, command)
-    shard = Shard(shard_dir / f"{run.run_id}.jsonl")
+    run = run or new_run(config, command)
+    shard = Shard(shard_path(shard_dir, run))
     shard.write([run, *method_infos(registry, cases)])
     counts = dict.fromkeys(STATUSES, 0)
     failures: list[tuple[Case, CaseResult]] = []
@@ -618,8 +627,13 @@ def run_cases(
                 failures.append((case, result))
             if on_case is not None:
                 on_case(case, result)
-    finally:
+    except BaseException:
+        if worker is not None:
+            worker.kill()  # interrupted: the case in flight is lost, everything before it is in the shard
+        raise
+    else:
         if worker is not None:
             worker.close()
+    finally:
         shard.close()
     return RunSummary(run, shard.path, counts, failures)

@@ -100,3 +100,30 @@ def test_plugin_run_records_error_wrong_ok(tmp_path):
     messages = json.loads(invoke("query", "SELECT DISTINCT message FROM results WHERE method = 'plugin_raises'",
                                  "--db", str(db), "--json").output)
     assert "RuntimeError: this plugin method always fails" in messages[0]["message"]
+
+
+def test_interrupted_run_keeps_finished_cases(tmp_path):
+    """Ctrl-C during a hanging case: exit 130, and every case finished before it is in the DB."""
+    import signal
+    import time
+
+    db = tmp_path / "db.duckdb"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "effbench", "run", "--plugin", str(PLUGINS / "faulty.py"), "--method",
+         "planted_faults", "--grid", "smoke", "--seeds", "1", "--timeout", "300", "--db", str(db)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    shard_dir = tmp_path / "runs"
+    while time.monotonic() < deadline:  # the hanging impl comes after 'crashes' in the plan's order
+        shards = list(shard_dir.glob("*.jsonl")) if shard_dir.exists() else []
+        if shards and '"impl":"crashes"' in shards[0].read_text():
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "rows of finished cases saved" in (out + err)
+    rows = json.loads(invoke("query", "SELECT DISTINCT impl, status FROM results", "--db", str(db), "--json").output)
+    assert {r["impl"]: r["status"] for r in rows} == {"reference": "ok", "correct": "ok", "crashes": "error"}

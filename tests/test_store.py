@@ -171,3 +171,12 @@ def test_suite_task_inverts_class_names():
 
     for key in ("loss/linear_cross_entropy", "optimizer/step", "sampler/data_selection"):
         assert suite_task(key.split("/")[0], class_name(key)) == key
+
+
+def test_field_types_are_checked(tmp_path):
+    data = json.loads(to_json_line(result()))
+    data["value"] = "fast"
+    shard = tmp_path / "types.jsonl"
+    shard.write_text(to_json_line(RUN) + "\n" + json.dumps(data) + "\n")
+    with Store(tmp_path / "db.duckdb") as store, pytest.raises(StoreError, match="Result.value should be float"):
+        store.ingest_shard(shard)
