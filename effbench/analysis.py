@@ -62,7 +62,8 @@ def case_status(frame: pl.DataFrame) -> pl.DataFrame:
 def kernel_summary(frame: pl.DataFrame) -> pl.DataFrame:
     """Per kernel case: median time and memory (seed 0), worst error over seeds, worst status."""
     severity = {"ok": 0, "skipped": 1, "unavailable": 2, "wrong": 3, "timeout": 4, "oom": 5, "error": 6}
-    rows = frame.filter(pl.col("metric").is_in(KERNEL_COLUMNS))
+    kernel_tasks = frame.filter(pl.col("metric") == "rel_error")["task"].unique()
+    rows = frame.filter(pl.col("metric").is_in(KERNEL_COLUMNS) & pl.col("task").is_in(kernel_tasks.implode()))
     if rows.is_empty():
         return pl.DataFrame()
     status = (

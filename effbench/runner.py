@@ -241,7 +241,7 @@ def _kernel_case(
 
     def truth_and_naive() -> tuple[dict[str, torch.Tensor], float]:
         truth = task.outputs(method.reference.fn, _to_float64(inputs), case.point)
-        truth = {k: v.detach() for k, v in truth.items()}
+        truth = {k: v.detach().cpu() for k, v in truth.items()}  # off the GPU: leave it to the impls
         naive_out = outputs if case.impl == "reference" else task.outputs(method.reference.fn, inputs, case.point)
         return truth, rel_error(naive_out, truth)[0]
 

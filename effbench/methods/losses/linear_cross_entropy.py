@@ -67,7 +67,8 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         dw = torch.zeros(w.shape, dtype=lse.dtype, device=w.device)
         for start in range(0, x.shape[0], ctx.block_rows):
             rows = slice(start, start + ctx.block_rows)
-            probs = torch.exp((x[rows] @ w.T).to(lse.dtype) - lse[rows, None])  # (block, V) softmax
+            probs = (x[rows] @ w.T).to(lse.dtype)  # (block, V) logits, recomputed
+            probs.sub_(lse[rows, None]).exp_()  # softmax in place: one block-sized buffer
             probs[torch.arange(probs.shape[0], device=x.device), safe_y[rows]] -= 1.0
             probs *= scale[rows, None]
             grad_logits = probs.to(x.dtype)  # matmuls in the input dtype, dw accumulated in fp32+
