@@ -11,11 +11,12 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 
-.PHONY: bench test install asv-smoke site clean-results help
+.PHONY: bench test lint install asv-smoke site help
 
 help:
 	@echo "make bench [GRID=smoke|cpu|gpu]   install into $(VENV), run the grid, write $(DB), build $(SITE)/"
 	@echo "make test                         install into $(VENV) and run the tests"
+	@echo "make lint                         ruff over the code"
 	@echo "make asv-smoke                    asv run of the smoke grid, then effbench ingest results/asv"
 
 install: $(VENV)/.installed
@@ -40,6 +41,9 @@ site: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check effbench tests benchmarks examples
 
 asv-smoke: install
 	$(BIN)/asv machine --yes

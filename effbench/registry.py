@@ -137,14 +137,14 @@ class Method:
 class Registry:
     """Tasks and methods found by :func:`discover`."""
 
-    tasks: dict[str, Any] = field(default_factory=dict)  # "family/name" -> KernelTask | WorkloadTask
+    tasks: dict[str, Any] = field(default_factory=dict)  # "family/name" -> Task
     methods: dict[tuple[str, str], Method] = field(default_factory=dict)  # (task, method) -> Method
     plugins: list[str] = field(default_factory=list)  # resolved plugin paths, so workers load the same
 
     def add(self, obj: Any, origin: str) -> None:
-        from effbench.tasks import KernelTask, WorkloadTask
+        from effbench.tasks import Task
 
-        if isinstance(obj, (KernelTask, WorkloadTask)):
+        if isinstance(obj, Task):
             if obj.family not in FAMILIES:
                 raise UsageError(f"{origin}: task {obj.key!r} has unknown family; valid: {', '.join(FAMILIES)}")
             if obj.key in self.tasks and self.tasks[obj.key] is not obj:
@@ -181,13 +181,9 @@ class Registry:
 
 
 def _objects_of(module: ModuleType) -> list[Any]:
-    from effbench.tasks import KernelTask, WorkloadTask
+    from effbench.tasks import Task
 
-    return [
-        obj
-        for obj in vars(module).values()
-        if isinstance(obj, (Method, KernelTask, WorkloadTask))
-    ]
+    return [obj for obj in vars(module).values() if isinstance(obj, (Method, Task))]
 
 
 def _walk(package: str) -> list[ModuleType]:

@@ -4,7 +4,7 @@ import pytest
 
 from effbench.registry import UsageError
 from effbench.rows import STATUSES, Result
-from effbench.runner import Case, execute, make_config, plan, result_rows, run_cases, new_run
+from effbench.runner import Case, execute, make_config, new_run, plan, result_rows, run_cases
 
 POINT = {"N": 16, "D": 8, "V": 37, "ignore_frac": 0.0}
 

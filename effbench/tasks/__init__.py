@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -49,7 +49,28 @@ def _caller_file(depth: int) -> str | None:
 
 
 @dataclass
-class KernelTask:
+class Task:
+    """What every task has: a name in a family, append-only grids and their dtypes."""
+
+    family: str
+    name: str
+    description: str
+    grids: dict[str, list[dict[str, Any]]]
+    dtypes: dict[str, tuple[str, ...]]
+    # keyword-only so that subclasses may add required fields after it
+    source_file: str | None = field(default=None, repr=False, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if self.source_file is None:
+            self.source_file = _caller_file(3)  # the module that built the task
+
+    @property
+    def key(self) -> str:
+        return f"{self.family}/{self.name}"
+
+
+@dataclass
+class KernelTask(Task):
     """Same function, many implementations; accuracy is error against float64.
 
     ``make_inputs(point, dtype, device, seed, method) -> dict`` builds plain tensors
@@ -60,26 +81,12 @@ class KernelTask:
     ``tolerance[dtype]`` is the slack added to twice the naive same-dtype error.
     """
 
-    family: str
-    name: str
-    description: str
-    grids: dict[str, list[dict[str, Any]]]
-    dtypes: dict[str, tuple[str, ...]]
     make_inputs: Callable[..., dict[str, Any]]
     outputs: Callable[..., dict[str, torch.Tensor]]
     tolerance: dict[str, float]
     timed: Callable[..., Callable[[], Any]] | None = None
     metrics: tuple[str, ...] = KERNEL_METRICS
-    kind: str = "kernel"
-    source_file: str | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.source_file is None:
-            self.source_file = _caller_file(3)
-
-    @property
-    def key(self) -> str:
-        return f"{self.family}/{self.name}"
+    kind: ClassVar[str] = "kernel"
 
     def timed_call(self, fn: Callable[..., Any], inputs: dict[str, Any], point: dict[str, Any]) -> Callable[[], Any]:
         if self.timed is not None:
@@ -108,7 +115,7 @@ class WorkloadOutcome:
 
 
 @dataclass
-class WorkloadTask:
+class WorkloadTask(Task):
     """Different methods, one fixed training problem.
 
     ``run(method, impl, point, seed, device, dtype) -> WorkloadOutcome``. ``target``
@@ -117,25 +124,11 @@ class WorkloadTask:
     a cache) so one-time costs do not land on whichever method runs first.
     """
 
-    family: str
-    name: str
-    description: str
-    grids: dict[str, list[dict[str, Any]]]
-    dtypes: dict[str, tuple[str, ...]]
     run: Callable[..., WorkloadOutcome]
     target: str
     prepare: Callable[[dict[str, Any]], Any] | None = None
     metrics: tuple[str, ...] = WORKLOAD_METRICS
-    kind: str = "workload"
-    source_file: str | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.source_file is None:
-            self.source_file = _caller_file(3)
-
-    @property
-    def key(self) -> str:
-        return f"{self.family}/{self.name}"
+    kind: ClassVar[str] = "workload"
 
 
 def grad_outputs(

@@ -28,7 +28,9 @@ def mlp(n_in: int, hidden: int, n_out: int, seed: int) -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, n_out))
 
 
-def run(method: Method, impl: Impl, point: dict[str, Any], seed: int, device: str, dtype: torch.dtype) -> WorkloadOutcome:
+def run(
+    method: Method, impl: Impl, point: dict[str, Any], seed: int, device: str, dtype: torch.dtype
+) -> WorkloadOutcome:
     data = digits()
     model = mlp(data.x_train.shape[1], point["hidden"], data.n_classes, seed)
     return train_classifier(

@@ -24,9 +24,9 @@ def test_matches_torch_adamw_over_many_steps():
     opt_a, opt_b = reference(ours, **HYPER), torch_foreach(theirs, **HYPER)
     for _ in range(20):
         grads = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
-        for p, q, g in zip(ours, theirs, grads):
+        for p, q, g in zip(ours, theirs, grads, strict=False):
             p.grad, q.grad = g, g.clone()
         opt_a.step()
         opt_b.step()
-    for p, q in zip(ours, theirs):
+    for p, q in zip(ours, theirs, strict=False):
         torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12)
