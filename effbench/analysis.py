@@ -53,8 +53,8 @@ def curves(db: str | Path = DEFAULT_DB, task: str | None = None) -> pl.DataFrame
 
 
 def case_status(frame: pl.DataFrame) -> pl.DataFrame:
-    """One status per case and seed (all rows of a case share it)."""
-    return frame.group_by([*CASE, "seed"]).agg(
+    """One status per case and seed (all rows of a case share it); seed -1 rows are run summaries."""
+    return frame.filter(pl.col("seed") >= 0).group_by([*CASE, "seed"]).agg(
         pl.col("status").first(), pl.col("message").filter(pl.col("status") != "ok").first()
     )
 

@@ -1,39 +1,68 @@
-"""Datasets that need no download; each records a content hash of what it holds."""
+"""Datasets that need no download; each records a content hash of exactly what it holds.
+
+Every builder is deterministic in its arguments (a dataset seed apart from any run's
+initialisation and data-order seeds) and returns a :class:`Dataset`: train and eval
+tensors, the kind of problem, the eval metric, and a hash over the tensors.
+
+Kinds: ``classify`` (x (N, F) float, y (N,) class), ``regress`` (x (N, F), y (N, O)),
+``lm`` (x (N, T) tokens, y (N, T) next tokens with ``IGNORE`` where nothing is scored).
+"""
 
 from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import dataclass
+import sysconfig
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
+
+IGNORE = -100
 
 
 @dataclass(frozen=True)
 class Dataset:
     name: str
+    kind: str  # "classify" | "regress" | "lm"
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_eval: torch.Tensor
     y_eval: torch.Tensor
-    n_classes: int
+    n_classes: int  # classes (classify), outputs (regress), vocabulary size (lm)
+    metric: str  # what eval_metric means; higher is better for every dataset here
     content_hash: str
+    notes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n_features(self) -> int:
+        return self.x_train.shape[1]
 
 
-def _hash(*arrays: np.ndarray) -> str:
+def content_hash(*tensors: torch.Tensor | np.ndarray | bytes) -> str:
     digest = hashlib.sha256()
-    for array in arrays:
-        digest.update(np.ascontiguousarray(array).tobytes())
+    for item in tensors:
+        if isinstance(item, torch.Tensor):
+            item = item.contiguous().numpy()
+        if isinstance(item, np.ndarray):
+            digest.update(str((item.dtype, item.shape)).encode())
+            item = np.ascontiguousarray(item).tobytes()
+        digest.update(item)
     return digest.hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=4)
-def digits(eval_fraction: float = 0.25, split_seed: int = 0) -> Dataset:
-    """scikit-learn's 8x8 digits (1797 images, shipped inside the package), pixels scaled to [0, 1].
+def _dataset(name: str, kind: str, x_tr, y_tr, x_ev, y_ev, n_classes: int, metric: str, **notes: str) -> Dataset:
+    return Dataset(name, kind, x_tr, y_tr, x_ev, y_ev, n_classes, metric,
+                   content_hash(x_tr, y_tr, x_ev, y_ev), dict(notes))
 
-    The train/eval split is fixed by ``split_seed``, independent of any run's seed.
-    """
+
+# --------------------------------------------------------------------------- digits
+
+
+@functools.lru_cache(maxsize=16)
+def digits(eval_fraction: float = 0.25, split_seed: int = 0) -> Dataset:
+    """scikit-learn's 8x8 digits (1797 images shipped inside the package), pixels scaled to [0, 1]."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -41,13 +70,187 @@ def digits(eval_fraction: float = 0.25, split_seed: int = 0) -> Dataset:
     y = bunch.target.astype(np.int64)
     order = np.random.default_rng(split_seed).permutation(len(y))
     n_eval = int(round(len(y) * eval_fraction))
-    eval_idx, train_idx = order[:n_eval], order[n_eval:]
-    return Dataset(
-        name="digits",
-        x_train=torch.from_numpy(x[train_idx]),
-        y_train=torch.from_numpy(y[train_idx]),
-        x_eval=torch.from_numpy(x[eval_idx]),
-        y_eval=torch.from_numpy(y[eval_idx]),
-        n_classes=10,
-        content_hash=_hash(x, y, order),
-    )
+    ev, tr = order[:n_eval], order[n_eval:]
+    return _dataset("digits", "classify", torch.from_numpy(x[tr]), torch.from_numpy(y[tr]),
+                    torch.from_numpy(x[ev]), torch.from_numpy(y[ev]), 10, "accuracy")
+
+
+@functools.lru_cache(maxsize=16)
+def digits_label_noise(noise: float = 0.3, seed: int = 0) -> Dataset:
+    """Digits with a fraction ``noise`` of training labels replaced by a different random class; eval is clean."""
+    base = digits()
+    gen = torch.Generator().manual_seed(seed)
+    y = base.y_train.clone()
+    flip = torch.rand(len(y), generator=gen) < noise
+    shift = torch.randint(1, 10, (len(y),), generator=gen)  # never the true class
+    y[flip] = (y[flip] + shift[flip]) % 10
+    return _dataset(f"digits_noise{noise:g}", "classify", base.x_train, y, base.x_eval, base.y_eval, 10, "accuracy",
+                    flipped=str(int(flip.sum())))
+
+
+@functools.lru_cache(maxsize=16)
+def digits_duplicated(fraction: float = 0.5, copies: int = 4, seed: int = 0) -> Dataset:
+    """Digits where a random ``fraction`` of training examples appears ``copies`` extra times (redundant data)."""
+    base = digits()
+    gen = torch.Generator().manual_seed(seed)
+    n = len(base.y_train)
+    chosen = torch.randperm(n, generator=gen)[: int(n * fraction)]
+    index = torch.cat([torch.arange(n), chosen.repeat(copies)])
+    index = index[torch.randperm(len(index), generator=gen)]
+    return _dataset(f"digits_dup{fraction:g}x{copies}", "classify", base.x_train[index], base.y_train[index],
+                    base.x_eval, base.y_eval, 10, "accuracy")
+
+
+# --------------------------------------------------------------------------- synthetic
+
+
+@functools.lru_cache(maxsize=16)
+def teacher_student(n_train: int = 2048, n_eval: int = 512, dim: int = 32, hidden: int = 64, outputs: int = 1,
+                    noise: float = 0.1, seed: int = 0) -> Dataset:
+    """y = teacher(x) + noise, teacher a random two-layer tanh network; metric R^2 on clean eval targets."""
+    gen = torch.Generator().manual_seed(seed)
+    w1 = torch.randn(dim, hidden, generator=gen) / dim**0.5
+    w2 = torch.randn(hidden, outputs, generator=gen) / hidden**0.5
+    x = torch.randn(n_train + n_eval, dim, generator=gen)
+    y = torch.tanh(x @ w1) @ w2
+    y_noisy = y + noise * torch.randn(y.shape, generator=gen)
+    return _dataset("teacher_student", "regress", x[:n_train], y_noisy[:n_train], x[n_train:], y[n_train:],
+                    outputs, "r2")
+
+
+@functools.lru_cache(maxsize=16)
+def long_tail_mixture(classes: int = 10, dim: int = 16, n_head: int = 500, imbalance: float = 50.0,
+                      n_eval_per_class: int = 100, spread: float = 1.0, seed: int = 0) -> Dataset:
+    """Gaussian mixture whose class sizes fall geometrically from ``n_head`` to ``n_head / imbalance``.
+
+    Eval is balanced, so accuracy on it is the balanced accuracy the tail decides.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    means = torch.randn(classes, dim, generator=gen) * 2.0
+    sizes = [max(1, round(n_head * imbalance ** (-c / (classes - 1)))) for c in range(classes)]
+
+    def draw(counts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        ys = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
+        xs = means[ys] + spread * torch.randn(len(ys), dim, generator=gen)
+        order = torch.randperm(len(ys), generator=gen)
+        return xs[order], ys[order]
+
+    x_tr, y_tr = draw(sizes)
+    x_ev, y_ev = draw([n_eval_per_class] * classes)
+    return _dataset("long_tail_mixture", "classify", x_tr, y_tr, x_ev, y_ev, classes, "balanced_accuracy",
+                    class_sizes=",".join(map(str, sizes)))
+
+
+@functools.lru_cache(maxsize=16)
+def sparse_parity(bits: int = 20, k: int = 3, n_train: int = 4096, n_eval: int = 1024, seed: int = 0) -> Dataset:
+    """x in {-1, +1}^bits, y = parity of ``k`` secret bits: hard for gradient descent until it finds them."""
+    gen = torch.Generator().manual_seed(seed)
+    secret = torch.randperm(bits, generator=gen)[:k]
+    x = torch.randint(0, 2, (n_train + n_eval, bits), generator=gen)
+    y = x[:, secret].sum(1) % 2
+    xf = x.float() * 2 - 1
+    return _dataset(f"sparse_parity_{bits}_{k}", "classify", xf[:n_train], y[:n_train], xf[n_train:], y[n_train:],
+                    2, "accuracy", secret=",".join(map(str, secret.tolist())))
+
+
+@functools.lru_cache(maxsize=16)
+def associative_recall(pairs: int = 8, keys: int = 32, values: int = 32, n_train: int = 4096, n_eval: int = 512,
+                       seed: int = 0) -> Dataset:
+    """Sequences ``k1 v1 ... kP vP q`` with q one of the keys; the only scored target is q's value.
+
+    Tokens: keys [0, keys), values [keys, keys + values). Solving it needs retrieval across
+    the whole context, which local attention patterns cannot do.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    n = n_train + n_eval
+    k = torch.stack([torch.randperm(keys, generator=gen)[:pairs] for _ in range(n)])  # distinct keys per row
+    v = torch.randint(keys, keys + values, (n, pairs), generator=gen)
+    which = torch.randint(0, pairs, (n,), generator=gen)
+    seq = torch.stack([k, v], dim=2).reshape(n, 2 * pairs)
+    query = k[torch.arange(n), which]
+    x = torch.cat([seq, query[:, None]], dim=1)  # (n, 2P + 1)
+    y = torch.full_like(x, IGNORE)
+    y[:, -1] = v[torch.arange(n), which]
+    return _dataset(f"associative_recall_{pairs}", "lm", x[:n_train], y[:n_train], x[n_train:], y[n_train:],
+                    keys + values, "answer_accuracy")
+
+
+@functools.lru_cache(maxsize=16)
+def copying(length: int = 16, vocab: int = 16, n_train: int = 4096, n_eval: int = 512, seed: int = 0) -> Dataset:
+    """``a1 .. aL SEP`` then the model must emit ``a1 .. aL``; only the copy positions are scored."""
+    gen = torch.Generator().manual_seed(seed)
+    n = n_train + n_eval
+    sep = vocab
+    payload = torch.randint(0, vocab, (n, length), generator=gen)
+    # input: payload, SEP, payload[:-1] (teacher forcing); target: IGNORE on the first L positions, then payload
+    x = torch.cat([payload, torch.full((n, 1), sep), payload[:, :-1]], dim=1)  # (n, 2L)
+    y = torch.cat([torch.full((n, length), IGNORE), payload], dim=1)
+    return _dataset(f"copying_{length}", "lm", x[:n_train], y[:n_train], x[n_train:], y[n_train:], vocab + 1,
+                    "token_accuracy")
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _stdlib_files() -> list[Path]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    return sorted(p for p in root.glob("*.py") if p.is_file())
+
+
+@functools.lru_cache(maxsize=4)
+def stdlib_bytes(seq_len: int = 128, max_bytes: int = 1 << 20, eval_fraction: float = 0.1) -> Dataset:
+    """A byte-level corpus from the installed Python standard library's top-level modules (no download).
+
+    Files are taken in sorted order until ``max_bytes``; the file list and the bytes are
+    hashed (the corpus differs between Python versions, and the hash says so). The last
+    ``eval_fraction`` of the stream is held out.
+    """
+    chunks, names, total = [], [], 0
+    for path in _stdlib_files():
+        data = path.read_bytes()
+        chunks.append(data)
+        names.append(path.name)
+        total += len(data)
+        if total >= max_bytes:
+            break
+    stream = torch.frombuffer(bytearray(b"".join(chunks)[:max_bytes]), dtype=torch.uint8).long()
+    n_seq = (len(stream) - 1) // seq_len
+    x = stream[: n_seq * seq_len].reshape(n_seq, seq_len)
+    y = stream[1 : n_seq * seq_len + 1].reshape(n_seq, seq_len)
+    n_eval = max(1, int(n_seq * eval_fraction))
+    return _dataset("stdlib_bytes", "lm", x[:-n_eval], y[:-n_eval], x[-n_eval:], y[-n_eval:], 256,
+                    "token_accuracy", files=str(len(names)), file_list_hash=content_hash("\n".join(names).encode()))
+
+
+@functools.lru_cache(maxsize=4)
+def zipf_tokens(vocab: int = 32000, seq_len: int = 128, n_train: int = 512, n_eval: int = 64,
+                exponent: float = 1.1, seed: int = 0) -> Dataset:
+    """I.i.d. tokens with Zipfian frequencies p(r) ~ 1 / r^exponent: a large-vocabulary stream.
+
+    Nothing but the unigram distribution is learnable, so the best eval loss is its entropy
+    (stored in the notes).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    ranks = torch.arange(1, vocab + 1, dtype=torch.float64)
+    probs = ranks ** (-exponent)
+    probs /= probs.sum()
+    ids = torch.randperm(vocab, generator=gen)  # frequent tokens scattered over the id range
+    draws = torch.multinomial(probs, (n_train + n_eval) * (seq_len + 1), replacement=True, generator=gen)
+    stream = ids[draws].reshape(n_train + n_eval, seq_len + 1)
+    entropy = float(-(probs * probs.log()).sum())
+    return _dataset(f"zipf_{vocab}", "lm", stream[:n_train, :-1], stream[:n_train, 1:], stream[n_train:, :-1],
+                    stream[n_train:, 1:], vocab, "token_accuracy", entropy_nats=f"{entropy:.6f}")
+
+
+DATASETS = {
+    "digits": digits,
+    "digits_label_noise": digits_label_noise,
+    "digits_duplicated": digits_duplicated,
+    "teacher_student": teacher_student,
+    "long_tail_mixture": long_tail_mixture,
+    "sparse_parity": sparse_parity,
+    "associative_recall": associative_recall,
+    "copying": copying,
+    "stdlib_bytes": stdlib_bytes,
+    "zipf_tokens": zipf_tokens,
+}

@@ -34,6 +34,7 @@ from effbench import __version__
 from effbench.measure import TimingConfig, peak_memory, rel_error, time_call
 from effbench.registry import FAMILIES, GRIDS, Method, Registry, Skipped, Unavailable, suggest
 from effbench.rows import STATUSES, CurvePoint, MethodInfo, Result, Run, Sample, point_json, point_key, to_json_line
+from effbench.stats import ALPHA, compare
 from effbench.tasks import DTYPES, METRIC_UNITS, KernelTask, WorkloadTask
 
 # Timing effort per grid: smoke must be quick, cpu and gpu careful.
@@ -549,6 +550,51 @@ def result_rows(
     return rows
 
 
+def significance_rows(
+    registry: Registry, run: Run, finished: Sequence[tuple[Case, CaseResult]]
+) -> list[Result]:
+    """Each workload method against its task's baseline, across the seeds of this run (seed = -1 rows).
+
+    Welch's t-test on ``final_metric`` (higher is better), and on ``steps_to_target`` when
+    every seed of both sides reached the target (lower is better).
+    """
+    groups: dict[tuple[str, str, str, str], dict[tuple[str, str], list[CaseResult]]] = {}
+    points: dict[str, dict[str, Any]] = {}
+    for case, result in finished:
+        if result.status == "ok":
+            key = (case.task, case.point_key, case.dtype, case.device)
+            groups.setdefault(key, {}).setdefault((case.method, case.impl), []).append(result)
+            points[case.point_key] = case.point
+    rows: list[Result] = []
+    for (task_key, pkey, dtype, device), by_method in groups.items():
+        baseline = registry.tasks[task_key].baseline
+        base_runs = [r for (m, _), rs in by_method.items() if m == baseline for r in rs]
+        if baseline is None or len(base_runs) < 2:
+            continue
+        for (method, impl), runs in sorted(by_method.items()):
+            if method == baseline or len(runs) < 2:
+                continue
+            for metric, higher in (("final_metric", True), ("steps_to_target", False)):
+                ours = [r.metrics.get(metric) for r in runs]
+                theirs = [r.metrics.get(metric) for r in base_runs]
+                if any(v is None for v in ours + theirs):
+                    continue  # a missed target has no number to average
+                result = compare(ours, theirs, higher_is_better=higher)
+                message = (f"Welch t-test vs {baseline} over {result.n_method} vs {result.n_baseline} seeds: "
+                           f"delta {result.delta:+.4g}, p {result.p_value:.3g}"
+                           + (", better" if result.better else ", worse" if result.significant else ""))
+                code_hash = registry.code_hash(registry.methods[(task_key, method)])
+                for name, value in ((f"p_value_{metric}", result.p_value), (f"delta_{metric}", result.delta),
+                                    (f"significant_{metric}", float(result.significant))):
+                    rows.append(Result(
+                        run_id=run.run_id, family=task_key.split("/")[0], task=task_key, method=method, impl=impl,
+                        point_key=pkey, point=point_json(points[pkey]), dtype=dtype, device=device, seed=-1,
+                        metric=name, value=value, unit=METRIC_UNITS.get(name, ""), status="ok", message=message,
+                        measure_method=f"scipy ttest_ind(equal_var=False), alpha {ALPHA}", code_hash=code_hash,
+                    ))
+    return rows
+
+
 def method_infos(registry: Registry, cases: Sequence[Case]) -> list[MethodInfo]:
     seen = sorted({(c.task, c.method) for c in cases})
     infos = []
@@ -607,6 +653,7 @@ def run_cases(
     shard.write([run, *method_infos(registry, cases)])
     counts = dict.fromkeys(STATUSES, 0)
     failures: list[tuple[Case, CaseResult]] = []
+    finished: list[tuple[Case, CaseResult]] = []
     worker: Worker | None = None
     cache = _TruthCache()
     try:
@@ -625,8 +672,11 @@ def run_cases(
             counts[result.status] = counts.get(result.status, 0) + 1
             if result.status not in ("ok", "skipped", "unavailable"):
                 failures.append((case, result))
+            if isinstance(registry.tasks[case.task], WorkloadTask):
+                finished.append((case, result))
             if on_case is not None:
                 on_case(case, result)
+        shard.write(significance_rows(registry, run, finished))
     except BaseException:
         if worker is not None:
             worker.kill()  # interrupted: the case in flight is lost, everything before it is in the shard

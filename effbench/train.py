@@ -1,10 +1,18 @@
-"""The training loop workloads share, with a data-selection plug point.
+"""The one training loop every workload uses, with four plug points.
 
-Each step draws a candidate pool from the training set (in a seeded order), lets the
-selection method pick a batch (and optional per-example weights) from it, and takes
-one optimizer step on that batch. Scoring done by the selection method (e.g. the
-pool's losses) happens inside the timed step, so its cost counts in wall time.
-Evaluation is not timed.
+- **loss**: classify/regress: ``loss(outputs, targets) -> per-example loss (N,)``; lm:
+  ``loss(hidden (N, D), head_weight (V, D), targets (N,), ignore_index) -> mean loss``
+  (the signature of the loss family's linear cross-entropy, so fused heads drop in);
+- **optimizer** ``(params, lr) -> torch.optim.Optimizer`` and **schedule**
+  ``(step, total_steps) -> lr multiplier``;
+- **select** ``(pool, k, generator) -> (indices into the pool, weights or None)``: data
+  selection from a candidate pool, with per-example losses available on demand;
+- **attention** and token routing are model plug points (see ``models.TransformerLM``).
+
+Each step draws a candidate pool in a seeded data order, lets the selection pick a
+batch, and takes one optimizer step. Scoring and selection happen inside the timed
+step, so their cost counts in wall time; evaluation does not. The initialisation seed
+(the model's) and the data-order seed (here) are separate.
 """
 
 from __future__ import annotations
@@ -13,21 +21,35 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from effbench.data import Dataset
+from effbench.data import IGNORE, Dataset
 from effbench.tasks import CurveRecord, WorkloadOutcome
+
+
+def per_example_loss(model: torch.nn.Module, data_kind: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The reference per-example loss: CE (classify), mean squared error (regress), mean token CE (lm)."""
+    out = model(x)
+    if data_kind == "classify":
+        return F.cross_entropy(out, y, reduction="none")
+    if data_kind == "regress":
+        return (out - y).pow(2).mean(-1)
+    token = F.cross_entropy(out.flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="none").view(y.shape)
+    counted = (y != IGNORE).sum(-1).clamp_min(1)
+    return token.sum(-1) / counted
 
 
 @dataclass
 class CandidatePool:
-    """Candidates offered to a selection method; statistics are computed when first asked for."""
+    """Candidates offered to a selection method; per-example losses are computed when first asked for."""
 
     x: torch.Tensor
     y: torch.Tensor
     model: torch.nn.Module
+    kind: str = "classify"
     _losses: torch.Tensor | None = field(default=None, repr=False)
     scored: int = 0
 
@@ -39,96 +61,200 @@ class CandidatePool:
         """Per-example loss of every candidate under the current model (no gradient)."""
         if self._losses is None:
             with torch.no_grad():
-                self._losses = F.cross_entropy(self.model(self.x), self.y, reduction="none")
+                self._losses = per_example_loss(self.model, self.kind, self.x, self.y)
             self.scored += self.size
         return self._losses
 
 
-# select(pool, k, generator) -> (indices into the pool, per-example weights or None)
 SelectFn = Callable[[CandidatePool, int, torch.Generator], tuple[torch.Tensor, torch.Tensor | None]]
+OptimizerFn = Callable[[list[torch.nn.Parameter], float], torch.optim.Optimizer]
+ScheduleFn = Callable[[int, int], float]
+
+
+def sgd_momentum(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=lr, momentum=0.9)
+
+
+def adamw(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+
+
+def constant(step: int, total: int) -> float:
+    return 1.0
+
+
+@dataclass
+class Plugs:
+    loss: Callable[..., torch.Tensor] | None = None  # None: the reference per-example loss
+    optimizer: OptimizerFn = sgd_momentum
+    schedule: ScheduleFn = constant
+    select: SelectFn | None = None  # None: train on the first `batch` examples of the pool
+
+
+@dataclass(frozen=True)
+class Budget:
+    steps: int
+    batch: int
+    eval_every: int
+    pool: int | None = None  # candidates per step; None = batch (no selection)
 
 
 def crossing(xs: list[float], ys: list[float], target: float) -> float | None:
     """First x where ys reaches ``target`` (rising), linearly interpolated; None if never."""
     for i, y in enumerate(ys):
-        if y >= target:
-            if i == 0:
-                return xs[0]
+        if y is not None and y >= target:
+            if i == 0 or ys[i - 1] is None:
+                return xs[i]
             x0, x1, y0 = xs[i - 1], xs[i], ys[i - 1]
             return x0 + (target - y0) / (y - y0) * (x1 - x0)
     return None
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    logits = model(x)
-    return F.cross_entropy(logits, y).item(), (logits.argmax(-1) == y).float().mean().item()
+def evaluate(model: torch.nn.Module, data: Dataset, batch: int = 512) -> tuple[float, float]:
+    """(eval loss, eval metric) on the held-out split; every metric here is higher-is-better."""
+    model.eval()
+    losses, hits, counts = [], [], []
+    preds, targets = [], []
+    for start in range(0, data.x_eval.shape[0], batch):
+        x, y = data.x_eval[start : start + batch], data.y_eval[start : start + batch]
+        out = model(x)
+        if data.kind == "classify":
+            losses.append(F.cross_entropy(out, y, reduction="sum"))
+            preds.append(out.argmax(-1))
+            targets.append(y)
+            counts.append(y.numel())
+        elif data.kind == "regress":
+            losses.append((out - y).pow(2).mean(-1).sum())
+            preds.append(out)
+            targets.append(y)
+            counts.append(y.shape[0])
+        else:
+            mask = y != IGNORE
+            losses.append(F.cross_entropy(out.flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="sum"))
+            hits.append(((out.argmax(-1) == y) & mask).sum())
+            counts.append(int(mask.sum()))
+    model.train()
+    n = sum(counts)
+    eval_loss = float(sum(losses)) / n
+    if data.kind == "lm":
+        return eval_loss, float(sum(hits)) / n
+    pred, target = torch.cat(preds), torch.cat(targets)
+    if data.kind == "regress":
+        ss_res = (pred - target).pow(2).sum()
+        ss_tot = (target - target.mean(0)).pow(2).sum()
+        return eval_loss, float(1 - ss_res / ss_tot)
+    if data.metric == "balanced_accuracy":
+        recalls = [(pred[target == c] == c).float().mean() for c in target.unique()]
+        return eval_loss, float(torch.stack(recalls).mean())
+    return eval_loss, float((pred == target).float().mean())
 
 
-def train_classifier(
+def _train_loss(model: torch.nn.Module, data: Dataset, plugs: Plugs, x: torch.Tensor, y: torch.Tensor,
+                weights: torch.Tensor | None) -> torch.Tensor:
+    if data.kind == "lm" and plugs.loss is not None and weights is None:
+        hidden = model.hidden(x)  # (B, T, D): the head + loss plug never needs (B, T, V) logits
+        return plugs.loss(hidden.flatten(0, 1), model.head_weight, y.flatten(), ignore_index=IGNORE)
+    if data.kind != "lm" and plugs.loss is not None:
+        per_example = plugs.loss(model(x), y)
+    else:
+        per_example = per_example_loss(model, data.kind, x, y)
+    if weights is None:
+        return per_example.mean()
+    return (per_example * weights).sum() / weights.sum()
+
+
+def train(
     model: torch.nn.Module,
     data: Dataset,
-    select: SelectFn,
-    *,
-    steps: int,
-    batch_size: int,
-    pool_size: int,
+    plugs: Plugs,
+    budget: Budget,
     lr: float,
-    eval_every: int,
     target: float,
     seed: int,
 ) -> WorkloadOutcome:
-    """Train ``model`` with SGD+momentum for ``steps`` selected batches; eval accuracy is the metric."""
+    """Train for ``budget.steps`` steps; curves every ``eval_every`` steps; metrics from the curve."""
     order_gen = torch.Generator().manual_seed(10_000 + seed)  # data order, apart from the init seed
     select_gen = torch.Generator().manual_seed(20_000 + seed)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    optimizer = plugs.optimizer(list(model.parameters()), lr)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
     n = data.x_train.shape[0]
+    pool_size = min(budget.pool or budget.batch, n)
     order, cursor = torch.randperm(n, generator=order_gen), 0
     curve: list[CurveRecord] = []
     train_time, train_loss, seen, scored = 0.0, math.nan, 0, 0
 
     def record(step: int) -> None:
-        eval_loss, eval_acc = evaluate(model, data.x_eval, data.y_eval)
-        curve.append(CurveRecord(step, train_time, None if math.isnan(train_loss) else train_loss,
-                                 eval_loss, eval_acc))
+        eval_loss, eval_metric = evaluate(model, data)
+        curve.append(CurveRecord(step, train_time, None if math.isnan(train_loss) else train_loss, eval_loss,
+                                 eval_metric))
 
     record(0)
-    for step in range(1, steps + 1):
+    for step in range(1, budget.steps + 1):
         start = time.perf_counter()
+        for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+            group["lr"] = base * plugs.schedule(step - 1, budget.steps)
         if cursor + pool_size > n:
             order, cursor = torch.randperm(n, generator=order_gen), 0
-        candidates = order[cursor:cursor + pool_size]
+        candidates = order[cursor : cursor + pool_size]
         cursor += pool_size
-        pool = CandidatePool(data.x_train[candidates], data.y_train[candidates], model)
-        chosen, weights = select(pool, batch_size, select_gen)
-        per_example = F.cross_entropy(model(pool.x[chosen]), pool.y[chosen], reduction="none")
-        loss = per_example.mean() if weights is None else (per_example * weights).sum() / weights.sum()
+        x, y = data.x_train[candidates], data.y_train[candidates]
+        weights = None
+        if plugs.select is not None:
+            pool = CandidatePool(x, y, model, data.kind)
+            chosen, weights = plugs.select(pool, budget.batch, select_gen)
+            x, y, scored = x[chosen], y[chosen], scored + pool.scored
+        loss = _train_loss(model, data, plugs, x, y, weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         train_time += time.perf_counter() - start
-        train_loss, seen, scored = loss.item(), seen + len(chosen), scored + pool.scored
-        if step % eval_every == 0 or step == steps:
+        train_loss, seen = loss.item(), seen + x.shape[0]
+        if step % budget.eval_every == 0 or step == budget.steps:
             record(step)
+    return outcome_from_curve(curve, target, budget.steps, seen=seen, scored=scored, train_time=train_time)
 
-    steps_axis = [float(c.step) for c in curve]
-    times = [c.wall_s for c in curve]
-    accs = [c.eval_metric for c in curve]
-    steps_to = crossing(steps_axis, accs, target)
-    time_to = crossing(times, accs, target)
+
+def outcome_from_curve(curve: list[CurveRecord], target: float, steps: int, *, seen: int = 0, scored: int = 0,
+                       train_time: float = 0.0) -> WorkloadOutcome:
+    """Workload metrics from a curve: final values, and steps and time to the target (interpolated)."""
+    metric = [c.eval_metric for c in curve]
+    steps_to = crossing([float(c.step) for c in curve], metric, target)
+    time_to = crossing([c.wall_s for c in curve], metric, target)
     notes = {}
     if steps_to is None:
         notes["steps_to_target"] = notes["time_to_target_s"] = f"target {target} not reached in {steps} steps"
+    final_loss = curve[-1].eval_loss
+    finite = final_loss is not None and math.isfinite(final_loss)
     return WorkloadOutcome(
         metrics={
-            "final_loss": curve[-1].eval_loss,
+            "final_loss": final_loss if finite else math.nan,
             "final_metric": curve[-1].eval_metric,
             "steps_to_target": steps_to,
             "time_to_target_s": time_to,
-            "time_per_step_ms": 1e3 * train_time / steps,
+            "time_per_step_ms": 1e3 * train_time / max(steps, 1),
             "examples_seen": float(seen),
             "examples_scored": float(scored),
         },
         curve=curve,
         notes=notes,
     )
+
+
+def tune_lr(run: Callable[[float, int], WorkloadOutcome], lrs: list[float], seed: int = 0) -> tuple[float, Any]:
+    """Equal tuning budget: every lr of the fixed grid on one seed; the best one wins.
+
+    Best = fewest steps to the target; if no lr reaches it, the best final metric.
+    Returns ``(best_lr, [(lr, outcome), ...])``.
+    """
+    trials = [(lr, run(lr, seed)) for lr in lrs]
+
+    def score(trial: tuple[float, WorkloadOutcome]) -> tuple[float, float]:
+        metrics = trial[1].metrics
+        steps = metrics["steps_to_target"]
+        final = metrics["final_metric"]
+        final = final if final is not None and math.isfinite(final) else -math.inf
+        return (steps if steps is not None else math.inf, -final)
+
+    best = min(trials, key=score)
+    return best[0], trials

@@ -39,6 +39,15 @@ METRIC_UNITS: dict[str, str] = {
     "time_to_target_s": "s",
     "time_per_step_ms": "ms",
     "examples_seen": "examples",
+    "examples_scored": "examples",
+    "lr": "lr",
+    "wall_s": "s",
+    "p_value_final_metric": "p",
+    "delta_final_metric": "metric",
+    "significant_final_metric": "bool",
+    "p_value_steps_to_target": "p",
+    "delta_steps_to_target": "steps",
+    "significant_steps_to_target": "bool",
 }
 KERNEL_METRICS = ("time_ms", "peak_mem_bytes", "rel_error")
 WORKLOAD_METRICS = ("final_loss", "final_metric", "steps_to_target", "time_to_target_s", "peak_mem_bytes")
@@ -121,12 +130,14 @@ class WorkloadTask(Task):
     ``run(method, impl, point, seed, device, dtype) -> WorkloadOutcome``. ``target``
     documents the fixed target and how it was set; it is never moved to suit a method.
     ``prepare(point)``, when given, runs before the measured run (e.g. loading data into
-    a cache) so one-time costs do not land on whichever method runs first.
+    a cache) so one-time costs do not land on whichever method runs first. ``baseline``
+    names the method every other one is compared with across seeds (significance rows).
     """
 
     run: Callable[..., WorkloadOutcome]
     target: str
     prepare: Callable[[dict[str, Any]], Any] | None = None
+    baseline: str | None = None
     metrics: tuple[str, ...] = WORKLOAD_METRICS
     kind: ClassVar[str] = "workload"
 

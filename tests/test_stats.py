@@ -1,0 +1,47 @@
+import math
+
+import pytest
+
+from effbench.stats import compare, performance_profile
+
+
+def test_welch_known_answer():
+    # a: mean 2, var 1; b: mean 5, var 1; n = 3 each -> t = -3 / sqrt(2/3) = -3.674, df = 4
+    result = compare([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+    assert result.delta == pytest.approx(-3.0)
+    assert result.p_value == pytest.approx(0.021311641128756723, rel=1e-9)
+    assert result.significant and not result.better  # significantly worse when higher is better
+    assert compare([1.0, 2.0, 3.0], [4.0, 5.0, 6.0], higher_is_better=False).better
+
+
+def test_no_difference_is_not_significant():
+    result = compare([1.0, 2.0, 3.0], [1.5, 2.0, 2.5])
+    assert result.p_value == pytest.approx(1.0)
+    assert not result.significant and not result.better
+
+
+def test_zero_variance_cases():
+    assert compare([2.0, 2.0], [2.0, 2.0]).p_value == 1.0
+    different = compare([3.0, 3.0], [2.0, 2.0])
+    assert different.p_value == 0.0 and different.better
+
+
+def test_too_few_seeds():
+    with pytest.raises(ValueError, match="at least 2"):
+        compare([1.0], [1.0, 2.0])
+
+
+def test_performance_profile_known_answer():
+    costs = {
+        "w1": {"a": 10.0, "b": 20.0},  # ratios a 1, b 2
+        "w2": {"a": 30.0, "b": 15.0},  # ratios a 2, b 1
+        "w3": {"a": 5.0, "b": None},  # b never reaches the target
+        "w4": {"a": None, "b": None},  # nobody does
+    }
+    profile = performance_profile(costs, taus=[1.0, 1.5, 2.0, math.inf])
+    assert profile["a"] == pytest.approx([0.5, 0.5, 0.75, 0.75])
+    assert profile["b"] == pytest.approx([0.25, 0.25, 0.5, 0.5])
+
+
+def test_performance_profile_empty():
+    assert performance_profile({}, [1.0]) == {}
