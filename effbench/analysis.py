@@ -122,3 +122,33 @@ def workload_summary(frame: pl.DataFrame) -> pl.DataFrame:
         )
         .sort(CASE)
     )
+
+
+def performance_profiles(
+    frame: pl.DataFrame, cost: str = "steps_to_target", taus: tuple[float, ...] = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
+) -> pl.DataFrame:
+    """AlgoPerf-style profile over workloads (task x point x device): rho(tau) per method/impl.
+
+    A method's cost on a workload is the median over seeds of ``cost``; a workload where
+    any seed missed the target counts as not solved by that method.
+    """
+    from effbench.stats import performance_profile
+
+    rows = frame.filter((pl.col("metric") == cost) & (pl.col("seed") >= 0))
+    if rows.is_empty():
+        return pl.DataFrame()
+    per_case = rows.group_by(["task", "point_key", "device", "method", "impl"]).agg(
+        pl.col("value").median().alias("cost"), pl.col("value").null_count().alias("missed")
+    )
+    costs: dict[str, dict[str, float | None]] = {}
+    for r in per_case.iter_rows(named=True):
+        workload = f"{r['task']} [{r['point_key']}] ({r['device']})"
+        costs.setdefault(workload, {})[f"{r['method']}/{r['impl']}"] = None if r["missed"] else r["cost"]
+    profile = performance_profile(costs, list(taus))
+    return pl.DataFrame(
+        [
+            {"method": m, "tau": tau, "rho": rho}
+            for m, values in profile.items()
+            for tau, rho in zip(taus, values, strict=True)
+        ]
+    )

@@ -93,6 +93,56 @@ def list_cmd(family: str | None, as_json: bool, plugins: tuple[Path, ...]) -> No
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: {datasets: [...], models: [...]}.")
+def zoo(as_json: bool) -> None:
+    """List the fixed datasets and models that workloads are built from.
+
+    Every dataset is built here (no download) and shown with its content hash.
+
+    \b
+    Example:
+        effbench zoo --json
+    """
+    from effbench.data import DATASETS
+    from effbench.models import LM_SIZES, count_parameters
+    from effbench.workloads import MODELS, build_model
+
+    datasets = []
+    for name, build in sorted(DATASETS.items()):
+        data = build()
+        datasets.append({
+            "name": name, "kind": data.kind, "train": int(data.x_train.shape[0]), "eval": int(data.x_eval.shape[0]),
+            "classes_or_vocab": data.n_classes, "metric": data.metric, "content_hash": data.content_hash,
+        })
+    models = []
+    for name in MODELS:
+        if name.startswith("lm_"):
+            size = LM_SIZES[name[3:]]
+            models.append({"name": name, "parameters": size.parameters(256), "counted_for": "vocab 256",
+                           "d_model": size.d_model, "layers": size.layers, "heads": size.heads,
+                           "context": size.context})
+        else:
+            models.append({"name": name, "parameters": count_parameters(build_model(name, DATASETS["digits"](), 0)),
+                           "counted_for": "digits"})
+    if as_json:
+        click.echo(json.dumps({"datasets": datasets, "models": models}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table("dataset", "kind", "train", "eval", "classes/vocab", "metric", "content hash")
+    for d in datasets:
+        table.add_row(d["name"], d["kind"], str(d["train"]), str(d["eval"]), str(d["classes_or_vocab"]), d["metric"],
+                      d["content_hash"])
+    console.print(table)
+    table = Table("model", "parameters", "counted for")
+    for m in models:
+        table.add_row(m["name"], f"{m['parameters']:,}", m["counted_for"])
+    console.print(table)
+
+
+@cli.command()
 @click.option("--family", help="Only this family.")
 @click.option("--task", help="Only this task ('family/name' or its name).")
 @click.option("--method", help="Only this method.")

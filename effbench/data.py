@@ -10,6 +10,7 @@ Kinds: ``classify`` (x (N, F) float, y (N,) class), ``regress`` (x (N, F), y (N,
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import sysconfig
@@ -38,6 +39,13 @@ class Dataset:
     @property
     def n_features(self) -> int:
         return self.x_train.shape[1]
+
+    def to(self, device: str) -> Dataset:
+        """The same data on ``device`` (same hash: the content does not change)."""
+        if self.x_train.device.type == torch.device(device).type:
+            return self
+        moved = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_eval", "y_eval")}
+        return dataclasses.replace(self, **moved)
 
 
 def content_hash(*tensors: torch.Tensor | np.ndarray | bytes) -> str:

@@ -161,6 +161,7 @@ def _train_loss(model: torch.nn.Module, data: Dataset, plugs: Plugs, x: torch.Te
         per_example = per_example_loss(model, data.kind, x, y)
     if weights is None:
         return per_example.mean()
+    weights = weights.to(per_example.device, per_example.dtype)  # selection may work on the CPU
     return (per_example * weights).sum() / weights.sum()
 
 

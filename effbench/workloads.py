@@ -72,20 +72,21 @@ def run_workload(
     seed: int,
     plugs: Plugs,
     memo_key: tuple[str, ...],
+    device: str = "cpu",
     attention: Callable[..., torch.Tensor] = causal_attention,
     router: Any = None,
 ) -> WorkloadOutcome:
     """Tune (once per process and case) on seed 0, then train ``seed`` with the best learning rate."""
-    data = dataset(point["data"])
+    data = dataset(point["data"]).to(device)
     budget = Budget(point["steps"], point["batch"], point["eval_every"], point.get("pool"))
 
     def one(lr: float, run_seed: int) -> WorkloadOutcome:
         model = build_model(point["model"], data, run_seed, hidden=point.get("hidden", 64), attention=attention,
-                            router=router)
+                            router=router).to(device)  # initialised on the CPU: the same weights on any device
         return train(model, data, plugs, budget, lr, point["target"], run_seed)
 
     lrs = learning_rates(point)
-    key = (*memo_key, repr(sorted(point.items())))
+    key = (*memo_key, device, repr(sorted(point.items())))
     if len(lrs) == 1:
         lr, how = lrs[0], "fixed by the grid point"
     elif key in _tuned:

@@ -127,3 +127,13 @@ def test_interrupted_run_keeps_finished_cases(tmp_path):
     assert "Traceback" not in err and "rows of finished cases saved" in (out + err)
     rows = json.loads(invoke("query", "SELECT DISTINCT impl, status FROM results", "--db", str(db), "--json").output)
     assert {r["impl"]: r["status"] for r in rows} == {"reference": "ok", "correct": "ok", "crashes": "error"}
+
+
+def test_zoo_lists_every_dataset_and_model():
+    from effbench.data import DATASETS
+    from effbench.workloads import MODELS
+
+    zoo = json.loads(invoke("zoo", "--json").output)
+    assert {d["name"] for d in zoo["datasets"]} == set(DATASETS)
+    assert {m["name"] for m in zoo["models"]} == set(MODELS)
+    assert all(len(d["content_hash"]) == 16 for d in zoo["datasets"])

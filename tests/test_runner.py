@@ -103,3 +103,18 @@ def test_config_validation():
 def test_statuses_are_the_documented_set():
     assert STATUSES == ("ok", "error", "oom", "timeout", "unavailable", "skipped", "wrong")
     assert not math.isnan(0.0)
+
+
+def test_workload_run_stores_significance_against_the_baseline(registry, tmp_path):
+    from effbench.rows import from_json_line
+
+    config = make_config("smoke", "cpu", seeds=2)
+    cases = plan(registry, config, task="data_selection")
+    summary = run_cases(registry, cases, config, tmp_path, in_process=True)
+    records = [from_json_line(line) for line in summary.shard.read_text().splitlines()]
+    rows = {r.metric: r for r in records if isinstance(r, Result) and r.seed == -1}
+    assert {"p_value_final_metric", "delta_final_metric", "significant_final_metric"} <= set(rows)
+    p = rows["p_value_final_metric"]
+    assert p.method == "loss_rank" and 0.0 <= p.value <= 1.0
+    assert "Welch t-test vs uniform over 2 vs 2 seeds" in p.message
+    assert rows["significant_final_metric"].value == float(p.value < 0.05)

@@ -45,3 +45,23 @@ def test_performance_profile_known_answer():
 
 def test_performance_profile_empty():
     assert performance_profile({}, [1.0]) == {}
+
+
+def test_profiles_from_result_rows():
+    import polars as pl
+
+    from effbench.analysis import performance_profiles
+
+    def row(method, point, seed, value):
+        return {"task": "sampler/x", "point_key": point, "device": "cpu", "method": method, "impl": "reference",
+                "metric": "steps_to_target", "seed": seed, "value": value}
+
+    frame = pl.DataFrame([
+        row("a", "p1", 0, 10.0), row("a", "p1", 1, 12.0), row("b", "p1", 0, 22.0), row("b", "p1", 1, 22.0),
+        row("a", "p2", 0, None), row("a", "p2", 1, 5.0), row("b", "p2", 0, 8.0), row("b", "p2", 1, 8.0),
+    ])
+    profile = performance_profiles(frame, taus=(1.0, 2.0))
+    rho = {(r["method"], r["tau"]): r["rho"] for r in profile.iter_rows(named=True)}
+    # p1: a costs 11 (best), b 22 (ratio 2); p2: a missed on one seed, b 8 (best)
+    assert rho[("a/reference", 1.0)] == 0.5 and rho[("a/reference", 2.0)] == 0.5
+    assert rho[("b/reference", 1.0)] == 0.5 and rho[("b/reference", 2.0)] == 1.0

@@ -28,7 +28,7 @@ from effbench.workloads import dataset, run_workload
 def run(
     method: Method, impl: Impl, point: dict[str, Any], seed: int, device: str, dtype: torch.dtype
 ) -> WorkloadOutcome:
-    return run_workload(point, seed, Plugs(select=impl.fn), ("data_selection", method.name, impl.name))
+    return run_workload(point, seed, Plugs(select=impl.fn), ("data_selection", method.name, impl.name), device)
 
 
 task = WorkloadTask(

@@ -31,6 +31,7 @@ method = Method(
 def rank_probabilities(losses: torch.Tensor, pressure: float) -> torch.Tensor:
     """Selection probability of each example from its loss rank (0 = highest loss)."""
     n = losses.shape[0]
+    losses = losses.detach().cpu()  # tiny: rank and sample on the CPU with the CPU generator
     rank = torch.empty(n, dtype=torch.float64)
     rank[torch.argsort(losses, descending=True, stable=True)] = torch.arange(n, dtype=torch.float64)
     weights = torch.exp(-math.log(pressure) * rank / n)
