@@ -58,11 +58,11 @@ class Impl:
 
     def why_not(self, device: str, dtype: str) -> tuple[str, str] | None:
         """``(status, reason)`` when this impl cannot run on ``device``/``dtype``, else None."""
+        if device not in self.devices:  # first: installing a package would not help
+            return "unavailable", f"impl {self.name!r} runs on {', '.join(self.devices)} only, not {device}"
         for module in self.needs:
             if importlib.util.find_spec(module) is None:
                 return "unavailable", f"package {module!r} is not installed"
-        if device not in self.devices:
-            return "unavailable", f"impl {self.name!r} runs on {', '.join(self.devices)} only, not {device}"
         if self.dtypes is not None and dtype not in self.dtypes:
             return "skipped", f"impl {self.name!r} supports {', '.join(self.dtypes)} only, not {dtype}"
         return None

@@ -272,8 +272,12 @@ def _kernel_case(
             f"rel_error {error:.3e} in {worst!r} above tolerance {threshold:.3e} "
             f"(2 x naive {naive:.2e} + slack {slack:.0e})"
         )
-    # Speed and memory once per (point, dtype): on the first seed.
-    if case.seed == 0:
+    # Speed and memory once per (point, dtype): on the first seed. Never of Triton's CPU interpreter.
+    interpreted = case.device == "cpu" and "triton" in impl.needs and os.environ.get("TRITON_INTERPRET") == "1"
+    if case.seed == 0 and interpreted:
+        result.metrics.update(time_ms=None, peak_mem_bytes=None)
+        result.notes["time_ms"] = result.notes["peak_mem_bytes"] = "not measured: Triton's CPU interpreter"
+    elif case.seed == 0:
         call = task.timed_call(impl.fn, inputs, case.point)
         timing = time_call(call, case.device, config.timing)
         memory = peak_memory(call, case.device)

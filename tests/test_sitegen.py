@@ -9,7 +9,8 @@ HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>&amp;'
 
 def test_site_from_a_real_smoke_run(smoke_db, tmp_path):
     db, summary = smoke_db
-    assert summary.counts["ok"] == sum(summary.counts.values()), summary.failures
+    assert not summary.failures, summary.failures
+    assert summary.counts["ok"] > 0
     index = build(db, tmp_path / "site")
     html = index.read_text()
     assert summary.run.run_id in html

@@ -17,7 +17,6 @@ def test_every_task_declares_every_grid(registry):
             assert all(d in DTYPES for d in task.dtypes[grid])
             keys = [point_key(p) for p in task.grids[grid]]
             assert len(keys) == len(set(keys)), f"{key}/{grid}: duplicate points"
-            assert len({tuple(sorted(p)) for p in task.grids[grid]}) == 1, f"{key}/{grid}: points differ in keys"
         if task.kind == "kernel":
             for grid in GRIDS:
                 assert all(d in task.tolerance for d in task.dtypes[grid]), key

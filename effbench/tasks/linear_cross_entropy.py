@@ -2,6 +2,12 @@
 
 Inputs: hidden states x (N, D), classifier weight w (V, D), targets y (N) with a fraction
 set to ``IGNORE_INDEX``. Checked outputs: the loss and its gradients dx, dw.
+
+Options a grid point may set, passed to every implementation only when set:
+``z_loss`` (PaLM's lambda * lse^2), ``label_smoothing``, and ``goldfish_k`` / ``goldfish_h``
+(Hans et al., "Be like a Goldfish, Don't Memorize!", arXiv:2406.10209: targets whose
+preceding h tokens hash to 0 mod k are dropped from the loss, applied here to the
+targets before any implementation sees them).
 """
 
 from __future__ import annotations
@@ -23,14 +29,38 @@ def make_inputs(point: dict[str, Any], dtype: torch.dtype, device: str, seed: in
     # Logits of unit scale, as after a final norm: w ~ N(0, 1/D).
     w = torch.randn(v, d, generator=gen) / d**0.5
     y = torch.randint(0, v, (n,), generator=gen)
+    if point.get("goldfish_k"):
+        y[goldfish_mask(y, point["goldfish_k"], point.get("goldfish_h", 13))] = IGNORE_INDEX
     ignored = torch.rand(n, generator=gen) < point.get("ignore_frac", 0.0)
     y[ignored] = IGNORE_INDEX
     return {"x": x.to(device, dtype), "w": w.to(device, dtype), "y": y.to(device)}
 
 
+def goldfish_mask(tokens: torch.Tensor, k: int, h: int) -> torch.Tensor:
+    """True where the goldfish loss drops a token: a hash of the h preceding tokens is 0 mod k.
+
+    The first h tokens (no full context) are always kept. The hash is a polynomial over the
+    window, mod the Mersenne prime 2^31 - 1, then mixed, so equal contexts drop equally.
+    """
+    drop = torch.zeros(tokens.shape, dtype=torch.bool, device=tokens.device)
+    if tokens.numel() <= h:
+        return drop
+    prime = 2**31 - 1
+    powers = torch.tensor([pow(1_000_003, j, prime) for j in range(h)], dtype=torch.int64, device=tokens.device)
+    windows = tokens.long().clamp_min(0).unfold(0, h, 1)[:-1]  # (N - h, h): the h tokens before i = h..N-1
+    hashed = (windows * powers).sum(-1) % prime  # < 2^31 * 2^21 * h: no int64 overflow
+    hashed = (hashed * 2_654_435_761) % prime  # Knuth's multiplicative mix
+    drop[h:] = hashed % k == 0
+    return drop
+
+
+OPTIONS = ("z_loss", "label_smoothing")
+
+
 def outputs(fn: Callable[..., torch.Tensor], inputs: dict[str, Any], point: dict[str, Any]) -> dict[str, torch.Tensor]:
     x, w = leaf(inputs["x"]), leaf(inputs["w"])
-    loss = fn(x, w, inputs["y"], ignore_index=IGNORE_INDEX)
+    options = {k: point[k] for k in OPTIONS if point.get(k)}  # plugins without options still work
+    loss = fn(x, w, inputs["y"], ignore_index=IGNORE_INDEX, **options)
     return grad_outputs(loss, {"x": x, "w": w})
 
 
@@ -43,16 +73,24 @@ task = KernelTask(
         "smoke": [
             {"N": 64, "D": 32, "V": 1001, "ignore_frac": 0.0},
             {"N": 96, "D": 48, "V": 2003, "ignore_frac": 0.1},
+            {"N": 80, "D": 40, "V": 1500, "ignore_frac": 0.0, "z_loss": 1e-4, "label_smoothing": 0.1,
+             "goldfish_k": 4},
         ],
         "cpu": [
             {"N": 1024, "D": 256, "V": 8192, "ignore_frac": 0.0},
             {"N": 4096, "D": 256, "V": 8192, "ignore_frac": 0.1},
             {"N": 4096, "D": 256, "V": 32000, "ignore_frac": 0.1},
+            {"N": 2048, "D": 256, "V": 32000, "ignore_frac": 0.0, "z_loss": 1e-4, "label_smoothing": 0.1,
+             "goldfish_k": 4},
         ],
         "gpu": [
             {"N": 8192, "D": 2048, "V": 32000, "ignore_frac": 0.0},
             {"N": 8192, "D": 4096, "V": 128256, "ignore_frac": 0.0},
             {"N": 8192, "D": 2304, "V": 256000, "ignore_frac": 0.0},  # Gemma-2-2B-like head
+            {"N": 8192, "D": 2048, "V": 128256, "ignore_frac": 0.0},
+            {"N": 8192, "D": 4096, "V": 32000, "ignore_frac": 0.0},
+            {"N": 8192, "D": 2304, "V": 256000, "ignore_frac": 0.0, "z_loss": 1e-4, "label_smoothing": 0.1,
+             "goldfish_k": 4},
         ],
     },
     dtypes={"smoke": ("float32",), "cpu": ("float32",), "gpu": ("bfloat16",)},

@@ -3,11 +3,18 @@ import math
 import pytest
 import torch
 
-from effbench.methods.losses.linear_cross_entropy import chunked, reference
+from effbench.methods.losses.linear_cross_entropy import chunked, reference, triton_ce, triton_linear_ce
+from effbench.tasks.linear_cross_entropy import goldfish_mask
+
+FAST = {
+    "chunked": lambda *a, **k: chunked(*a, budget_elements=3 * a[1].shape[0], **k),  # several row blocks
+    "triton_ce": triton_ce,  # Triton's CPU interpreter (conftest sets TRITON_INTERPRET=1)
+    "triton_linear_ce": lambda *a, **k: triton_linear_ce(*a, block_n=16, block_v=32, block_d=16, **k),
+}
 
 
 def test_known_answer_zero_weights_give_log_vocab():
-    """With w = 0 all logits are 0: loss = log V exactly, dx = 0, dw[v] = mean_i x_i (1/V - [y_i = v])."""
+    """With w = 0 all logits are 0: loss = log V (+ lambda (log V)^2), dx = 0, dw[v] = mean_i x_i (1/V - [y_i = v])."""
     n, d, v = 5, 3, 7
     x = torch.randn(n, d, dtype=torch.float64, requires_grad=True)
     w = torch.zeros(v, d, dtype=torch.float64, requires_grad=True)
@@ -18,26 +25,38 @@ def test_known_answer_zero_weights_give_log_vocab():
         assert loss.item() == pytest.approx(math.log(v), abs=1e-12)
         assert torch.count_nonzero(dx) == 0
         onehot = torch.nn.functional.one_hot(y, v).double()
-        expected = (1.0 / v - onehot).T @ x.detach() / n
-        torch.testing.assert_close(dw, expected)
+        torch.testing.assert_close(dw, (1.0 / v - onehot).T @ x.detach() / n)
+        assert fn(x, w, y, z_loss=0.01, label_smoothing=0.3).item() == pytest.approx(
+            math.log(v) + 0.01 * math.log(v) ** 2, abs=1e-12)
 
 
-@pytest.mark.parametrize("block", [1, 3, 64])
+def test_known_answer_two_classes_with_smoothing():
+    """z = (1, 0), y = 0: loss = log(1 + e) - (1 - eps) * 1 - (eps / 2) * (1 + 0)."""
+    x = torch.tensor([[1.0]], dtype=torch.float64)
+    w = torch.tensor([[1.0], [0.0]], dtype=torch.float64)
+    y = torch.tensor([0])
+    for fn in (reference, chunked):
+        assert fn(x, w, y).item() == pytest.approx(math.log(1 + math.e) - 1)
+        assert fn(x, w, y, label_smoothing=0.2).item() == pytest.approx(math.log(1 + math.e) - 0.9)
+
+
+@pytest.mark.parametrize("impl", sorted(FAST))
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_chunked_matches_reference_with_odd_blocks_and_ignored_rows(block, seed):
+@pytest.mark.parametrize("options", [{}, {"z_loss": 1e-3, "label_smoothing": 0.1}], ids=["plain", "zloss+smooth"])
+def test_fast_impls_match_reference_fp32(impl, seed, options):
     gen = torch.Generator().manual_seed(seed)
-    n, d, v = 37, 19, 101
-    x = torch.randn(n, d, generator=gen, dtype=torch.float64)
-    w = torch.randn(v, d, generator=gen, dtype=torch.float64)
+    n, d, v = 37, 19, 101  # odd sizes: every kernel edge is exercised
+    x = torch.randn(n, d, generator=gen)
+    w = torch.randn(v, d, generator=gen) / d**0.5
     y = torch.randint(0, v, (n,), generator=gen)
     y[::5] = -100
     outs = []
-    for fn, kwargs in ((reference, {}), (chunked, {"budget_elements": block * v})):
+    for fn in (reference, FAST[impl]):
         xl, wl = x.clone().requires_grad_(), w.clone().requires_grad_()
-        loss = fn(xl, wl, y, **kwargs)
+        loss = fn(xl, wl, y, **options)
         outs.append((loss, *torch.autograd.grad(loss, [xl, wl])))
-    for a, b in zip(*outs, strict=False):
-        torch.testing.assert_close(a, b)
+    for ref, got in zip(*outs, strict=True):
+        assert (got - ref).norm() / ref.norm() < 1e-4
 
 
 def test_all_ignored_gives_nan_like_pytorch():
@@ -53,3 +72,14 @@ def test_chunked_scales_with_upstream_gradient():
     (g1,) = torch.autograd.grad(chunked(x, w, y), [x])
     (g3,) = torch.autograd.grad(3.0 * chunked(x, w, y), [x])
     torch.testing.assert_close(g3, 3.0 * g1)
+
+
+def test_goldfish_mask_drops_about_one_in_k_by_context():
+    tokens = torch.randint(0, 50_000, (20_000,), generator=torch.Generator().manual_seed(0))
+    drop = goldfish_mask(tokens, k=4, h=13)
+    assert not drop[:13].any()  # no full context yet
+    assert abs(drop.float().mean().item() - 0.25) < 0.02
+    assert torch.equal(drop, goldfish_mask(tokens, k=4, h=13))
+    repeated = torch.cat([tokens[:100], tokens[:100]])  # the same contexts drop the same tokens
+    again = goldfish_mask(repeated, k=4, h=13)
+    assert torch.equal(again[113:200], again[13:100])
