@@ -1,3 +1,4 @@
 from effbench.asv_suites import make_suite
 
 LinearCrossEntropy = make_suite("loss/linear_cross_entropy")
+Classification = make_suite("loss/classification")

@@ -127,8 +127,8 @@ def teacher_student(n_train: int = 2048, n_eval: int = 512, dim: int = 32, hidde
 
 
 @functools.lru_cache(maxsize=16)
-def long_tail_mixture(classes: int = 10, dim: int = 16, n_head: int = 500, imbalance: float = 50.0,
-                      n_eval_per_class: int = 100, spread: float = 1.0, seed: int = 0) -> Dataset:
+def long_tail_mixture(classes: int = 10, dim: int = 16, n_head: int = 500, imbalance: float = 100.0,
+                      n_eval_per_class: int = 100, spread: float = 2.5, seed: int = 0) -> Dataset:
     """Gaussian mixture whose class sizes fall geometrically from ``n_head`` to ``n_head / imbalance``.
 
     Eval is balanced, so accuracy on it is the balanced accuracy the tail decides.

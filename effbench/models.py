@@ -1,7 +1,8 @@
 """The model zoo: named sizes, deterministic initialisation from a seed.
 
-Small classifiers for 8x8 images and tabular data, and a decoder-only transformer LM
-with three plug points:
+Small classifiers for 8x8 images and tabular data (each exposes ``features(x)`` and its
+linear ``head``, so a classification loss can see what the head sees), and a
+decoder-only transformer LM with three plug points:
 
 - ``attention(q, k, v) -> out`` on (B, H, T, d): any sparse pattern drops in (default:
   causal SDPA);
@@ -51,6 +52,13 @@ class LogisticRegression(nn.Module):
             self.linear.weight.zero_()  # the convex problem's usual start
             self.linear.bias.zero_()
 
+    @property
+    def head(self) -> nn.Linear:
+        return self.linear
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x)
 
@@ -64,10 +72,18 @@ class MLP(nn.Module):
         for layer in self.layers:
             _init_linear(layer, gen, std=(2 / layer.in_features) ** 0.5)  # He init for ReLU
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def head(self) -> nn.Linear:
+        return self.layers[-1]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """What the classifier head sees (N, hidden)."""
         for layer in self.layers[:-1]:
             x = F.relu(layer(x))
-        return self.layers[-1](x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
 
 
 class ConvNet(nn.Module):
@@ -86,11 +102,17 @@ class ConvNet(nn.Module):
                 conv.bias.zero_()
         _init_linear(self.fc, gen)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def head(self) -> nn.Linear:
+        return self.fc
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(-1, 1, 8, 8)
         x = F.relu(self.conv1(x))
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)  # (B, 2C, 4, 4)
-        return self.fc(x.flatten(1))
+        return F.max_pool2d(F.relu(self.conv2(x)), 2).flatten(1)  # (B, 2C * 4 * 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
 """The one training loop every workload uses, with four plug points.
 
-- **loss**: classify/regress: ``loss(outputs, targets) -> per-example loss (N,)``; lm:
-  ``loss(hidden (N, D), head_weight (V, D), targets (N,), ignore_index) -> mean loss``
-  (the signature of the loss family's linear cross-entropy, so fused heads drop in);
+- **loss**: classify: ``loss(features (N, H), head_weight (C, H), head_bias (C,), targets)
+  -> per-example loss (N,)``, with ``probabilities(features, weight, bias) -> (N, C)`` for
+  evaluation (a loss such as the harmonic loss predicts from distances, not logits);
+  regress: ``loss(outputs, targets) -> (N,)``; lm: ``loss(hidden (N, D), head_weight (V, D),
+  targets (N,), ignore_index) -> mean loss`` (the signature of the loss family's linear
+  cross-entropy, so fused heads drop in);
 - **optimizer** ``(params, lr) -> torch.optim.Optimizer`` and **schedule**
   ``(step, total_steps) -> lr multiplier``;
 - **select** ``(pool, k, generator) -> (indices into the pool, weights or None)``: data
@@ -86,6 +89,7 @@ def constant(step: int, total: int) -> float:
 @dataclass
 class Plugs:
     loss: Callable[..., torch.Tensor] | None = None  # None: the reference per-example loss
+    probabilities: Callable[..., torch.Tensor] | None = None  # classify: None = softmax of the logits
     optimizer: OptimizerFn = sgd_momentum
     schedule: ScheduleFn = constant
     select: SelectFn | None = None  # None: train on the first `batch` examples of the pool
@@ -110,21 +114,50 @@ def crossing(xs: list[float], ys: list[float], target: float) -> float | None:
     return None
 
 
+def class_probabilities(model: torch.nn.Module, x: torch.Tensor, plugs: Plugs | None = None) -> torch.Tensor:
+    """(N, C) predicted class probabilities: the loss's own rule when it has one, else softmax."""
+    if plugs is not None and plugs.probabilities is not None:
+        head = model.head
+        return plugs.probabilities(model.features(x), head.weight, head.bias)
+    return torch.softmax(model(x), dim=-1)
+
+
+def expected_calibration_error(probs: torch.Tensor, targets: torch.Tensor, bins: int = 15) -> float:
+    """ECE with equal-width confidence bins: sum_b |B_b|/N * |accuracy(B_b) - confidence(B_b)|."""
+    confidence, prediction = probs.max(-1)
+    correct = (prediction == targets).float()
+    edges = torch.linspace(0, 1, bins + 1, device=probs.device)
+    ece = torch.zeros((), device=probs.device)
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        inside = (confidence > lo) & (confidence <= hi)
+        if inside.any():
+            ece += inside.float().mean() * (correct[inside].mean() - confidence[inside].mean()).abs()
+    return float(ece)
+
+
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, data: Dataset, batch: int = 512) -> tuple[float, float]:
-    """(eval loss, eval metric) on the held-out split; every metric here is higher-is-better."""
+def evaluate(model: torch.nn.Module, data: Dataset, batch: int = 512, plugs: Plugs | None = None,
+             calibration: dict[str, float] | None = None) -> tuple[float, float]:
+    """(eval loss, eval metric) on the held-out split; every metric here is higher-is-better.
+
+    Classification loss is the NLL of the predicted probabilities, so losses of different
+    methods compare; ``calibration``, if given, receives the ECE.
+    """
     model.eval()
     losses, hits, counts = [], [], []
-    preds, targets = [], []
+    preds, targets, all_probs = [], [], []
     for start in range(0, data.x_eval.shape[0], batch):
         x, y = data.x_eval[start : start + batch], data.y_eval[start : start + batch]
-        out = model(x)
         if data.kind == "classify":
-            losses.append(F.cross_entropy(out, y, reduction="sum"))
-            preds.append(out.argmax(-1))
+            probs = class_probabilities(model, x, plugs)
+            losses.append(-probs.gather(1, y[:, None]).clamp_min(1e-12).log().sum())
+            preds.append(probs.argmax(-1))
             targets.append(y)
+            all_probs.append(probs)
             counts.append(y.numel())
-        elif data.kind == "regress":
+            continue
+        out = model(x)
+        if data.kind == "regress":
             losses.append((out - y).pow(2).mean(-1).sum())
             preds.append(out)
             targets.append(y)
@@ -140,6 +173,8 @@ def evaluate(model: torch.nn.Module, data: Dataset, batch: int = 512) -> tuple[f
     if data.kind == "lm":
         return eval_loss, float(sum(hits)) / n
     pred, target = torch.cat(preds), torch.cat(targets)
+    if calibration is not None and all_probs:
+        calibration["ece"] = expected_calibration_error(torch.cat(all_probs), target)
     if data.kind == "regress":
         ss_res = (pred - target).pow(2).sum()
         ss_tot = (target - target.mean(0)).pow(2).sum()
@@ -155,7 +190,10 @@ def _train_loss(model: torch.nn.Module, data: Dataset, plugs: Plugs, x: torch.Te
     if data.kind == "lm" and plugs.loss is not None and weights is None:
         hidden = model.hidden(x)  # (B, T, D): the head + loss plug never needs (B, T, V) logits
         return plugs.loss(hidden.flatten(0, 1), model.head_weight, y.flatten(), ignore_index=IGNORE)
-    if data.kind != "lm" and plugs.loss is not None:
+    if data.kind == "classify" and plugs.loss is not None:
+        head = model.head
+        per_example = plugs.loss(model.features(x), head.weight, head.bias, y)
+    elif data.kind == "regress" and plugs.loss is not None:
         per_example = plugs.loss(model(x), y)
     else:
         per_example = per_example_loss(model, data.kind, x, y)
@@ -185,8 +223,10 @@ def train(
     curve: list[CurveRecord] = []
     train_time, train_loss, seen, scored = 0.0, math.nan, 0, 0
 
+    calibration: dict[str, float] = {}
+
     def record(step: int) -> None:
-        eval_loss, eval_metric = evaluate(model, data)
+        eval_loss, eval_metric = evaluate(model, data, plugs=plugs, calibration=calibration)
         curve.append(CurveRecord(step, train_time, None if math.isnan(train_loss) else train_loss, eval_loss,
                                  eval_metric))
 
@@ -213,7 +253,10 @@ def train(
         train_loss, seen = loss.item(), seen + x.shape[0]
         if step % budget.eval_every == 0 or step == budget.steps:
             record(step)
-    return outcome_from_curve(curve, target, budget.steps, seen=seen, scored=scored, train_time=train_time)
+    outcome = outcome_from_curve(curve, target, budget.steps, seen=seen, scored=scored, train_time=train_time)
+    if "ece" in calibration:
+        outcome.metrics["ece"] = calibration["ece"]  # of the final model
+    return outcome
 
 
 def outcome_from_curve(curve: list[CurveRecord], target: float, steps: int, *, seen: int = 0, scored: int = 0,

@@ -20,7 +20,8 @@ def test_site_from_a_real_smoke_run(smoke_db, tmp_path):
         figures = figure_payloads(page)
         assert figures and all(fig["data"] for fig in figures), family
     assert (tmp_path / "site" / "assets" / "plotly.min.js").stat().st_size > 1_000_000
-    names = {t["name"] for fig in figure_payloads((tmp_path / "site" / "loss.html").read_text()) for t in fig["data"]}
+    loss_figures = figure_payloads((tmp_path / "site" / "loss.html").read_text())
+    names = {t.get("name") for fig in loss_figures for t in fig["data"]}
     assert "linear_cross_entropy/chunked (cpu, float32)" in names  # device named on every trace
 
 

@@ -41,6 +41,7 @@ METRIC_UNITS: dict[str, str] = {
     "examples_seen": "examples",
     "examples_scored": "examples",
     "lr": "lr",
+    "ece": "ece",
     "wall_s": "s",
     "p_value_final_metric": "p",
     "delta_final_metric": "metric",

@@ -12,11 +12,13 @@ targets before any implementation sees them).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from effbench.registry import Skipped
 from effbench.tasks import KernelTask, grad_outputs, leaf
 
 IGNORE_INDEX = -100
@@ -57,9 +59,21 @@ def goldfish_mask(tokens: torch.Tensor, k: int, h: int) -> torch.Tensor:
 OPTIONS = ("z_loss", "label_smoothing")
 
 
+def _accepts(fn: Callable[..., Any], names: list[str]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return True  # no signature to read: let the call decide
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return True
+    return all(name in params for name in names)
+
+
 def outputs(fn: Callable[..., torch.Tensor], inputs: dict[str, Any], point: dict[str, Any]) -> dict[str, torch.Tensor]:
     x, w = leaf(inputs["x"]), leaf(inputs["w"])
-    options = {k: point[k] for k in OPTIONS if point.get(k)}  # plugins without options still work
+    options = {k: point[k] for k in OPTIONS if point.get(k)}  # passed only when set
+    if options and not _accepts(fn, list(options)):
+        raise Skipped(f"this implementation takes no {', '.join(options)} option")
     loss = fn(x, w, inputs["y"], ignore_index=IGNORE_INDEX, **options)
     return grad_outputs(loss, {"x": x, "w": w})
 
