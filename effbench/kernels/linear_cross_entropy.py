@@ -26,21 +26,7 @@ import triton
 import triton.language as tl
 
 from effbench.kernels._common import require_device
-
-
-@triton.jit
-def _logit_tile(x_ptr, w_ptr, rows, cols, row_mask, col_mask, D, stride_x, stride_w,
-                BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr):
-    z = tl.zeros([BLOCK_N, BLOCK_V], dtype=tl.float32)
-    for d0 in range(0, D, BLOCK_D):
-        ds = d0 + tl.arange(0, BLOCK_D)
-        in_d = ds < D
-        x_tile = tl.load(x_ptr + rows[:, None] * stride_x + ds[None, :], mask=row_mask[:, None] & in_d[None, :],
-                         other=0.0)
-        w_tile = tl.load(w_ptr + cols[:, None] * stride_w + ds[None, :], mask=col_mask[:, None] & in_d[None, :],
-                         other=0.0)
-        z += tl.dot(x_tile, tl.trans(w_tile))
-    return z
+from effbench.kernels._tiles import _accumulate_tile_grads, _logit_tile
 
 
 @triton.jit
@@ -90,18 +76,8 @@ def _linear_ce_bwd_kernel(
     grad = tl.exp(z - lse[:, None]) * (1.0 + 2.0 * z_loss * lse[:, None]) - smoothing / V
     grad = tl.where(cols[None, :] == targets[:, None], grad - (1.0 - smoothing), grad)
     grad = tl.where(row_mask[:, None] & col_mask[None, :], grad * scale[:, None], 0.0)
-    grad = grad.to(x_ptr.dtype.element_ty)  # matmuls in the input dtype, accumulated in fp32
-    for d0 in range(0, D, BLOCK_D):
-        ds = d0 + tl.arange(0, BLOCK_D)
-        in_d = ds < D
-        w_tile = tl.load(w_ptr + cols[:, None] * stride_w + ds[None, :], mask=col_mask[:, None] & in_d[None, :],
-                         other=0.0)
-        x_tile = tl.load(x_ptr + rows[:, None] * stride_x + ds[None, :], mask=row_mask[:, None] & in_d[None, :],
-                         other=0.0)
-        tl.atomic_add(dx_ptr + rows[:, None] * D + ds[None, :], tl.dot(grad, w_tile),
-                      mask=row_mask[:, None] & in_d[None, :])
-        tl.atomic_add(dw_ptr + cols[:, None] * D + ds[None, :], tl.dot(tl.trans(grad), x_tile),
-                      mask=col_mask[:, None] & in_d[None, :])
+    _accumulate_tile_grads(grad, x_ptr, w_ptr, dx_ptr, dw_ptr, rows, cols, row_mask, col_mask, D,
+                           stride_x, stride_w, BLOCK_D)
 
 
 DEFAULT_BLOCKS = {"block_n": 64, "block_v": 64, "block_d": 64}
@@ -135,6 +111,13 @@ def linear_cross_entropy_backward(
         BLOCK_N=block_n, BLOCK_V=block_v, BLOCK_D=block_d,
     )
     return dx.to(x.dtype), dw.to(w.dtype)
+
+
+def row_logsumexp(x: torch.Tensor, w: torch.Tensor, block_n: int = 64, block_v: int = 64,
+                  block_d: int = 64) -> torch.Tensor:
+    """logsumexp_j (x_i . w_j) for every row i, (N,) fp32, without the N x M matrix (no targets)."""
+    no_targets = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
+    return linear_cross_entropy_forward(x.contiguous(), w.contiguous(), no_targets, block_n, block_v, block_d)[0]
 
 
 class LinearCrossEntropyFunction(torch.autograd.Function):

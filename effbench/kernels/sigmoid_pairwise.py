@@ -1,0 +1,108 @@
+"""Tiled SigLIP pairwise sigmoid loss (the ``triton`` implementation of loss/sigmoid_pairwise).
+
+With logits l_ij = T a_i . t_j + beta (T = exp(t')) and z_ij = +1 on the diagonal, -1 off it:
+
+- forward: one program per (row block, column block) recomputes its tile and writes the
+  tile's sum of softplus(-z l) into a partial-sum buffer (no b x b tensor);
+- backward: the same tile gives g = dL/dl = -z sigmoid(-z l) / b; da, dt accumulate
+  T g @ t_tile and T g^T @ a_tile with fp32 atomics, and each program writes its partial
+  sums of g * (a . t) * T (for t') and of g (for beta).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import triton
+import triton.language as tl
+
+from effbench.kernels._common import require_device
+from effbench.kernels._tiles import _accumulate_tile_grads, _logit_tile
+
+BLOCKS = {"block_n": 64, "block_v": 64, "block_d": 64}
+
+
+@triton.jit
+def _sigmoid_tile(a_ptr, t_ptr, temp, bias, rows, cols, row_mask, col_mask, D, stride_a, stride_t,
+                  BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr):
+    dots = _logit_tile(a_ptr, t_ptr, rows, cols, row_mask, col_mask, D, stride_a, stride_t,
+                       BLOCK_N, BLOCK_V, BLOCK_D)
+    sign = tl.where(rows[:, None] == cols[None, :], 1.0, -1.0)
+    return dots, sign, sign * (temp * dots + bias)  # z * l
+
+
+@triton.jit
+def _sigmoid_fwd_kernel(
+    a_ptr, t_ptr, partial_ptr, B, D, stride_a, stride_t, temp, bias,
+    BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    cols = tl.program_id(1) * BLOCK_V + tl.arange(0, BLOCK_V)
+    row_mask = rows < B
+    col_mask = cols < B
+    dots, sign, zl = _sigmoid_tile(a_ptr, t_ptr, temp, bias, rows, cols, row_mask, col_mask, D, stride_a,
+                                   stride_t, BLOCK_N, BLOCK_V, BLOCK_D)
+    # -log sigmoid(zl) = softplus(-zl), in its overflow-free form
+    loss = tl.maximum(-zl, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(zl)))
+    loss = tl.where(row_mask[:, None] & col_mask[None, :], loss, 0.0)
+    tl.store(partial_ptr + tl.program_id(0) * tl.num_programs(1) + tl.program_id(1), tl.sum(tl.sum(loss, 1), 0))
+
+
+@triton.jit
+def _sigmoid_bwd_kernel(
+    a_ptr, t_ptr, da_ptr, dt_ptr, dtemp_partial_ptr, dbias_partial_ptr, B, D, stride_a, stride_t, temp, bias,
+    grad_scale,
+    BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    cols = tl.program_id(1) * BLOCK_V + tl.arange(0, BLOCK_V)
+    row_mask = rows < B
+    col_mask = cols < B
+    dots, sign, zl = _sigmoid_tile(a_ptr, t_ptr, temp, bias, rows, cols, row_mask, col_mask, D, stride_a,
+                                   stride_t, BLOCK_N, BLOCK_V, BLOCK_D)
+    grad = -sign * tl.sigmoid(-zl) * grad_scale  # dL/dl_ij
+    grad = tl.where(row_mask[:, None] & col_mask[None, :], grad, 0.0)
+    program = tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)
+    tl.store(dtemp_partial_ptr + program, tl.sum(tl.sum(grad * dots, 1), 0) * temp)  # dl/dt' = T a.t
+    tl.store(dbias_partial_ptr + program, tl.sum(tl.sum(grad, 1), 0))
+    _accumulate_tile_grads(grad * temp, a_ptr, t_ptr, da_ptr, dt_ptr, rows, cols, row_mask, col_mask, D,
+                           stride_a, stride_t, BLOCK_D)
+
+
+class SigmoidPairwiseFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, t: torch.Tensor, log_temp: torch.Tensor, bias: torch.Tensor,
+                blocks: dict[str, int]) -> torch.Tensor:
+        require_device(a, t)
+        a, t = a.contiguous(), t.contiguous()
+        b, d = a.shape
+        grid = (triton.cdiv(b, blocks["block_n"]), triton.cdiv(b, blocks["block_v"]))
+        partial = torch.empty(grid[0] * grid[1], dtype=torch.float32, device=a.device)
+        temp, beta = float(log_temp.exp()), float(bias)
+        _sigmoid_fwd_kernel[grid](a, t, partial, b, d, a.stride(0), t.stride(0), temp, beta,
+                                  BLOCK_N=blocks["block_n"], BLOCK_V=blocks["block_v"], BLOCK_D=blocks["block_d"])
+        ctx.save_for_backward(a, t, log_temp, bias)
+        ctx.blocks, ctx.grid = blocks, grid
+        return (partial.sum() / b).to(a.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        a, t, log_temp, bias = ctx.saved_tensors
+        b, d = a.shape
+        blocks, grid = ctx.blocks, ctx.grid
+        da = torch.zeros(b, d, dtype=torch.float32, device=a.device)
+        dt = torch.zeros(b, d, dtype=torch.float32, device=a.device)
+        dtemp = torch.empty(grid[0] * grid[1], dtype=torch.float32, device=a.device)
+        dbias = torch.empty_like(dtemp)
+        _sigmoid_bwd_kernel[grid](
+            a, t, da, dt, dtemp, dbias, b, d, a.stride(0), t.stride(0), float(log_temp.exp()), float(bias),
+            float(grad_loss) / b, BLOCK_N=blocks["block_n"], BLOCK_V=blocks["block_v"], BLOCK_D=blocks["block_d"],
+        )
+        return (da.to(a.dtype), dt.to(t.dtype), dtemp.sum().to(log_temp.dtype).reshape(log_temp.shape),
+                dbias.sum().to(bias.dtype).reshape(bias.shape), None)
+
+
+def sigmoid_pairwise_loss(a: torch.Tensor, t: torch.Tensor, log_temp: torch.Tensor, bias: torch.Tensor,
+                          **blocks: int) -> torch.Tensor:
+    return SigmoidPairwiseFunction.apply(a, t, log_temp, bias, {**BLOCKS, **blocks})
