@@ -231,6 +231,23 @@ def stdlib_bytes(seq_len: int = 128, max_bytes: int = 1 << 20, eval_fraction: fl
 
 
 @functools.lru_cache(maxsize=4)
+def stdlib_memorize(n_train: int = 32, n_eval: int = 64, seq_len: int = 64) -> Dataset:
+    """A few byte sequences to be seen over and over (memorisation), and held-out ones.
+
+    Sequences are spread evenly over the standard-library corpus; the train and eval
+    sequences never overlap.
+    """
+    corpus = stdlib_bytes(seq_len=seq_len)
+    x = torch.cat([corpus.x_train, corpus.x_eval])
+    y = torch.cat([corpus.y_train, corpus.y_eval])
+    picks = torch.linspace(0, x.shape[0] - 1, n_train + n_eval).long()
+    tr, ev = picks[0::2][:n_train], picks[1::2][:n_eval]
+    if len(tr) < n_train or len(ev) < n_eval:
+        tr, ev = picks[:n_train], picks[n_train:]
+    return _dataset("stdlib_memorize", "lm", x[tr], y[tr], x[ev], y[ev], 256, "token_accuracy")
+
+
+@functools.lru_cache(maxsize=4)
 def zipf_tokens(vocab: int = 32000, seq_len: int = 128, n_train: int = 512, n_eval: int = 64,
                 exponent: float = 1.1, seed: int = 0) -> Dataset:
     """I.i.d. tokens with Zipfian frequencies p(r) ~ 1 / r^exponent: a large-vocabulary stream.
@@ -260,5 +277,6 @@ DATASETS = {
     "associative_recall": associative_recall,
     "copying": copying,
     "stdlib_bytes": stdlib_bytes,
+    "stdlib_memorize": stdlib_memorize,
     "zipf_tokens": zipf_tokens,
 }

@@ -559,8 +559,8 @@ def significance_rows(
 ) -> list[Result]:
     """Each workload method against its task's baseline, across the seeds of this run (seed = -1 rows).
 
-    Welch's t-test on ``final_metric`` (higher is better), and on ``steps_to_target`` when
-    every seed of both sides reached the target (lower is better).
+    Welch's t-test on each of the task's ``compare`` metrics (by default ``final_metric``,
+    and ``steps_to_target`` when every seed of both sides reached the target).
     """
     groups: dict[tuple[str, str, str, str], dict[tuple[str, str], list[CaseResult]]] = {}
     points: dict[str, dict[str, Any]] = {}
@@ -578,7 +578,7 @@ def significance_rows(
         for (method, impl), runs in sorted(by_method.items()):
             if method == baseline or len(runs) < 2:
                 continue
-            for metric, higher in (("final_metric", True), ("steps_to_target", False)):
+            for metric, higher in registry.tasks[task_key].compare:
                 ours = [r.metrics.get(metric) for r in runs]
                 theirs = [r.metrics.get(metric) for r in base_runs]
                 if any(v is None for v in ours + theirs):

@@ -93,6 +93,7 @@ class Plugs:
     optimizer: OptimizerFn = sgd_momentum
     schedule: ScheduleFn = constant
     select: SelectFn | None = None  # None: train on the first `batch` examples of the pool
+    targets: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # lm: (x, y) -> y to train on
 
 
 @dataclass(frozen=True)
@@ -209,10 +210,14 @@ def train(
     plugs: Plugs,
     budget: Budget,
     lr: float,
-    target: float,
+    target: float | None,
     seed: int,
+    final: Callable[[torch.nn.Module, Dataset], dict[str, float]] | None = None,
 ) -> WorkloadOutcome:
-    """Train for ``budget.steps`` steps; curves every ``eval_every`` steps; metrics from the curve."""
+    """Train for ``budget.steps`` steps; curves every ``eval_every`` steps; metrics from the curve.
+
+    ``final(model, data)`` adds metrics measured on the trained model (not timed).
+    """
     order_gen = torch.Generator().manual_seed(10_000 + seed)  # data order, apart from the init seed
     select_gen = torch.Generator().manual_seed(20_000 + seed)
     optimizer = plugs.optimizer(list(model.parameters()), lr)
@@ -245,6 +250,8 @@ def train(
             pool = CandidatePool(x, y, model, data.kind)
             chosen, weights = plugs.select(pool, budget.batch, select_gen)
             x, y, scored = x[chosen], y[chosen], scored + pool.scored
+        if plugs.targets is not None:
+            y = plugs.targets(x, y)  # token-level selection (e.g. the goldfish drop), inside the timed step
         loss = _train_loss(model, data, plugs, x, y, weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -256,18 +263,25 @@ def train(
     outcome = outcome_from_curve(curve, target, budget.steps, seen=seen, scored=scored, train_time=train_time)
     if "ece" in calibration:
         outcome.metrics["ece"] = calibration["ece"]  # of the final model
+    if final is not None:
+        with torch.no_grad():
+            outcome.metrics.update(final(model, data))
     return outcome
 
 
-def outcome_from_curve(curve: list[CurveRecord], target: float, steps: int, *, seen: int = 0, scored: int = 0,
-                       train_time: float = 0.0) -> WorkloadOutcome:
+def outcome_from_curve(curve: list[CurveRecord], target: float | None, steps: int, *, seen: int = 0,
+                       scored: int = 0, train_time: float = 0.0) -> WorkloadOutcome:
     """Workload metrics from a curve: final values, and steps and time to the target (interpolated)."""
     metric = [c.eval_metric for c in curve]
-    steps_to = crossing([float(c.step) for c in curve], metric, target)
-    time_to = crossing([c.wall_s for c in curve], metric, target)
     notes = {}
-    if steps_to is None:
-        notes["steps_to_target"] = notes["time_to_target_s"] = f"target {target} not reached in {steps} steps"
+    if target is None:
+        steps_to = time_to = None
+        notes["steps_to_target"] = notes["time_to_target_s"] = "this workload has no target"
+    else:
+        steps_to = crossing([float(c.step) for c in curve], metric, target)
+        time_to = crossing([c.wall_s for c in curve], metric, target)
+        if steps_to is None:
+            notes["steps_to_target"] = notes["time_to_target_s"] = f"target {target} not reached in {steps} steps"
     final_loss = curve[-1].eval_loss
     finite = final_loss is not None and math.isfinite(final_loss)
     return WorkloadOutcome(

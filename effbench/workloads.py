@@ -75,6 +75,7 @@ def run_workload(
     device: str = "cpu",
     attention: Callable[..., torch.Tensor] = causal_attention,
     router: Any = None,
+    final: Callable[[torch.nn.Module, Dataset], dict[str, float]] | None = None,
 ) -> WorkloadOutcome:
     """Tune (once per process and case) on seed 0, then train ``seed`` with the best learning rate."""
     data = dataset(point["data"]).to(device)
@@ -83,7 +84,7 @@ def run_workload(
     def one(lr: float, run_seed: int) -> WorkloadOutcome:
         model = build_model(point["model"], data, run_seed, hidden=point.get("hidden", 64), attention=attention,
                             router=router).to(device)  # initialised on the CPU: the same weights on any device
-        return train(model, data, plugs, budget, lr, point["target"], run_seed)
+        return train(model, data, plugs, budget, lr, point.get("target"), run_seed, final=final)
 
     lrs = learning_rates(point)
     key = (*memo_key, device, repr(sorted(point.items())))

@@ -42,6 +42,14 @@ METRIC_UNITS: dict[str, str] = {
     "examples_scored": "examples",
     "lr": "lr",
     "ece": "ece",
+    "extraction_rate": "fraction",
+    "token_match": "fraction",
+    "p_value_extraction_rate": "p",
+    "delta_extraction_rate": "fraction",
+    "significant_extraction_rate": "bool",
+    "p_value_final_loss": "p",
+    "delta_final_loss": "loss",
+    "significant_final_loss": "bool",
     "wall_s": "s",
     "p_value_final_metric": "p",
     "delta_final_metric": "metric",
@@ -139,6 +147,8 @@ class WorkloadTask(Task):
     target: str
     prepare: Callable[[dict[str, Any]], Any] | None = None
     baseline: str | None = None
+    # (metric, higher_is_better) pairs compared with the baseline across seeds
+    compare: tuple[tuple[str, bool], ...] = (("final_metric", True), ("steps_to_target", False))
     metrics: tuple[str, ...] = WORKLOAD_METRICS
     kind: ClassVar[str] = "workload"
 

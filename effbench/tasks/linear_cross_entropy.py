@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from effbench.methods.losses.goldfish import goldfish_mask
 from effbench.registry import Skipped
 from effbench.tasks import KernelTask, grad_outputs, leaf
 
@@ -36,24 +37,6 @@ def make_inputs(point: dict[str, Any], dtype: torch.dtype, device: str, seed: in
     ignored = torch.rand(n, generator=gen) < point.get("ignore_frac", 0.0)
     y[ignored] = IGNORE_INDEX
     return {"x": x.to(device, dtype), "w": w.to(device, dtype), "y": y.to(device)}
-
-
-def goldfish_mask(tokens: torch.Tensor, k: int, h: int) -> torch.Tensor:
-    """True where the goldfish loss drops a token: a hash of the h preceding tokens is 0 mod k.
-
-    The first h tokens (no full context) are always kept. The hash is a polynomial over the
-    window, mod the Mersenne prime 2^31 - 1, then mixed, so equal contexts drop equally.
-    """
-    drop = torch.zeros(tokens.shape, dtype=torch.bool, device=tokens.device)
-    if tokens.numel() <= h:
-        return drop
-    prime = 2**31 - 1
-    powers = torch.tensor([pow(1_000_003, j, prime) for j in range(h)], dtype=torch.int64, device=tokens.device)
-    windows = tokens.long().clamp_min(0).unfold(0, h, 1)[:-1]  # (N - h, h): the h tokens before i = h..N-1
-    hashed = (windows * powers).sum(-1) % prime  # < 2^31 * 2^21 * h: no int64 overflow
-    hashed = (hashed * 2_654_435_761) % prime  # Knuth's multiplicative mix
-    drop[h:] = hashed % k == 0
-    return drop
 
 
 OPTIONS = ("z_loss", "label_smoothing")

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from effbench.methods.losses.linear_cross_entropy import chunked, reference, triton_ce, triton_linear_ce
-from effbench.tasks.linear_cross_entropy import goldfish_mask
 
 FAST = {
     "chunked": lambda *a, **k: chunked(*a, budget_elements=3 * a[1].shape[0], **k),  # several row blocks
@@ -72,14 +71,3 @@ def test_chunked_scales_with_upstream_gradient():
     (g1,) = torch.autograd.grad(chunked(x, w, y), [x])
     (g3,) = torch.autograd.grad(3.0 * chunked(x, w, y), [x])
     torch.testing.assert_close(g3, 3.0 * g1)
-
-
-def test_goldfish_mask_drops_about_one_in_k_by_context():
-    tokens = torch.randint(0, 50_000, (20_000,), generator=torch.Generator().manual_seed(0))
-    drop = goldfish_mask(tokens, k=4, h=13)
-    assert not drop[:13].any()  # no full context yet
-    assert abs(drop.float().mean().item() - 0.25) < 0.02
-    assert torch.equal(drop, goldfish_mask(tokens, k=4, h=13))
-    repeated = torch.cat([tokens[:100], tokens[:100]])  # the same contexts drop the same tokens
-    again = goldfish_mask(repeated, k=4, h=13)
-    assert torch.equal(again[113:200], again[13:100])
