@@ -8,7 +8,8 @@ smoothing eps (PyTorch's definition: eps spread uniformly over all V classes):
     lse_i = logsumexp_v z_{i,v};   loss = mean over non-ignored tokens.
 
 Implementations differ in how much of the N x V logits they hold:
-``reference`` materialises them (upcast to at least fp32); ``chunked`` keeps one block of
+``reference`` materialises them (upcast to at least fp32), and ``compile`` is the same
+code through ``torch.compile``; ``chunked`` keeps one block of
 rows' logits at a time and recomputes them in backward; ``triton_ce`` materialises them
 once and fuses softmax, loss and gradient in a Triton kernel writing the gradient in
 place; ``triton_linear_ce`` never writes logits to global memory, in the manner of Cut
@@ -50,6 +51,19 @@ def reference(x: torch.Tensor, w: torch.Tensor, y: torch.Tensor, ignore_index: i
         lse = torch.logsumexp(logits, dim=-1)
         loss = loss + z_loss * (lse.square() * valid).sum() / valid.sum()
     return loss
+
+
+_compiled_reference: Any = None
+
+
+@method.impl("compile")
+def compiled(x: torch.Tensor, w: torch.Tensor, y: torch.Tensor, ignore_index: int = -100, z_loss: float = 0.0,
+             label_smoothing: float = 0.0) -> torch.Tensor:
+    """The reference through ``torch.compile`` (dynamic shapes: compiled once per process and option set)."""
+    global _compiled_reference
+    if _compiled_reference is None:
+        _compiled_reference = torch.compile(reference, dynamic=True)
+    return _compiled_reference(x, w, y, ignore_index=ignore_index, z_loss=z_loss, label_smoothing=label_smoothing)
 
 
 class _ChunkedLinearCrossEntropy(torch.autograd.Function):
