@@ -6,8 +6,9 @@ method's reference in float64. Comparing updates rather than parameters keeps th
 check sharp: parameters barely move in K steps, so their relative error would hide
 a wrong rule. Timed: one steady-state ``step()`` (state already initialised).
 
-Implementations are factories ``impl(params, **HYPER) -> object with .step()`` that
-read gradients from ``p.grad``.
+Implementations are factories ``impl(params, **hyper) -> object with .step()`` that
+read gradients from ``p.grad``; ``hyper`` is the method's ``extras["hyper"]`` (default
+``HYPER``, AdamW's).
 """
 
 from __future__ import annotations
@@ -57,13 +58,14 @@ def make_inputs(point: dict[str, Any], dtype: torch.dtype, device: str, seed: in
     gen = torch.Generator().manual_seed(seed)
     shapes = transformer_shapes(point["d_model"], point["layers"], point["vocab"])
     params = [(torch.randn(s, generator=gen) * 0.02).to(device, dtype) for s in shapes]
-    return {"params": params, "grads": SeededGrads(seed, dtype)}
+    # each rule brings its own hyper-parameters (Lion has no eps, LARS a trust coefficient, ...)
+    return {"params": params, "grads": SeededGrads(seed, dtype), "hyper": dict(method.extras.get("hyper", HYPER))}
 
 
 def outputs(factory: Callable[..., Any], inputs: dict[str, Any], point: dict[str, Any]) -> dict[str, torch.Tensor]:
     start = inputs["params"]
     params = [p.clone().requires_grad_(True) for p in start]
-    optimizer = factory(params, **HYPER)
+    optimizer = factory(params, **inputs["hyper"])
     for step in range(point["steps"]):
         for i, p in enumerate(params):
             p.grad = inputs["grads"].get(step, i, p)
@@ -75,7 +77,7 @@ def timed(factory: Callable[..., Any], inputs: dict[str, Any], point: dict[str, 
     params = [p.clone().requires_grad_(True) for p in inputs["params"]]
     for i, p in enumerate(params):
         p.grad = inputs["grads"].get(0, i, p)
-    optimizer = factory(params, **HYPER)
+    optimizer = factory(params, **inputs["hyper"])
     optimizer.step()  # allocate the state outside the timed region
     return optimizer.step
 

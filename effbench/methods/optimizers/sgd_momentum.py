@@ -1,0 +1,50 @@
+"""SGD with momentum (heavy ball): Sutskever et al., "On the importance of initialization and momentum
+in deep learning" (ICML 2013), in PyTorch's form:
+
+    g <- g + wd p;   buf <- mu buf + g   (buf = g on the first step);   p <- p - lr buf
+"""
+
+from __future__ import annotations
+
+import torch
+
+from effbench.registry import Method
+
+method = Method(
+    task="optimizer/step",
+    name="sgd_momentum",
+    paper="On the importance of initialization and momentum in deep learning",
+    summary="The classic baseline: a running sum of gradients with decay mu, L2 weight decay added to the gradient.",
+    hyper={"lr": 1e-2, "momentum": 0.9, "weight_decay": 1e-4},
+)
+
+
+class ReferenceSGDMomentum:
+    """The definition, one parameter at a time."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, momentum: float, weight_decay: float) -> None:
+        self.params, self.lr, self.momentum, self.weight_decay = list(params), lr, momentum, weight_decay
+        self.buffers: list[torch.Tensor | None] = [None] * len(self.params)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for i, p in enumerate(self.params):
+            g = p.grad + self.weight_decay * p
+            buf = self.buffers[i]
+            self.buffers[i] = g.clone() if buf is None else buf.mul_(self.momentum).add_(g)
+            p.sub_(self.lr * self.buffers[i])
+
+
+@method.impl("reference")
+def reference(params: list[torch.Tensor], **hyper: float) -> ReferenceSGDMomentum:
+    return ReferenceSGDMomentum(params, **hyper)
+
+
+@method.impl("torch_foreach")
+def torch_foreach(params: list[torch.Tensor], **hyper: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, foreach=True, **hyper)
+
+
+@method.impl("torch_fused")
+def torch_fused(params: list[torch.Tensor], **hyper: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, fused=True, **hyper)

@@ -1,0 +1,37 @@
+import pytest
+import torch
+
+from effbench.methods.optimizers.lion import foreach, pytorch_optimizer, reference
+
+HYPER = {"lr": 0.1, "betas": (0.9, 0.99), "weight_decay": 0.01}
+
+
+def test_one_step_by_hand():
+    """m = 0, g = (0.5, -2, 0): c = 0.1 g, so p <- p (1 - lr wd) - lr sign(g); m = 0.01 g."""
+    p = torch.ones(3, dtype=torch.float64)
+    p.grad = torch.tensor([0.5, -2.0, 0.0], dtype=torch.float64)
+    opt = reference([p], **HYPER)
+    opt.step()
+    decayed = 1 - 0.1 * 0.01
+    assert p.tolist() == pytest.approx([decayed - 0.1, decayed + 0.1, decayed])
+    assert opt.m[0].tolist() == pytest.approx([0.005, -0.02, 0.0])
+
+
+@pytest.mark.parametrize("other", [foreach, pytorch_optimizer], ids=["foreach", "pytorch_optimizer"])
+def test_matches_over_20_steps_fp32(other):
+    pytest.importorskip("pytorch_optimizer") if other is pytorch_optimizer else None
+    gen = torch.Generator().manual_seed(1)
+    shapes = [(31, 9), (17,)]
+    ours = [torch.randn(s, generator=gen) for s in shapes]
+    theirs = [p.clone() for p in ours]
+    start = [p.clone() for p in ours]
+    a, b = reference(ours, lr=1e-3, betas=(0.9, 0.99), weight_decay=0.01), other(theirs, lr=1e-3,
+                                                                             betas=(0.9, 0.99), weight_decay=0.01)
+    for _ in range(20):
+        for p, q in zip(ours, theirs, strict=True):
+            p.grad = torch.randn(p.shape, generator=gen)
+            q.grad = p.grad.clone()
+        a.step()
+        b.step()
+    for p, q, p0 in zip(ours, theirs, start, strict=True):
+        assert ((p - q).norm() / (q - p0).norm()).item() < 1e-5
