@@ -316,3 +316,49 @@ def tune_lr(run: Callable[[float, int], WorkloadOutcome], lrs: list[float], seed
 
     best = min(trials, key=score)
     return best[0], trials
+
+
+def minimize(
+    objective: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor],
+    x0: torch.Tensor,
+    plugs: Plugs,
+    steps: int,
+    eval_every: int,
+    lr: float,
+    target: float | None,
+    seed: int,
+    optimum: float = 0.0,
+) -> WorkloadOutcome:
+    """Minimise a test function with the optimizer and schedule plugs (no data, no model).
+
+    ``objective(x, generator)`` is the training loss (stochastic when given a generator);
+    ``objective(x, None)`` the exact value. The metric is -log10(f(x) - f*): orders of
+    magnitude of suboptimality removed, higher is better.
+    """
+    noise = torch.Generator().manual_seed(30_000 + seed)
+    x = torch.nn.Parameter(x0.clone())
+    optimizer = plugs.optimizer([x], lr)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    curve: list[CurveRecord] = []
+    train_time, last = 0.0, math.nan
+
+    def record(step: int) -> None:
+        with torch.no_grad():
+            gap = objective(x, None).item() - optimum
+        metric = -math.log10(max(gap, 1e-30)) if math.isfinite(gap) else -math.inf
+        curve.append(CurveRecord(step, train_time, None if math.isnan(last) else last, gap, metric))
+
+    record(0)
+    for step in range(1, steps + 1):
+        start = time.perf_counter()
+        for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+            group["lr"] = base * plugs.schedule(step - 1, steps)
+        loss = objective(x, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        train_time += time.perf_counter() - start
+        last = loss.item()
+        if step % eval_every == 0 or step == steps:
+            record(step)
+    return outcome_from_curve(curve, target, steps, train_time=train_time)

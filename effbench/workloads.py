@@ -67,6 +67,23 @@ def learning_rates(point: dict[str, Any]) -> list[float]:
     return [float(point["lr"])]
 
 
+def tuned_lr(memo_key: tuple[str, ...], point: dict[str, Any],
+             run: Callable[[float, int], WorkloadOutcome]) -> tuple[float, str]:
+    """The point's lr, or the best of its ``lrs`` grid on the tuning seed (memoised per process)."""
+    lrs = learning_rates(point)
+    if len(lrs) == 1:
+        return lrs[0], "fixed by the grid point"
+    key = (*memo_key, repr(sorted(point.items())))
+    if key not in _tuned:
+        lr, trials = tune_lr(run, lrs, TUNING_SEED)
+        scores = "; ".join(
+            f"{t_lr:g}: steps {t.metrics['steps_to_target'] or 'miss'}, final {t.metrics['final_metric']:.4f}"
+            for t_lr, t in trials
+        )
+        _tuned[key] = (lr, f"best of {len(lrs)} lrs on seed {TUNING_SEED} by steps to target ({scores})")
+    return _tuned[key]
+
+
 def run_workload(
     point: dict[str, Any],
     seed: int,
@@ -86,20 +103,7 @@ def run_workload(
                             router=router).to(device)  # initialised on the CPU: the same weights on any device
         return train(model, data, plugs, budget, lr, point.get("target"), run_seed, final=final)
 
-    lrs = learning_rates(point)
-    key = (*memo_key, device, repr(sorted(point.items())))
-    if len(lrs) == 1:
-        lr, how = lrs[0], "fixed by the grid point"
-    elif key in _tuned:
-        lr, how = _tuned[key]
-    else:
-        lr, trials = tune_lr(one, lrs, TUNING_SEED)
-        scores = "; ".join(
-            f"{t_lr:g}: steps {t.metrics['steps_to_target'] or 'miss'}, final {t.metrics['final_metric']:.4f}"
-            for t_lr, t in trials
-        )
-        how = f"best of {len(lrs)} lrs on seed {TUNING_SEED} by steps to target ({scores})"
-        _tuned[key] = (lr, how)
+    lr, how = tuned_lr((*memo_key, device), point, one)
     outcome = one(lr, seed)
     outcome.metrics["lr"] = lr
     outcome.notes["lr"] = how

@@ -1,6 +1,8 @@
 """The contract every method meets: each implementation matches its reference on fresh random
 inputs, several seeds, outputs and gradients (or is recorded unavailable/skipped with a reason)."""
 
+import math
+
 import pytest
 
 from effbench.registry import discover
@@ -39,6 +41,5 @@ def test_workload_method_trains(task, method, impl):
     point = REGISTRY.tasks[task].grids["smoke"][0]
     result = execute(REGISTRY, Case(task, method, impl, point, "float32", "cpu", 0), CONFIG)
     assert result.status == "ok", result.message
-    assert 0 < result.metrics["final_metric"] <= 1
-    assert result.metrics["final_loss"] > 0
+    assert math.isfinite(result.metrics["final_metric"]) and math.isfinite(result.metrics["final_loss"])
     assert result.curve and result.curve[0][0] == 0 and result.curve[-1][0] == point["steps"]

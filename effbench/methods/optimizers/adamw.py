@@ -10,24 +10,27 @@ from __future__ import annotations
 
 import torch
 
+from effbench.methods.optimizers._rule import Rule, trainer
 from effbench.registry import Method
 
+PAPER = {"paper": "Decoupled Weight Decay Regularization", "arxiv": "1711.05101"}
+HYPER = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01}
 method = Method(
     task="optimizer/step",
     name="adamw",
-    paper="Decoupled Weight Decay Regularization",
-    arxiv="1711.05101",
     summary="Adam with weight decay applied to the weights directly instead of through the gradient.",
+    hyper=HYPER,
+    **PAPER,
 )
 
 
-class ReferenceAdamW:
+class ReferenceAdamW(Rule):
     """The definition, one parameter at a time; state in the parameter's dtype."""
 
     def __init__(self, params: list[torch.Tensor], lr: float, betas: tuple[float, float], eps: float,
                  weight_decay: float) -> None:
-        self.params = list(params)
-        self.lr, (self.beta1, self.beta2), self.eps, self.weight_decay = lr, betas, eps, weight_decay
+        super().__init__(params, lr)
+        (self.beta1, self.beta2), self.eps, self.weight_decay = betas, eps, weight_decay
         self.t = 0
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
@@ -62,3 +65,8 @@ def torch_fused(params: list[torch.Tensor], **hyper: float) -> torch.optim.Optim
     """torch.optim.AdamW with its fused kernel (CUDA, and CPU since torch 2.4)."""
     return torch.optim.AdamW(params, fused=True, **hyper)
 
+
+
+convergence = Method(task="optimizer/convergence", name="adamw", summary=method.summary, hyper=HYPER, **PAPER)
+convergence.impl("reference")(trainer(reference, HYPER))
+convergence.impl("torch_fused")(trainer(torch_fused, HYPER))

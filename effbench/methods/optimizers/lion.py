@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import torch
 
+from effbench.methods.optimizers._rule import Rule, trainer
 from effbench.registry import Method
 
-method = Method(
-    task="optimizer/step",
-    name="lion",
-    paper="Symbolic Discovery of Optimization Algorithms",
-    arxiv="2302.06675",
-    summary="Sign of an interpolation of momentum and gradient; one state tensor, decoupled weight decay.",
-    hyper={"lr": 1e-4, "betas": (0.9, 0.99), "weight_decay": 0.01},
-)
+PAPER = {"paper": "Symbolic Discovery of Optimization Algorithms", "arxiv": "2302.06675"}
+SUMMARY = "Sign of an interpolation of momentum and gradient; one state tensor, decoupled weight decay."
+HYPER = {"lr": 1e-4, "betas": (0.9, 0.99), "weight_decay": 0.01}
+method = Method(task="optimizer/step", name="lion", summary=SUMMARY, hyper=HYPER, **PAPER)
 
 
-class ReferenceLion:
+class ReferenceLion(Rule):
     """The definition, one parameter at a time."""
 
     def __init__(self, params: list[torch.Tensor], lr: float, betas: tuple[float, float], weight_decay: float) -> None:
-        self.params, self.lr, (self.beta1, self.beta2), self.weight_decay = list(params), lr, betas, weight_decay
+        super().__init__(params, lr)
+        (self.beta1, self.beta2), self.weight_decay = betas, weight_decay
         self.m = [torch.zeros_like(p) for p in self.params]
 
     @torch.no_grad()
@@ -66,3 +64,7 @@ def pytorch_optimizer(params: list[torch.Tensor], **hyper: float) -> torch.optim
     import pytorch_optimizer as po
 
     return po.Lion(params, weight_decouple=True, **hyper)
+
+
+convergence = Method(task="optimizer/convergence", name="lion", summary=SUMMARY, hyper=HYPER, **PAPER)
+convergence.impl("reference")(trainer(reference, HYPER))

@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import torch
 
+from effbench.methods.optimizers._rule import Rule, trainer
 from effbench.registry import Method
 
-method = Method(
-    task="optimizer/step",
-    name="sgd_momentum",
-    paper="On the importance of initialization and momentum in deep learning",
-    summary="The classic baseline: a running sum of gradients with decay mu, L2 weight decay added to the gradient.",
-    hyper={"lr": 1e-2, "momentum": 0.9, "weight_decay": 1e-4},
-)
+PAPER = {"paper": "On the importance of initialization and momentum in deep learning"}
+SUMMARY = "The classic baseline: a running sum of gradients with decay mu, L2 weight decay added to the gradient."
+HYPER = {"lr": 1e-2, "momentum": 0.9, "weight_decay": 1e-4}
+method = Method(task="optimizer/step", name="sgd_momentum", summary=SUMMARY, hyper=HYPER, **PAPER)
 
 
-class ReferenceSGDMomentum:
+class ReferenceSGDMomentum(Rule):
     """The definition, one parameter at a time."""
 
     def __init__(self, params: list[torch.Tensor], lr: float, momentum: float, weight_decay: float) -> None:
-        self.params, self.lr, self.momentum, self.weight_decay = list(params), lr, momentum, weight_decay
+        super().__init__(params, lr)
+        self.momentum, self.weight_decay = momentum, weight_decay
         self.buffers: list[torch.Tensor | None] = [None] * len(self.params)
 
     @torch.no_grad()
@@ -48,3 +47,7 @@ def torch_foreach(params: list[torch.Tensor], **hyper: float) -> torch.optim.Opt
 @method.impl("torch_fused")
 def torch_fused(params: list[torch.Tensor], **hyper: float) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, fused=True, **hyper)
+
+
+convergence = Method(task="optimizer/convergence", name="sgd_momentum", summary=SUMMARY, hyper=HYPER, **PAPER)
+convergence.impl("reference")(trainer(reference, HYPER))
