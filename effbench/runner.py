@@ -289,6 +289,10 @@ def _kernel_case(
             peak_mem_abs_bytes=float(memory.abs_bytes),
         )
         result.samples["time_ms"] = timing.samples_ms
+        if task.derived is not None:
+            for name, value in task.derived(impl.fn, inputs, case.point, method, timing.median_ms).items():
+                result.metrics[name] = value
+                result.measure_methods[name] = f"derived from time_ms by {case.task}"
         for name in ("time_ms", "time_p20_ms", "time_p80_ms"):
             result.measure_methods[name] = timing.method
         result.measure_methods["peak_mem_bytes"] = memory.method

@@ -41,6 +41,8 @@ METRIC_UNITS: dict[str, str] = {
     "examples_seen": "examples",
     "examples_scored": "examples",
     "lr": "lr",
+    "state_bytes": "bytes",
+    "gb_per_s": "GB/s",
     "ece": "ece",
     "extraction_rate": "fraction",
     "token_match": "fraction",
@@ -103,6 +105,8 @@ class KernelTask(Task):
     outputs: Callable[..., dict[str, torch.Tensor]]
     tolerance: dict[str, float]
     timed: Callable[..., Callable[[], Any]] | None = None
+    # derived(fn, inputs, point, method, time_ms) -> extra metrics of seed 0 (state bytes, GB/s, ...)
+    derived: Callable[..., dict[str, float]] | None = None
     metrics: tuple[str, ...] = KERNEL_METRICS
     kind: ClassVar[str] = "kernel"
 

@@ -82,6 +82,37 @@ def timed(factory: Callable[..., Any], inputs: dict[str, Any], point: dict[str, 
     return optimizer.step
 
 
+def state_bytes(optimizer: Any) -> int:
+    """Bytes of optimizer state: torch's ``state`` dict, or the tensor lists a reference rule keeps."""
+    if isinstance(optimizer, torch.optim.Optimizer):
+        tensors = [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
+    else:
+        params = {id(p) for p in optimizer.params}
+        tensors = [t for value in vars(optimizer).values() if isinstance(value, list)
+                   for t in value if torch.is_tensor(t) and id(t) not in params]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def derived(factory: Callable[..., Any], inputs: dict[str, Any], point: dict[str, Any], method: Any,
+            time_ms: float) -> dict[str, float]:
+    """Optimizer-state bytes, and achieved bandwidth: the bytes the rule must move / time.
+
+    ``method.extras["traffic"]`` is how many parameter-sized tensors one step reads and
+    writes (AdamW: p, g, m, v read and p, m, v written = 7, i.e. 28 bytes per fp32 parameter).
+    """
+    params = [p.clone().requires_grad_(True) for p in inputs["params"]]
+    for i, p in enumerate(params):
+        p.grad = inputs["grads"].get(0, i, p)
+    optimizer = factory(params, **inputs["hyper"])
+    optimizer.step()
+    metrics = {"state_bytes": float(state_bytes(optimizer))}
+    traffic = method.extras.get("traffic")
+    if traffic:
+        moved = traffic * sum(p.numel() * p.element_size() for p in params)
+        metrics["gb_per_s"] = moved / (time_ms * 1e-3) / 1e9
+    return metrics
+
+
 task = KernelTask(
     family="optimizer",
     name="step",
@@ -101,5 +132,6 @@ task = KernelTask(
     make_inputs=make_inputs,
     outputs=outputs,
     timed=timed,
+    derived=derived,
     tolerance={"float32": 1e-5, "bfloat16": 2e-2, "float16": 2e-3, "float64": 1e-12},
 )

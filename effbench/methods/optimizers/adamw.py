@@ -20,6 +20,7 @@ method = Method(
     name="adamw",
     summary="Adam with weight decay applied to the weights directly instead of through the gradient.",
     hyper=HYPER,
+    traffic=7,  # p, g, m, v read; p, m, v written
     **PAPER,
 )
 

@@ -15,7 +15,7 @@ from effbench.registry import Method
 PAPER = {"paper": "Symbolic Discovery of Optimization Algorithms", "arxiv": "2302.06675"}
 SUMMARY = "Sign of an interpolation of momentum and gradient; one state tensor, decoupled weight decay."
 HYPER = {"lr": 1e-4, "betas": (0.9, 0.99), "weight_decay": 0.01}
-method = Method(task="optimizer/step", name="lion", summary=SUMMARY, hyper=HYPER, **PAPER)
+method = Method(task="optimizer/step", name="lion", summary=SUMMARY, hyper=HYPER, traffic=5, **PAPER)
 
 
 class ReferenceLion(Rule):

@@ -14,7 +14,7 @@ from effbench.registry import Method
 PAPER = {"paper": "On the importance of initialization and momentum in deep learning"}
 SUMMARY = "The classic baseline: a running sum of gradients with decay mu, L2 weight decay added to the gradient."
 HYPER = {"lr": 1e-2, "momentum": 0.9, "weight_decay": 1e-4}
-method = Method(task="optimizer/step", name="sgd_momentum", summary=SUMMARY, hyper=HYPER, **PAPER)
+method = Method(task="optimizer/step", name="sgd_momentum", summary=SUMMARY, hyper=HYPER, traffic=5, **PAPER)
 
 
 class ReferenceSGDMomentum(Rule):

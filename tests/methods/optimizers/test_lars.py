@@ -1,0 +1,34 @@
+import pytest
+import torch
+
+from effbench.methods.optimizers.lars import pytorch_optimizer, reference
+
+
+def test_one_step_by_hand():
+    """p = 3 x ones(2, 2) (||p|| = 6), g = ones (||g|| = 2), wd = 0: trust = 0.5 * 6 / 2 = 1.5,
+    buf = 1.5 g, p <- p - 0.1 * 1.5. A vector parameter gets no trust ratio."""
+    p, v = torch.full((2, 2), 3.0, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    p.grad, v.grad = torch.ones(2, 2, dtype=torch.float64), torch.full((3,), 2.0, dtype=torch.float64)
+    opt = reference([p, v], lr=0.1, momentum=0.9, weight_decay=0.0, trust_coefficient=0.5)
+    opt.step()
+    assert p.flatten().tolist() == pytest.approx([3.0 - 0.15] * 4)
+    assert v.tolist() == pytest.approx([1.0 - 0.2] * 3)
+
+
+def test_matches_pytorch_optimizer_over_20_steps_fp32():
+    pytest.importorskip("pytorch_optimizer")
+    gen = torch.Generator().manual_seed(3)
+    shapes = [(29, 11), (13,)]
+    ours = [torch.randn(s, generator=gen) for s in shapes]
+    theirs = [p.clone() for p in ours]
+    start = [p.clone() for p in ours]
+    hyper = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "trust_coefficient": 1e-3}
+    a, b = reference(ours, **hyper), pytorch_optimizer(theirs, **hyper)
+    for _ in range(20):
+        for p, q in zip(ours, theirs, strict=True):
+            p.grad = torch.randn(p.shape, generator=gen)
+            q.grad = p.grad.clone()
+        a.step()
+        b.step()
+    for p, q, p0 in zip(ours, theirs, start, strict=True):
+        assert ((p - q).norm() / (q - p0).norm()).item() < 1e-5
