@@ -66,7 +66,10 @@ def test_asv_run_then_ingest(tmp_path):
     effbench = [sys.executable, "-m", "effbench"]
     first = subprocess.run([*effbench, "ingest", str(tmp_path / "results"), "--db", str(db)],
                            capture_output=True, text=True, check=True)
-    assert "runs +1" in first.stdout and "results +6" in first.stdout, first.stdout
+    from effbench.registry import discover
+
+    cases = [f"{m.name}:{i}" for m in discover().methods_of("optimizer/step") for i in m.impls]
+    assert "runs +1" in first.stdout and f"results +{2 * len(cases)}" in first.stdout, first.stdout
     second = subprocess.run([*effbench, "ingest", str(tmp_path / "results"), "--db", str(db)],
                             capture_output=True, text=True, check=True)
     assert "nothing new" in second.stdout
@@ -75,6 +78,8 @@ def test_asv_run_then_ingest(tmp_path):
          "JOIN runs u USING (run_id)", "--db", str(db), "--json"], capture_output=True, text=True, check=True,
     ).stdout)
     assert {r["source"] for r in rows} == {"asv"}
-    assert {r["impl"] for r in rows} == {"reference", "torch_foreach", "torch_fused"}
-    assert all(r["status"] == "ok" and r["value"] is not None for r in rows)
-    assert all(r["value"] > 0 for r in rows if r["metric"] == "time_ms")
+    assert {r["impl"] for r in rows} >= {"reference", "torch_foreach", "torch_fused"}
+    reference = [r for r in rows if r["impl"] == "reference"]
+    assert reference and all(r["status"] == "ok" and r["value"] is not None for r in reference)
+    assert all(r["value"] > 0 for r in reference if r["metric"] == "time_ms")
+    assert {r["status"] for r in rows} <= {"ok", "skipped"}  # nothing failed; Triton under the interpreter: skip

@@ -68,16 +68,19 @@ def test_cli_as_a_process_prints_no_traceback():
 
 def test_run_query_ingest_site_end_to_end(tmp_path):
     db = tmp_path / "results" / "effbench.duckdb"
-    result = CliRunner().invoke(cli, ["run", "--family", "optimizer", "--grid", "smoke", "--seeds", "1",
-                                      "--db", str(db)])
+    result = CliRunner().invoke(cli, ["run", "--task", "optimizer/step", "--method", "adamw", "--grid", "smoke",
+                                      "--seeds", "1", "--db", str(db)])
     assert result.exit_code == 0, result.output
     assert "rows added" in result.output
     shards = list((tmp_path / "results" / "runs").glob("*.jsonl"))
     assert len(shards) == 1
-    rows = json.loads(invoke("query", "SELECT impl, metric, value, status FROM results WHERE metric = 'time_ms'",
-                             "--db", str(db), "--json").output)
-    assert {r["impl"] for r in rows} == {"reference", "torch_foreach", "torch_fused"}
-    assert all(r["status"] == "ok" and r["value"] > 0 for r in rows)
+    rows = json.loads(invoke("query", "SELECT impl, metric, value, status, message FROM results "
+                             "WHERE metric = 'time_ms'", "--db", str(db), "--json").output)
+    assert {r["impl"] for r in rows} == {"reference", "torch_foreach", "torch_fused", "triton"}
+    assert all(r["status"] == "ok" for r in rows)
+    assert all(r["value"] > 0 for r in rows if r["impl"] != "triton")
+    triton = next(r for r in rows if r["impl"] == "triton")  # tests run Triton in its CPU interpreter
+    assert triton["value"] is None and "interpreter" in triton["message"]
     csv_out = invoke("query", "SELECT count(*) AS n FROM runs", "--db", str(db), "--csv").output
     assert csv_out.splitlines() == ["n", "1"]
     again = invoke("ingest", str(shards[0]), "--db", str(db))

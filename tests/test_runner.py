@@ -73,7 +73,7 @@ def test_plan_orders_and_filters(registry):
     assert {c.family for c in cases} == {"loss", "optimizer", "sampler", "attention"}
     assert len(cases) == len(set((c.task, c.method, c.impl, c.point_key, c.dtype, c.seed) for c in cases))
     only = plan(registry, config, family="optimizer", impl="torch_fused")
-    assert {(c.method, c.impl) for c in only} == {("adamw", "torch_fused")}
+    assert only and all(c.family == "optimizer" and c.impl == "torch_fused" for c in only)
     assert plan(registry, config, task="step") == plan(registry, config, task="optimizer/step")
 
 

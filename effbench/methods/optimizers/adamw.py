@@ -55,6 +55,23 @@ def reference(params: list[torch.Tensor], **hyper: float) -> ReferenceAdamW:
     return ReferenceAdamW(params, **hyper)
 
 
+class TritonAdamW(ReferenceAdamW):
+    """The same state, updated by one fused Triton kernel per tensor."""
+
+    @torch.no_grad()
+    def step(self) -> None:
+        from effbench.kernels.optimizer_step import adamw_step
+
+        self.t += 1
+        adamw_step(self.params, self.m, self.v, self.t, self.lr, self.beta1, self.beta2, self.eps,
+                   self.weight_decay)
+
+
+@method.impl("triton", needs=("triton",))
+def triton(params: list[torch.Tensor], **hyper: float) -> TritonAdamW:
+    return TritonAdamW(params, **hyper)
+
+
 @method.impl("torch_foreach")
 def torch_foreach(params: list[torch.Tensor], **hyper: float) -> torch.optim.Optimizer:
     """torch.optim.AdamW with multi-tensor (foreach) kernels."""

@@ -49,6 +49,16 @@ class ForeachLion(ReferenceLion):
         torch._foreach_add_(self.m, grads, alpha=1 - self.beta2)
 
 
+class TritonLion(ReferenceLion):
+    """The same state, updated by one fused Triton kernel per tensor."""
+
+    @torch.no_grad()
+    def step(self) -> None:
+        from effbench.kernels.optimizer_step import lion_step
+
+        lion_step(self.params, self.m, self.lr, self.beta1, self.beta2, self.weight_decay)
+
+
 @method.impl("reference")
 def reference(params: list[torch.Tensor], **hyper: float) -> ReferenceLion:
     return ReferenceLion(params, **hyper)
@@ -68,3 +78,8 @@ def pytorch_optimizer(params: list[torch.Tensor], **hyper: float) -> torch.optim
 
 convergence = Method(task="optimizer/convergence", name="lion", summary=SUMMARY, hyper=HYPER, **PAPER)
 convergence.impl("reference")(trainer(reference, HYPER))
+
+
+@method.impl("triton", needs=("triton",))
+def triton(params: list[torch.Tensor], **hyper: float) -> TritonLion:
+    return TritonLion(params, **hyper)

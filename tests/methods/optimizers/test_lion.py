@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from effbench.methods.optimizers.lion import foreach, pytorch_optimizer, reference
+from effbench.methods.optimizers.lion import foreach, pytorch_optimizer, reference, triton
 
 HYPER = {"lr": 0.1, "betas": (0.9, 0.99), "weight_decay": 0.01}
 
@@ -17,7 +17,7 @@ def test_one_step_by_hand():
     assert opt.m[0].tolist() == pytest.approx([0.005, -0.02, 0.0])
 
 
-@pytest.mark.parametrize("other", [foreach, pytorch_optimizer], ids=["foreach", "pytorch_optimizer"])
+@pytest.mark.parametrize("other", [foreach, pytorch_optimizer, triton], ids=["foreach", "pytorch_optimizer", "triton"])
 def test_matches_over_20_steps_fp32(other):
     pytest.importorskip("pytorch_optimizer") if other is pytorch_optimizer else None
     gen = torch.Generator().manual_seed(1)
