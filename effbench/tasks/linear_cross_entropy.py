@@ -88,6 +88,11 @@ task = KernelTask(
             {"N": 8192, "D": 4096, "V": 32000, "ignore_frac": 0.0},
             {"N": 8192, "D": 2304, "V": 256000, "ignore_frac": 0.0, "z_loss": 1e-4, "label_smoothing": 0.1,
              "goldfish_k": 4},
+            # the rest of D in {2048, 2304, 4096} x V in {32000, 128256, 256000}
+            {"N": 8192, "D": 2048, "V": 256000, "ignore_frac": 0.0},
+            {"N": 8192, "D": 2304, "V": 32000, "ignore_frac": 0.0},
+            {"N": 8192, "D": 2304, "V": 128256, "ignore_frac": 0.0},
+            {"N": 8192, "D": 4096, "V": 256000, "ignore_frac": 0.0},
         ],
     },
     dtypes={"smoke": ("float32",), "cpu": ("float32",), "gpu": ("bfloat16",)},
