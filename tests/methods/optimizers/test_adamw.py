@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from effbench.methods.optimizers.adamw import reference, torch_foreach
+from tests.methods.optimizers.trajectory import assert_same_trajectory
 
 HYPER = {"lr": 0.1, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01}
 
@@ -37,18 +38,5 @@ def test_triton_step_matches_reference_fp32(seed):
     """Through Triton's CPU interpreter (conftest sets TRITON_INTERPRET=1), small tensors, 20 steps."""
     from effbench.methods.optimizers.adamw import triton
 
-    gen = torch.Generator().manual_seed(seed)
-    shapes = [(37, 5), (11,)]
-    ours = [torch.randn(s, generator=gen) for s in shapes]
-    theirs = [p.clone() for p in ours]
-    start = [p.clone() for p in ours]
     hyper = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01}
-    a, b = reference(ours, **hyper), triton(theirs, **hyper)
-    for _ in range(20):
-        for p, q in zip(ours, theirs, strict=True):
-            p.grad = torch.randn(p.shape, generator=gen)
-            q.grad = p.grad.clone()
-        a.step()
-        b.step()
-    for p, q, p0 in zip(ours, theirs, start, strict=True):
-        assert ((p - q).norm() / (p - p0).norm()).item() < 1e-5
+    assert_same_trajectory(lambda ps: reference(ps, **hyper), lambda ps: triton(ps, **hyper), [(37, 5), (11,)], seed)

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from effbench.methods.optimizers.lars import pytorch_optimizer, reference
+from tests.methods.optimizers.trajectory import assert_same_trajectory
 
 
 def test_one_step_by_hand():
@@ -17,18 +18,6 @@ def test_one_step_by_hand():
 
 def test_matches_pytorch_optimizer_over_20_steps_fp32():
     pytest.importorskip("pytorch_optimizer")
-    gen = torch.Generator().manual_seed(3)
-    shapes = [(29, 11), (13,)]
-    ours = [torch.randn(s, generator=gen) for s in shapes]
-    theirs = [p.clone() for p in ours]
-    start = [p.clone() for p in ours]
     hyper = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "trust_coefficient": 1e-3}
-    a, b = reference(ours, **hyper), pytorch_optimizer(theirs, **hyper)
-    for _ in range(20):
-        for p, q in zip(ours, theirs, strict=True):
-            p.grad = torch.randn(p.shape, generator=gen)
-            q.grad = p.grad.clone()
-        a.step()
-        b.step()
-    for p, q, p0 in zip(ours, theirs, start, strict=True):
-        assert ((p - q).norm() / (q - p0).norm()).item() < 1e-5
+    assert_same_trajectory(lambda ps: reference(ps, **hyper), lambda ps: pytorch_optimizer(ps, **hyper),
+                           [(29, 11), (13,)], 3)

@@ -1,0 +1,20 @@
+"""Two optimizers fed identical gradients must follow the same trajectory."""
+
+import torch
+
+
+def assert_same_trajectory(make_a, make_b, shapes, seed: int, steps: int = 20, tol: float = 1e-5) -> None:
+    """Relative divergence of b's parameters from a's, against a's total update, after ``steps``."""
+    gen = torch.Generator().manual_seed(seed)
+    ours = [torch.randn(s, generator=gen) for s in shapes]
+    theirs = [p.clone() for p in ours]
+    start = [p.clone() for p in ours]
+    a, b = make_a(ours), make_b(theirs)
+    for _ in range(steps):
+        for p, q in zip(ours, theirs, strict=True):
+            p.grad = torch.randn(p.shape, generator=gen)
+            q.grad = p.grad.clone()
+        a.step()
+        b.step()
+    for p, q, p0 in zip(ours, theirs, start, strict=True):
+        assert ((p - q).norm() / (p - p0).norm()).item() < tol
