@@ -91,26 +91,32 @@ def _workload_section(frame: pl.DataFrame, task: str, db: Path, fig_prefix: str)
     curves = analysis.curves(db, task)
     figures = []
     if not summary.is_empty():
+        # one bar per method and grid point: different points are different workloads, never merged
         fig = go.Figure()
-        labels = [f"{m}/{i} ({d})" for m, i, d in summary.select("method", "impl", "device").iter_rows()]
-        fig.add_trace(go.Bar(x=labels, y=summary["final_metric_mean"].to_list(),
-                             error_y={"type": "data", "array": summary["final_metric_std"].fill_null(0).to_list()}))
-        fig.update_layout(yaxis_title="final eval metric (mean ± std over seeds)")
-        figures.append(_figure(fig, f"{fig_prefix}-final", "final metric"))
+        for (pkey,), group in summary.group_by(["point_key"], maintain_order=True):
+            labels = [f"{m}/{i} ({d})" for m, i, d in group.select("method", "impl", "device").iter_rows()]
+            fig.add_trace(go.Bar(x=labels, y=group["final_metric_mean"].to_list(), name=pkey,
+                                 error_y={"type": "data", "array": group["final_metric_std"].fill_null(0).to_list()}))
+        fig.update_layout(barmode="group", yaxis_title="final eval metric (mean ± std over seeds)",
+                          legend={"orientation": "h", "y": -0.3})
+        figures.append(_figure(fig, f"{fig_prefix}-final", "final metric per grid point"))
     if not curves.is_empty():
-        fig = go.Figure()
-        mean = curves.group_by(["method", "impl", "device", "step"]).agg(
+        mean = curves.group_by(["point_key", "method", "impl", "device", "step"]).agg(
             pl.col("eval_metric").mean().alias("mean"), pl.col("eval_metric").min().alias("lo"),
             pl.col("eval_metric").max().alias("hi"),
         ).sort("step")
-        for (method, impl, device), group in mean.group_by(["method", "impl", "device"], maintain_order=True):
-            name = f"{method}/{impl} ({device})"
-            fig.add_trace(go.Scatter(x=group["step"].to_list(), y=group["mean"].to_list(), mode="lines", name=name,
-                                     error_y={"type": "data", "symmetric": False,
-                                              "array": (group["hi"] - group["mean"]).to_list(),
-                                              "arrayminus": (group["mean"] - group["lo"]).to_list()}))
-        fig.update_layout(xaxis_title="step", yaxis_title="eval metric (mean, bars: min–max over seeds)")
-        figures.append(_figure(fig, f"{fig_prefix}-curves", "training curves"))
+        for n, ((pkey,), per_point) in enumerate(mean.group_by(["point_key"], maintain_order=True)):
+            fig = go.Figure()
+            for (method, impl, device), group in per_point.group_by(["method", "impl", "device"],
+                                                                      maintain_order=True):
+                fig.add_trace(go.Scatter(
+                    x=group["step"].to_list(), y=group["mean"].to_list(), mode="lines",
+                    name=f"{method}/{impl} ({device})",
+                    error_y={"type": "data", "symmetric": False, "array": (group["hi"] - group["mean"]).to_list(),
+                             "arrayminus": (group["mean"] - group["lo"]).to_list()},
+                ))
+            fig.update_layout(xaxis_title="step", yaxis_title="eval metric (mean, bars: min–max over seeds)")
+            figures.append(_figure(fig, f"{fig_prefix}-curves{n}", f"training curves [{pkey}]"))
     rows = [
         {
             "method": r["method"], "impl": r["impl"], "point": r["point_key"], "device": r["device"],
