@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 
-class Rule:
+class Rule(ABC):
     """Minimal optimizer interface: ``param_groups[0]["lr"]`` (schedules set it), ``zero_grad``, ``step``."""
 
     def __init__(self, params: list[torch.Tensor], lr: float) -> None:
@@ -23,8 +24,9 @@ class Rule:
         for p in self.params:
             p.grad = None
 
+    @abstractmethod
     def step(self) -> None:
-        raise NotImplementedError
+        """Apply one update from ``p.grad`` to every parameter."""
 
 
 def trainer(factory: Callable[..., Any], hyper: dict[str, Any]) -> Callable[[list[torch.Tensor], float], Any]:
