@@ -7,7 +7,10 @@
   targets (N,), ignore_index) -> mean loss`` (the signature of the loss family's linear
   cross-entropy, so fused heads drop in);
 - **optimizer** ``(params, lr) -> torch.optim.Optimizer`` and **schedule**
-  ``(step, total_steps) -> lr multiplier``;
+  ``(step, total_steps) -> lr multiplier``; an optimizer with ``needs_closure`` (SAM) gets
+  ``step(closure)``, the closure recomputing the loss and gradients on the same batch; one
+  with ``eval()``/``train()`` (schedule-free) is switched to its evaluation weights around
+  every evaluation;
 - **select** ``(pool, k, generator) -> (indices into the pool, weights or None)``: data
   selection from a candidate pool, with per-example losses available on demand;
 - **attention** and token routing are model plug points (see ``models.TransformerLM``).
@@ -22,7 +25,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +90,36 @@ def constant(step: int, total: int) -> float:
     return 1.0
 
 
+def take_step(optimizer: Any, closure: Callable[[], torch.Tensor]) -> None:
+    """``step(closure)`` for rules that take a second gradient (SAM), ``step()`` for the rest."""
+    if getattr(optimizer, "needs_closure", False):
+        optimizer.step(closure)
+    else:
+        optimizer.step()
+
+
+@contextmanager
+def evaluation_weights(optimizer: Any) -> Iterator[None]:
+    """Hold the weights a schedule-free optimizer evaluates (its average) inside the block."""
+    switch = callable(getattr(optimizer, "eval", None)) and callable(getattr(optimizer, "train", None))
+    if switch:
+        optimizer.eval()
+    try:
+        yield
+    finally:
+        if switch:
+            optimizer.train()
+
+
+def observe_gradients(params: Iterable[torch.Tensor], norms: list[float]) -> float:
+    """Append this step's global gradient norm (refined schedules are built from a run's norms);
+    returns the seconds it took, which the loop keeps out of the timed step."""
+    began = time.perf_counter()
+    squares = [p.grad.detach().float().square().sum() for p in params if p.grad is not None]
+    norms.append(float(torch.stack(squares).sum().sqrt()) if squares else 0.0)
+    return time.perf_counter() - began
+
+
 @dataclass
 class Plugs:
     loss: Callable[..., torch.Tensor] | None = None  # None: the reference per-example loss
@@ -94,6 +128,7 @@ class Plugs:
     schedule: ScheduleFn = constant
     select: SelectFn | None = None  # None: train on the first `batch` examples of the pool
     targets: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # lm: (x, y) -> y to train on
+    grad_norms: list[float] | None = None  # a list here receives every step's gradient norm (untimed)
 
 
 @dataclass(frozen=True)
@@ -231,7 +266,8 @@ def train(
     calibration: dict[str, float] = {}
 
     def record(step: int) -> None:
-        eval_loss, eval_metric = evaluate(model, data, plugs=plugs, calibration=calibration)
+        with evaluation_weights(optimizer):
+            eval_loss, eval_metric = evaluate(model, data, plugs=plugs, calibration=calibration)
         curve.append(CurveRecord(step, train_time, None if math.isnan(train_loss) else train_loss, eval_loss,
                                  eval_metric))
 
@@ -255,17 +291,26 @@ def train(
         loss = _train_loss(model, data, plugs, x, y, weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        if plugs.grad_norms is not None:
+            start += observe_gradients(model.parameters(), plugs.grad_norms)
+
+        def closure(x: torch.Tensor = x, y: torch.Tensor = y, weights: torch.Tensor | None = weights) -> torch.Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            again = _train_loss(model, data, plugs, x, y, weights)
+            again.backward()
+            return again
+
+        take_step(optimizer, closure)
         train_time += time.perf_counter() - start
         train_loss, seen = loss.item(), seen + x.shape[0]
         if step % budget.eval_every == 0 or step == budget.steps:
             record(step)
     outcome = outcome_from_curve(curve, target, budget.steps, seen=seen, scored=scored, train_time=train_time)
+    if final is not None:
+        with torch.no_grad(), evaluation_weights(optimizer):
+            outcome.metrics.update(final(model, data))
     if "ece" in calibration:
         outcome.metrics["ece"] = calibration["ece"]  # of the final model
-    if final is not None:
-        with torch.no_grad():
-            outcome.metrics.update(final(model, data))
     return outcome
 
 
@@ -343,7 +388,7 @@ def minimize(
     train_time, last = 0.0, math.nan
 
     def record(step: int) -> None:
-        with torch.no_grad():
+        with torch.no_grad(), evaluation_weights(optimizer):
             gap = objective(x, None).item() - optimum
         metric = -math.log10(max(gap, 1e-30)) if math.isfinite(gap) else -math.inf
         curve.append(CurveRecord(step, train_time, None if math.isnan(last) else last, gap, metric))
@@ -353,10 +398,23 @@ def minimize(
         start = time.perf_counter()
         for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
             group["lr"] = base * plugs.schedule(step - 1, steps)
+        sample = noise.get_state()  # a closure re-evaluates the same stochastic sample
         loss = objective(x, noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        if plugs.grad_norms is not None:
+            start += observe_gradients([x], plugs.grad_norms)
+
+        def closure(sample: torch.Tensor = sample) -> torch.Tensor:
+            after = noise.get_state()
+            noise.set_state(sample)
+            optimizer.zero_grad(set_to_none=True)
+            again = objective(x, noise)
+            again.backward()
+            noise.set_state(after)
+            return again
+
+        take_step(optimizer, closure)
         train_time += time.perf_counter() - start
         last = loss.item()
         if step % eval_every == 0 or step == steps:

@@ -8,11 +8,15 @@ a wrong rule. Timed: one steady-state ``step()`` (state already initialised).
 
 Implementations are factories ``impl(params, **hyper) -> object with .step()`` that
 read gradients from ``p.grad``; ``hyper`` is the method's ``extras["hyper"]`` (default
-``HYPER``, AdamW's).
+``HYPER``, AdamW's). A rule with ``needs_closure`` (SAM) gets ``step(closure)``: the
+closure stands in for the second forward and backward and sets ``p.grad`` to a second,
+independent gradient set (in the timed call it only assigns precomputed tensors, so the
+time is the optimizer's own work).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +24,7 @@ from typing import Any
 import torch
 
 from effbench.tasks import KernelTask
+from effbench.train import take_step
 
 HYPER = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01}
 
@@ -47,9 +52,11 @@ class SeededGrads:
     seed: int
     case_dtype: torch.dtype
     scale: float = 1e-2
+    stream: int = 0  # 1: the gradients a closure returns at the perturbed point (SAM)
 
     def get(self, step: int, index: int, like: torch.Tensor) -> torch.Tensor:
-        gen = torch.Generator(device=like.device).manual_seed(self.seed * 1_000_003 + step * 10_007 + index)
+        key = self.seed * 1_000_003 + step * 10_007 + index + self.stream * 7_919_993
+        gen = torch.Generator(device=like.device).manual_seed(key)
         g = torch.randn(like.shape, generator=gen, device=like.device, dtype=torch.float32) * self.scale
         return g.to(self.case_dtype).to(like.dtype)
 
@@ -66,31 +73,66 @@ def outputs(factory: Callable[..., Any], inputs: dict[str, Any], point: dict[str
     start = inputs["params"]
     params = [p.clone().requires_grad_(True) for p in start]
     optimizer = factory(params, **inputs["hyper"])
+    second = dataclasses.replace(inputs["grads"], stream=1)
     for step in range(point["steps"]):
         for i, p in enumerate(params):
             p.grad = inputs["grads"].get(step, i, p)
-        optimizer.step()
+
+        def closure(step: int = step) -> None:
+            for i, p in enumerate(params):
+                p.grad = second.get(step, i, p)
+
+        take_step(optimizer, closure)
     return {f"update{i}": (p.detach() - p0) for i, (p, p0) in enumerate(zip(params, start, strict=True))}
 
 
-def timed(factory: Callable[..., Any], inputs: dict[str, Any], point: dict[str, Any]) -> Callable[[], Any]:
+def _prepared(factory: Callable[..., Any], inputs: dict[str, Any]) -> tuple[Any, list[torch.Tensor], Callable]:
+    """An optimizer one step in (state allocated), its parameters with gradients, and its closure."""
     params = [p.clone().requires_grad_(True) for p in inputs["params"]]
-    for i, p in enumerate(params):
-        p.grad = inputs["grads"].get(0, i, p)
+    first = [inputs["grads"].get(0, i, p) for i, p in enumerate(params)]
+    second = [dataclasses.replace(inputs["grads"], stream=1).get(0, i, p) for i, p in enumerate(params)]
+
+    def closure() -> None:
+        for p, g in zip(params, second, strict=True):
+            p.grad = g
+
+    for p, g in zip(params, first, strict=True):
+        p.grad = g
     optimizer = factory(params, **inputs["hyper"])
-    optimizer.step()  # allocate the state outside the timed region
-    return optimizer.step
+    take_step(optimizer, closure)
+    return optimizer, params, closure
+
+
+def timed(factory: Callable[..., Any], inputs: dict[str, Any], point: dict[str, Any]) -> Callable[[], Any]:
+    optimizer, _, closure = _prepared(factory, inputs)  # state allocated outside the timed region
+    return lambda: take_step(optimizer, closure)
+
+
+def state_tensors(optimizer: Any, params: set[int], seen: set[int] | None = None) -> list[torch.Tensor]:
+    """Tensors of optimizer state: torch's ``state`` dict, the tensor lists a reference rule keeps, and those
+    of any optimizer it wraps (SAM's base, Muon's AdamW fallback), each counted once."""
+    seen = set() if seen is None else seen
+    if id(optimizer) in seen:
+        return []
+    seen.add(id(optimizer))
+    found: list[torch.Tensor] = []
+    if isinstance(optimizer, torch.optim.Optimizer):
+        found += [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
+        children = [v for v in vars(optimizer).values() if isinstance(v, torch.optim.Optimizer)]
+    else:
+        values = list(vars(optimizer).values())
+        found += [t for value in values if isinstance(value, list) for t in value if torch.is_tensor(t)]
+        children = [v for v in values if hasattr(v, "step") and hasattr(v, "param_groups")]
+    for child in children:
+        found += state_tensors(child, params, seen)
+    unique = {id(t): t for t in found if id(t) not in params}
+    return list(unique.values())
 
 
 def state_bytes(optimizer: Any) -> int:
-    """Bytes of optimizer state: torch's ``state`` dict, or the tensor lists a reference rule keeps."""
-    if isinstance(optimizer, torch.optim.Optimizer):
-        tensors = [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
-    else:
-        params = {id(p) for p in optimizer.params}
-        tensors = [t for value in vars(optimizer).values() if isinstance(value, list)
-                   for t in value if torch.is_tensor(t) and id(t) not in params]
-    return sum(t.numel() * t.element_size() for t in tensors)
+    """Bytes of optimizer state (parameters themselves excluded)."""
+    params = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    return sum(t.numel() * t.element_size() for t in state_tensors(optimizer, params))
 
 
 def derived(factory: Callable[..., Any], inputs: dict[str, Any], point: dict[str, Any], method: Any,
@@ -100,11 +142,7 @@ def derived(factory: Callable[..., Any], inputs: dict[str, Any], point: dict[str
     ``method.extras["traffic"]`` is how many parameter-sized tensors one step reads and
     writes (AdamW: p, g, m, v read and p, m, v written = 7, i.e. 28 bytes per fp32 parameter).
     """
-    params = [p.clone().requires_grad_(True) for p in inputs["params"]]
-    for i, p in enumerate(params):
-        p.grad = inputs["grads"].get(0, i, p)
-    optimizer = factory(params, **inputs["hyper"])
-    optimizer.step()
+    optimizer, params, _ = _prepared(factory, inputs)
     metrics = {"state_bytes": float(state_bytes(optimizer))}
     traffic = method.extras.get("traffic")
     if traffic:
