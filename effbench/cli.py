@@ -56,7 +56,9 @@ def cli() -> None:
 
 @cli.command("list")
 @click.option("--family", help="Only this family (loss, optimizer, sampler, attention).")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {family, task, method, impls, paper}.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON list of {family, task, method, impls, paper, arxiv, kind}; kind is kernel, "
+              "workload or schedule (the learning-rate schedules of optimizer/convergence).")
 @PLUGIN_OPTION
 def list_cmd(family: str | None, as_json: bool, plugins: tuple[Path, ...]) -> None:
     """List tasks, methods and their implementations.
@@ -78,7 +80,16 @@ def list_cmd(family: str | None, as_json: bool, plugins: tuple[Path, ...]) -> No
         for m in registry.methods.values()
         if family is None or m.family == family
     ]
-    entries.sort(key=lambda e: (e["family"], e["task"], e["method"]))
+    if family in (None, "optimizer"):
+        from effbench.schedules import SCHEDULES
+
+        # learning-rate schedules are an axis of the convergence workload, listed beside the update rules
+        entries += [
+            {"family": "optimizer", "task": "optimizer/convergence", "method": s.name, "impls": [],
+             "paper": s.paper, "arxiv": s.arxiv, "kind": "schedule"}
+            for s in SCHEDULES.values()
+        ]
+    entries.sort(key=lambda e: (e["family"], e["task"], e["kind"] == "schedule", e["method"]))
     if as_json:
         click.echo(json.dumps(entries, indent=2))
         return
@@ -88,7 +99,8 @@ def list_cmd(family: str | None, as_json: bool, plugins: tuple[Path, ...]) -> No
     table = Table("family", "task", "method", "impls", "paper")
     for e in entries:
         paper = f"{e['paper']} (arXiv:{e['arxiv']})" if e["arxiv"] else (e["paper"] or "")
-        table.add_row(e["family"], e["task"], e["method"], ", ".join(e["impls"]), paper)
+        impls = "(schedule)" if e["kind"] == "schedule" else ", ".join(e["impls"])
+        table.add_row(e["family"], e["task"], e["method"], impls, paper)
     Console().print(table)
 
 

@@ -128,7 +128,7 @@ class Plugs:
     schedule: ScheduleFn = constant
     select: SelectFn | None = None  # None: train on the first `batch` examples of the pool
     targets: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # lm: (x, y) -> y to train on
-    grad_norms: list[float] | None = None  # a list here receives every step's gradient norm (untimed)
+    grad_norms: list[float] | None = None  # a list here receives the latest run's gradient norms (untimed)
 
 
 @dataclass(frozen=True)
@@ -253,6 +253,8 @@ def train(
 
     ``final(model, data)`` adds metrics measured on the trained model (not timed).
     """
+    if plugs.grad_norms is not None:
+        plugs.grad_norms.clear()
     order_gen = torch.Generator().manual_seed(10_000 + seed)  # data order, apart from the init seed
     select_gen = torch.Generator().manual_seed(20_000 + seed)
     optimizer = plugs.optimizer(list(model.parameters()), lr)
@@ -380,6 +382,8 @@ def minimize(
     ``objective(x, None)`` the exact value. The metric is -log10(f(x) - f*): orders of
     magnitude of suboptimality removed, higher is better.
     """
+    if plugs.grad_norms is not None:
+        plugs.grad_norms.clear()
     noise = torch.Generator().manual_seed(30_000 + seed)
     x = torch.nn.Parameter(x0.clone())
     optimizer = plugs.optimizer([x], lr)

@@ -25,12 +25,23 @@ def test_list_json_shape():
     entries = json.loads(result.output)
     assert {e["family"] for e in entries} == {"loss", "optimizer", "sampler", "attention"}
     for entry in entries:
-        assert {"family", "task", "method", "impls", "paper"} <= set(entry)
-        assert "reference" in entry["impls"]
+        assert {"family", "task", "method", "impls", "paper", "kind"} <= set(entry)
+        assert entry["kind"] == "schedule" or "reference" in entry["impls"]
     adamw = next(e for e in entries if e["method"] == "adamw")
     assert adamw["paper"] == "Decoupled Weight Decay Regularization" and adamw["arxiv"] == "1711.05101"
     only = json.loads(invoke("list", "--family", "attention", "--json").output)
     assert {e["family"] for e in only} == {"attention"}
+
+
+def test_list_shows_the_optimizer_catalog_with_papers():
+    entries = json.loads(invoke("list", "--family", "optimizer", "--json").output)
+    rules = [e for e in entries if e["task"] == "optimizer/step"]
+    schedules = [e for e in entries if e["kind"] == "schedule"]
+    assert len(rules) >= 13 and all(e["paper"] for e in rules)
+    assert {e["method"] for e in schedules} >= {"constant", "cosine", "linear_decay", "wsd", "refined"}
+    assert all(e["arxiv"] for e in schedules if e["method"] != "constant")
+    # every rule is also a convergence method, so it runs on the workloads
+    assert {e["method"] for e in rules} <= {e["method"] for e in entries if e["kind"] == "workload"}
 
 
 @pytest.mark.parametrize(

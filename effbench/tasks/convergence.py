@@ -4,8 +4,11 @@ Workloads: the Rosenbrock function (2-D), a noisy quadratic (2-D and 100-D, curv
 log-spaced over three decades, gradient noise scaled like the curvature, as in the
 noisy quadratic model of Zhang et al., arXiv:1907.04164), logistic regression and an
 MLP on digits, and a nano byte-level LM on the standard-library corpus. The schedule is
-part of the grid point (``constant`` and ``linear_decay``: every rule is compared with
-AdamW under the same schedule, and AdamW with linear decay to zero is always there).
+part of the grid point (``constant`` and ``linear_decay`` on every workload: every rule is
+compared with AdamW under the same schedule, and AdamW with linear decay to zero is always
+there; ``cosine``, ``wsd`` and ``refined`` on the 100-D quadratic and the MLP). A
+``refined`` point first runs the rule with linear decay (tuned the same way) and builds
+the schedule from that run's gradient norms on the tuning seed (``schedules.refined``).
 
 Protocol: one fixed learning-rate grid for every rule (``lrs``), searched on seed 0;
 the best rate trains every seed. For test functions the metric is -log10(f - f*), the
@@ -22,10 +25,10 @@ from typing import Any
 import torch
 
 from effbench.registry import Impl, Method
-from effbench.schedules import SCHEDULES
+from effbench.schedules import SCHEDULES, linear_decay, refined
 from effbench.tasks import WorkloadOutcome, WorkloadTask
 from effbench.train import Plugs, minimize
-from effbench.workloads import dataset, run_workload, tuned_lr
+from effbench.workloads import TUNING_SEED, dataset, run_workload, tuned_lr
 
 
 def rosenbrock(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -53,11 +56,8 @@ FUNCTIONS = {
 }
 
 
-def run(
-    method: Method, impl: Impl, point: dict[str, Any], seed: int, device: str, dtype: torch.dtype
-) -> WorkloadOutcome:
-    plugs = Plugs(optimizer=impl.fn, schedule=SCHEDULES[point["schedule"]])
-    key = ("convergence", method.name, impl.name)
+def _train(point: dict[str, Any], seed: int, plugs: Plugs, key: tuple[str, ...], device: str) -> WorkloadOutcome:
+    """Tune on seed 0 over the point's lr grid, then train ``seed``: a test function or a zoo workload."""
     if point["data"] not in FUNCTIONS:
         return run_workload(point, seed, plugs, key, device)
     objective, start = FUNCTIONS[point["data"]]
@@ -71,6 +71,37 @@ def run(
     outcome.metrics["lr"] = lr
     outcome.notes["lr"] = how
     outcome.notes["final_metric"] = f"-log10(f - f*) on {point['data']}"
+    return outcome
+
+
+# Refined schedules per (method, impl, point) in this process: every seed of a case uses the same one.
+_refined: dict[tuple[str, ...], tuple[Any, str]] = {}
+
+
+def refined_schedule(optimizer: Any, point: dict[str, Any], key: tuple[str, ...], device: str) -> tuple[Any, str]:
+    """The paper's recipe: the same rule with linear decay, tuned as usual; its gradient norms on the tuning
+    seed give the refined schedule."""
+    memo = (*key, device, repr(sorted(point.items())))
+    if memo not in _refined:
+        prior = {**point, "schedule": "linear_decay"}
+        norms: list[float] = []
+        outcome = _train(prior, TUNING_SEED, Plugs(optimizer=optimizer, schedule=linear_decay, grad_norms=norms),
+                         key, device)
+        _refined[memo] = (refined(norms), f"refined from the gradient norms of a linear-decay run (seed "
+                                          f"{TUNING_SEED}, lr {outcome.metrics['lr']:g}, {len(norms)} steps)")
+    return _refined[memo]
+
+
+def run(
+    method: Method, impl: Impl, point: dict[str, Any], seed: int, device: str, dtype: torch.dtype
+) -> WorkloadOutcome:
+    key = ("convergence", method.name, impl.name)
+    schedule, how = SCHEDULES[point["schedule"]], None
+    if schedule.from_prior_run:
+        schedule, how = refined_schedule(impl.fn, point, key, device)
+    outcome = _train(point, seed, Plugs(optimizer=impl.fn, schedule=schedule), key, device)
+    if how:  # notes are per metric: the schedule's provenance rides with the lr it was tuned for
+        outcome.notes["lr"] = f"{outcome.notes.get('lr', '')}; schedule {how}"
     return outcome
 
 
@@ -99,6 +130,13 @@ def _grid(scale: int, lm: bool) -> list[dict[str, Any]]:
         ]
         if lm:
             points.append(_net("stdlib_bytes", "lm_nano", 150 * scale, 16, TARGETS["lm"], schedule))
+    # the schedule axis (appended: grids only grow): every rule under cosine, WSD and the refined schedule
+    # on one test function and one network
+    for schedule in ("cosine", "wsd", "refined"):
+        points += [
+            _fn("quadratic_100d", 500 * scale, TARGETS["quadratic_100d"], schedule),
+            _net("digits", "mlp", 200 * scale, 64, TARGETS["mlp"], schedule),
+        ]
     return points
 
 
@@ -112,7 +150,8 @@ task = WorkloadTask(
     description="Every update rule on fixed workloads, tuned over one lr grid: steps and time to a target.",
     grids={
         "smoke": [_fn("rosenbrock", 200, TARGETS["rosenbrock"], "linear_decay"),
-                  _net("digits", "logreg", 40, 64, TARGETS["logreg"], "linear_decay")],
+                  _net("digits", "logreg", 40, 64, TARGETS["logreg"], "linear_decay"),
+                  _fn("quadratic_2d", 100, TARGETS["quadratic_2d"], "refined")],
         "cpu": _grid(1, lm=True),
         "gpu": _grid(4, lm=True),
     },
