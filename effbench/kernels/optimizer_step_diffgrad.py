@@ -1,0 +1,50 @@
+"""Fused diffGrad step (the ``triton`` implementation of optimizer/step diffgrad).
+
+One launch per parameter tensor reads p, g, m, v, g_prev once, updates in fp32 registers
+and writes p, m, v, g_prev back: 9 tensor passes, the rule's minimum. State stays in the
+parameter's dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from effbench.kernels._common import require_device
+from effbench.kernels.optimizer_step import BLOCK, _flat
+
+
+@triton.jit
+def _diffgrad_step_kernel(p_ptr, g_ptr, m_ptr, v_ptr, gp_ptr, n, beta1, beta2, eps, weight_decay, step_size,
+                          BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    p = tl.load(p_ptr + offs, mask=mask).to(tl.float32)
+    g = tl.load(g_ptr + offs, mask=mask).to(tl.float32)
+    m = tl.load(m_ptr + offs, mask=mask).to(tl.float32)
+    v = tl.load(v_ptr + offs, mask=mask).to(tl.float32)
+    g_prev = tl.load(gp_ptr + offs, mask=mask).to(tl.float32)
+    g = g + weight_decay * p  # coupled L2, as the authors' code
+    m = beta1 * m + (1.0 - beta1) * g
+    v = beta2 * v + (1.0 - beta2) * g * g
+    xi = tl.sigmoid(tl.abs(g_prev - g))
+    p = p - step_size * xi * m / (tl.sqrt(v) + eps)  # step_size = lr sqrt(1 - b2^t) / (1 - b1^t)
+    tl.store(p_ptr + offs, p.to(p_ptr.dtype.element_ty), mask=mask)
+    tl.store(m_ptr + offs, m.to(m_ptr.dtype.element_ty), mask=mask)
+    tl.store(v_ptr + offs, v.to(v_ptr.dtype.element_ty), mask=mask)
+    tl.store(gp_ptr + offs, g.to(gp_ptr.dtype.element_ty), mask=mask)
+
+
+def diffgrad_step(params: list[torch.Tensor], m: list[torch.Tensor], v: list[torch.Tensor],
+                  g_prev: list[torch.Tensor], step: int, lr: float, beta1: float, beta2: float, eps: float,
+                  weight_decay: float) -> None:
+    """One diffGrad (v2) step over every tensor, in place; ``step`` counts from 1."""
+    step_size = lr * (1 - beta2**step) ** 0.5 / (1 - beta1**step)
+    for p, m_i, v_i, gp_i in zip(params, m, v, g_prev, strict=True):
+        require_device(p)
+        n = p.numel()
+        _diffgrad_step_kernel[(triton.cdiv(n, BLOCK),)](
+            _flat(p.data), _flat(p.grad), _flat(m_i), _flat(v_i), _flat(gp_i), n, beta1, beta2, eps, weight_decay,
+            step_size, BLOCK=BLOCK,
+        )
