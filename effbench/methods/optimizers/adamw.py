@@ -84,6 +84,13 @@ def torch_fused(params: list[torch.Tensor], **hyper: float) -> torch.optim.Optim
     return torch.optim.AdamW(params, fused=True, **hyper)
 
 
+@method.impl("heavyball", needs=("heavyball",))
+def heavyball(params: list[torch.Tensor], **hyper: float) -> torch.optim.Optimizer:
+    """HeavyBall's AdamW (torch.compile-fused multi-tensor step)."""
+    import heavyball as hb
+
+    return hb.AdamW(params, **hyper)
+
 
 convergence = Method(task="optimizer/convergence", name="adamw", summary=method.summary, hyper=HYPER, **PAPER)
 convergence.impl("reference")(trainer(reference, HYPER))
