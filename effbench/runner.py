@@ -151,6 +151,14 @@ def _match_task(registry: Registry, name: str) -> list[str]:
     return short
 
 
+def _names(spec: str | None) -> set[str] | None:
+    """A filter of one name or several, comma-separated ("adamw,lion")."""
+    if spec is None:
+        return None
+    names = {n.strip() for n in spec.split(",") if n.strip()}
+    return names or None
+
+
 def plan(
     registry: Registry,
     config: RunConfig,
@@ -166,20 +174,23 @@ def plan(
     if family is not None:
         task_keys = [k for k in task_keys if registry.tasks[k].family == family]
     methods = [m for k in task_keys for m in registry.methods_of(k)]
-    if method is not None:
-        if method not in {m.name for m in methods}:
-            raise suggest("method", method, {m.name for m in methods})
-        methods = [m for m in methods if m.name == method]
-    if impl is not None:
+    wanted_methods, wanted_impls = _names(method), _names(impl)
+    if wanted_methods is not None:
+        for name in wanted_methods:
+            if name not in {m.name for m in methods}:
+                raise suggest("method", name, {m.name for m in methods})
+        methods = [m for m in methods if m.name in wanted_methods]
+    if wanted_impls is not None:
         valid = {i for m in methods for i in m.impls}
-        if impl not in valid:
-            raise suggest("impl", impl, valid)
+        for name in wanted_impls:
+            if name not in valid:
+                raise suggest("impl", name, valid)
     cases: list[Case] = []
     for m in methods:
         t = registry.tasks[m.task]
         impls = sorted(m.impls, key=lambda name: (name != "reference", name))
-        if impl is not None:
-            impls = [i for i in impls if i == impl]
+        if wanted_impls is not None:
+            impls = [i for i in impls if i in wanted_impls]
         for point in t.grids[config.grid]:
             for dtype in t.dtypes[config.grid]:
                 for seed in range(config.seeds):

@@ -75,6 +75,8 @@ def test_plan_orders_and_filters(registry):
     only = plan(registry, config, family="optimizer", impl="torch_fused")
     assert only and all(c.family == "optimizer" and c.impl == "torch_fused" for c in only)
     assert plan(registry, config, task="step") == plan(registry, config, task="optimizer/step")
+    several = plan(registry, config, task="optimizer/step", method="adamw, lion", impl="reference")
+    assert {c.method for c in several} == {"adamw", "lion"} and {c.impl for c in several} == {"reference"}
 
 
 @pytest.mark.parametrize(
@@ -83,6 +85,7 @@ def test_plan_orders_and_filters(registry):
         ({"family": "losses"}, "unknown family 'losses'; valid: attention, loss, optimizer, sampler"),
         ({"task": "nope"}, "unknown task 'nope'"),
         ({"method": "adam"}, "unknown method 'adam'; valid:"),
+        ({"method": "adamw,adam"}, "unknown method 'adam'; valid:"),
         ({"impl": "cuda_magic"}, "unknown impl 'cuda_magic'; valid:"),
     ],
 )
