@@ -48,6 +48,21 @@ def reference(params: list[torch.Tensor], **hyper: float) -> ReferenceLARS:
     return ReferenceLARS(params, **hyper)
 
 
+class TritonLARS(ReferenceLARS):
+    """Per matrix, a norms kernel then a fused momentum step; the trust ratio never leaves the device."""
+
+    @torch.no_grad()
+    def step(self) -> None:
+        from effbench.kernels.optimizer_step_trust import lars_step
+
+        lars_step(self.params, self.buffers, self.lr, self.momentum, self.weight_decay, self.trust)
+
+
+@method.impl("triton", needs=("triton",))
+def triton(params: list[torch.Tensor], **hyper: float) -> TritonLARS:
+    return TritonLARS(params, **hyper)
+
+
 @method.impl("pytorch_optimizer", needs=("pytorch_optimizer",))
 def pytorch_optimizer(params: list[torch.Tensor], **hyper: float) -> torch.optim.Optimizer:
     import pytorch_optimizer as po

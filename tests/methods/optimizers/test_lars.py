@@ -21,3 +21,13 @@ def test_matches_pytorch_optimizer_over_20_steps_fp32():
     hyper = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "trust_coefficient": 1e-3}
     assert_same_trajectory(lambda ps: reference(ps, **hyper), lambda ps: pytorch_optimizer(ps, **hyper),
                            [(29, 11), (13,)], 3)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_triton_matches_reference_over_20_steps_fp32(seed):
+    """Through Triton's CPU interpreter (conftest sets TRITON_INTERPRET=1); (37, 41) spans two blocks."""
+    from effbench.methods.optimizers.lars import triton
+
+    hyper = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "trust_coefficient": 1e-3}
+    assert_same_trajectory(lambda ps: reference(ps, **hyper), lambda ps: triton(ps, **hyper),
+                           [(37, 5), (11,), (37, 41)], seed)
