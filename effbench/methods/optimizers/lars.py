@@ -48,6 +48,35 @@ def reference(params: list[torch.Tensor], **hyper: float) -> ReferenceLARS:
     return ReferenceLARS(params, **hyper)
 
 
+class ForeachLARS(ReferenceLARS):
+    """The same rule with multi-tensor ops: all norms in two launches, the trust ratios as one vector."""
+
+    @torch.no_grad()
+    def step(self) -> None:
+        grads = [p.grad for p in self.params]
+        matrices = [i for i, p in enumerate(self.params) if p.ndim > 1]
+        updates = list(grads)
+        if matrices:
+            ps, gs = [self.params[i] for i in matrices], [grads[i] for i in matrices]
+            p_norms = torch.stack(torch._foreach_norm(ps))
+            g_norms = torch.stack(torch._foreach_norm(gs))
+            denominator = g_norms + self.weight_decay * p_norms
+            ok = (p_norms > 0) & (denominator > 0)
+            trust = torch.where(ok, self.trust * p_norms / denominator, torch.ones_like(p_norms))
+            decayed = torch._foreach_add(gs, ps, alpha=self.weight_decay)
+            torch._foreach_mul_(decayed, list(trust.unbind()))
+            for i, u in zip(matrices, decayed, strict=True):
+                updates[i] = u
+        torch._foreach_mul_(self.buffers, self.momentum)
+        torch._foreach_add_(self.buffers, updates)
+        torch._foreach_add_(self.params, self.buffers, alpha=-self.lr)
+
+
+@method.impl("foreach")
+def foreach(params: list[torch.Tensor], **hyper: float) -> ForeachLARS:
+    return ForeachLARS(params, **hyper)
+
+
 class TritonLARS(ReferenceLARS):
     """Per matrix, a norms kernel then a fused momentum step; the trust ratio never leaves the device."""
 

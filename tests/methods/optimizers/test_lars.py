@@ -31,3 +31,12 @@ def test_triton_matches_reference_over_20_steps_fp32(seed):
     hyper = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "trust_coefficient": 1e-3}
     assert_same_trajectory(lambda ps: reference(ps, **hyper), lambda ps: triton(ps, **hyper),
                            [(37, 5), (11,), (37, 41)], seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_foreach_matches_reference_over_20_steps_fp32(seed):
+    from effbench.methods.optimizers.lars import foreach
+
+    hyper = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "trust_coefficient": 1e-3}
+    assert_same_trajectory(lambda ps: reference(ps, **hyper), lambda ps: foreach(ps, **hyper),
+                           [(29, 11), (13,), (4, 3, 2)], seed)
