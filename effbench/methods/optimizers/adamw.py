@@ -78,18 +78,14 @@ def torch_foreach(params: list[torch.Tensor], **hyper: float) -> torch.optim.Opt
     return torch.optim.AdamW(params, foreach=True, **hyper)
 
 
+# HeavyBall's AdamW is not a peer here: it floors the denominator at eps (max(sqrt(v_hat), eps)) where
+# the paper and torch.optim add eps, which changes coordinates with sqrt(v_hat) up to ~100 eps: 1e-3
+# relative difference on the step task's gradients, so it computes another rule.
 @method.impl("torch_fused")
 def torch_fused(params: list[torch.Tensor], **hyper: float) -> torch.optim.Optimizer:
     """torch.optim.AdamW with its fused kernel (CUDA, and CPU since torch 2.4)."""
     return torch.optim.AdamW(params, fused=True, **hyper)
 
-
-@method.impl("heavyball", needs=("heavyball",))
-def heavyball(params: list[torch.Tensor], **hyper: float) -> torch.optim.Optimizer:
-    """HeavyBall's AdamW (torch.compile-fused multi-tensor step)."""
-    import heavyball as hb
-
-    return hb.AdamW(params, **hyper)
 
 
 convergence = Method(task="optimizer/convergence", name="adamw", summary=method.summary, hyper=HYPER, **PAPER)

@@ -158,14 +158,6 @@ def schedulefree(params: list[torch.Tensor], **hyper: float) -> torch.optim.Opti
     return optimizer
 
 
-@method.impl("heavyball", needs=("heavyball",))
-def heavyball(params: list[torch.Tensor], **hyper: float) -> torch.optim.Optimizer:
-    """HeavyBall's schedule-free AdamW (torch.compile-fused multi-tensor step)."""
-    import heavyball as hb
-
-    return hb.SFAdamW(params, **hyper)
-
-
 convergence = Method(task="optimizer/convergence", name="schedule_free_adamw", summary=SUMMARY, hyper=HYPER,
                      **PAPER)
 convergence.impl("reference")(trainer(reference, HYPER))

@@ -40,12 +40,3 @@ def test_triton_step_matches_reference_fp32(seed):
 
     hyper = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01}
     assert_same_trajectory(lambda ps: reference(ps, **hyper), lambda ps: triton(ps, **hyper), [(37, 5), (11,)], seed)
-
-
-def test_heavyball_matches_reference_over_20_steps_fp32():
-    pytest.importorskip("heavyball")
-    from effbench.methods.optimizers.adamw import heavyball
-
-    hyper = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01}
-    assert_same_trajectory(lambda ps: reference(ps, **hyper), lambda ps: heavyball(ps, **hyper), [(17, 5), (11,)], 0,
-                           init_scale=0.02)

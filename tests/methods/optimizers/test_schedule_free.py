@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from effbench.methods.optimizers.schedule_free import foreach, heavyball, reference, schedulefree
+from effbench.methods.optimizers.schedule_free import foreach, reference, schedulefree
 from tests.methods.optimizers.trajectory import assert_same_trajectory
 
 HYPER = {"lr": 0.1, "betas": (0.9, 0.999), "eps": 0.0, "weight_decay": 0.0, "warmup_steps": 0, "r": 0.0,
@@ -68,10 +68,3 @@ def test_eval_weights_match(other):
     opt_a.eval()
     opt_b.eval()
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
-
-
-def test_heavyball_matches_reference_over_20_steps_fp32():
-    pytest.importorskip("heavyball")
-    hyper = {**HYPER, "lr": 2.5e-3, "eps": 1e-8}
-    assert_same_trajectory(lambda ps: reference(ps, **hyper), lambda ps: heavyball(ps, **hyper), [(17, 5), (11,)], 0,
-                           init_scale=0.02)
