@@ -43,6 +43,8 @@ METRIC_UNITS: dict[str, str] = {
     "lr": "lr",
     "state_bytes": "bytes",
     "gb_per_s": "GB/s",
+    "copy_gb_per_s": "GB/s",
+    "bandwidth_fraction": "fraction",
     "ece": "ece",
     "extraction_rate": "fraction",
     "token_match": "fraction",

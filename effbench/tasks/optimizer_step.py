@@ -135,12 +135,35 @@ def state_bytes(optimizer: Any) -> int:
     return sum(t.numel() * t.element_size() for t in state_tensors(optimizer, params))
 
 
+# Measured copy bandwidth per (device, dtype, bytes) in this worker: once per grid point.
+_copy_bandwidth: dict[tuple[str, str, int], float] = {}
+
+
+def copy_bandwidth(params: list[torch.Tensor]) -> float:
+    """GB/s of one device-to-device copy as large as the parameters (bytes read + written / time), timed
+    like the cases: the yardstick of a memory-bound step."""
+    from effbench.measure import TimingConfig, time_call
+
+    like = params[0]
+    nbytes = sum(p.numel() * p.element_size() for p in params)
+    key = (str(like.device), str(like.dtype), nbytes)
+    if key not in _copy_bandwidth:
+        src = torch.empty(nbytes // like.element_size(), dtype=like.dtype, device=like.device).normal_()
+        dst = torch.empty_like(src)
+        timing = time_call(lambda: dst.copy_(src), like.device.type, TimingConfig())
+        _copy_bandwidth[key] = 2 * nbytes / (timing.median_ms * 1e-3) / 1e9
+        del src, dst
+    return _copy_bandwidth[key]
+
+
 def derived(factory: Callable[..., Any], inputs: dict[str, Any], point: dict[str, Any], method: Any,
             time_ms: float) -> dict[str, float]:
-    """Optimizer-state bytes, and achieved bandwidth: the bytes the rule must move / time.
+    """Optimizer-state bytes, and achieved bandwidth: the bytes the rule must move / time, beside the
+    measured copy bandwidth of the same device and their ratio (1.0 = as fast as a plain copy).
 
     ``method.extras["traffic"]`` is how many parameter-sized tensors one step reads and
     writes (AdamW: p, g, m, v read and p, m, v written = 7, i.e. 28 bytes per fp32 parameter).
+    Matmul-bound rules (Muon) declare none.
     """
     optimizer, params, _ = _prepared(factory, inputs)
     metrics = {"state_bytes": float(state_bytes(optimizer))}
@@ -148,6 +171,9 @@ def derived(factory: Callable[..., Any], inputs: dict[str, Any], point: dict[str
     if traffic:
         moved = traffic * sum(p.numel() * p.element_size() for p in params)
         metrics["gb_per_s"] = moved / (time_ms * 1e-3) / 1e9
+        del optimizer, params
+        metrics["copy_gb_per_s"] = copy_bandwidth(inputs["params"])
+        metrics["bandwidth_fraction"] = metrics["gb_per_s"] / metrics["copy_gb_per_s"]
     return metrics
 
 
