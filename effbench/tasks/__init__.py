@@ -61,6 +61,11 @@ METRIC_UNITS: dict[str, str] = {
     "p_value_steps_to_target": "p",
     "delta_steps_to_target": "steps",
     "significant_steps_to_target": "bool",
+    # attention/masked_attention: the FLOP convention travels in the unit (forward 4 N^2 d per head,
+    # backward 2.5x that, FlashAttention's benchmark convention)
+    "mask_density": "fraction",
+    "tflop_s_dense": "TFLOP/s (3.5 x 4 B H N^2 d per fwd+bwd)",
+    "tflop_s_attended": "TFLOP/s (3.5 x 4 d x attended pairs per fwd+bwd)",
 }
 KERNEL_METRICS = ("time_ms", "peak_mem_bytes", "rel_error")
 WORKLOAD_METRICS = ("final_loss", "final_metric", "steps_to_target", "time_to_target_s", "peak_mem_bytes")

@@ -9,7 +9,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from effbench.methods.attention._masked import full_mask, reference_attention
+from effbench.methods.attention._masked import (
+    FLASH_ATTN,
+    XFORMERS,
+    flash_attention,
+    flex_attention_call,
+    full_mask,
+    reference_attention,
+    xformers_attention,
+)
 from effbench.registry import Method
 
 method = Method(
@@ -27,3 +35,19 @@ method.impl("reference")(reference_attention)
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """No mask at all, so torch may pick its fastest (flash / memory-efficient) backend."""
     return F.scaled_dot_product_attention(q, k, v)
+
+
+@method.impl("flex")
+def flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """FlexAttention without a BlockMask (every block computed)."""
+    return flex_attention_call(q, k, v)
+
+
+@method.impl("xformers", **XFORMERS)
+def xformers(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return xformers_attention(q, k, v)
+
+
+@method.impl("flash_attn", **FLASH_ATTN)
+def flash_attn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return flash_attention(q, k, v, causal=False)

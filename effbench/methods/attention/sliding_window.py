@@ -11,15 +11,27 @@ from typing import Any
 
 import torch
 
-from effbench.methods.attention._masked import reference_attention, sdpa_attention
+from effbench.methods.attention._masked import (
+    FLASH_ATTN,
+    XFORMERS,
+    MaskMod,
+    flash_attention,
+    flex_impl,
+    mask_from_mod,
+    need,
+    reference_attention,
+    sdpa_attention,
+    xformers_attention,
+)
 from effbench.registry import Method
 
 
-def window_mask(n: int, point: dict[str, Any], device: str) -> torch.Tensor:
-    i = torch.arange(n, device=device)[:, None]
-    j = torch.arange(n, device=device)[None, :]
-    return (j <= i) & (j > i - point["window"])
+def window_mod(n: int, point: dict[str, Any], device: Any) -> MaskMod:
+    (window,) = need(point, "window")
+    return lambda b, h, q_idx, kv_idx: (kv_idx <= q_idx) & (q_idx - kv_idx < window)
 
+
+window_mask = mask_from_mod(window_mod)
 
 method = Method(
     task="attention/masked_attention",
@@ -31,3 +43,21 @@ method = Method(
 )
 method.impl("reference")(reference_attention)
 method.impl("sdpa")(sdpa_attention)
+method.impl("flex")(flex_impl(window_mod))
+
+
+@method.impl("xformers", **XFORMERS)
+def xformers(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, *,
+             point: dict[str, Any]) -> torch.Tensor:
+    from xformers.ops.fmha.attn_bias import LocalAttentionFromBottomRightMask
+
+    # key j allowed when i - window_left <= j <= i + window_right (square: no bottom-right shift)
+    return xformers_attention(q, k, v, LocalAttentionFromBottomRightMask(window_left=point["window"] - 1,
+                                                                          window_right=0))
+
+
+@method.impl("flash_attn", **FLASH_ATTN)
+def flash_attn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, *,
+               point: dict[str, Any]) -> torch.Tensor:
+    # window_size = (left, right): keys i - left .. i + right, right = 0 under causal
+    return flash_attention(q, k, v, causal=True, window_size=(point["window"] - 1, 0))
