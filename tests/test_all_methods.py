@@ -24,16 +24,28 @@ WORKLOAD = [
 ]
 
 
+def interpreted_attention(method: str, impl: str, task: str) -> bool:
+    """Attention's Triton kernel runs in the CPU interpreter here: a forward and backward take ~10 s a case."""
+    return task.startswith("attention/") and "triton" in REGISTRY.methods[(task, method)].impls[impl].needs
+
+
 @pytest.mark.parametrize("task, method, impl", KERNEL, ids=["/".join(k) for k in KERNEL])
 def test_kernel_impl_matches_reference(task, method, impl):
+    # interpreted attention kernels: the first smoke point that defines the pattern, two seeds (the
+    # kernel's own tests cover more masks and shapes); everything else: every smoke point, three seeds
+    slow = interpreted_attention(method, impl, task)
+    checked = 0
     for point in REGISTRY.tasks[task].grids["smoke"]:
-        for seed in (11, 12, 13):  # seeds apart from the benchmark's own
+        if slow and checked:
+            break
+        for seed in (11, 12) if slow else (11, 12, 13):  # seeds apart from the benchmark's own
             result = execute(REGISTRY, Case(task, method, impl, point, "float32", "cpu", seed), CONFIG)
             if result.status in ("unavailable", "skipped"):
                 assert result.message, "a reason is required"
                 continue
             assert result.status == "ok", f"{point} seed {seed}: {result.status}: {result.message}"
             assert result.metrics["rel_error"] <= 2 * result.metrics["naive_rel_error"] + 1e-5
+            checked += 1
 
 
 @pytest.mark.parametrize("task, method, impl", WORKLOAD, ids=["/".join(k) for k in WORKLOAD])

@@ -34,6 +34,7 @@ MaskMod = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tor
 ModFactory = Callable[[int, dict, Any], MaskMod]
 
 XFORMERS: dict[str, Any] = {"needs": ("xformers",), "devices": ("cuda",)}
+TRITON: dict[str, Any] = {"needs": ("triton",)}
 FLASH_ATTN: dict[str, Any] = {"needs": ("flash_attn",), "devices": ("cuda",), "dtypes": ("bfloat16", "float16")}
 
 # Score elements per reference chunk: 2^28 float64 scores are 2 GiB, so the float64 truth of a
@@ -129,6 +130,19 @@ def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask:
 
 def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def triton_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, *,
+                     point: dict[str, Any]) -> torch.Tensor:
+    """Our block-sparse flash attention (``kernels/block_sparse_attention.py``) over the mask's block layout.
+
+    Tiles are the point's ``block`` where it sets one, so block-aligned patterns (BigBird, top-k)
+    skip exactly the blocks they drop; elsewhere the kernel's default. The layout is built on the
+    first call and reused while the mask lives.
+    """
+    from effbench.kernels.block_sparse_attention import block_sparse_attention
+
+    return block_sparse_attention(q, k, v, mask, block=point.get("block"))
 
 
 # --------------------------------------------------------------------------- per-mask preparation

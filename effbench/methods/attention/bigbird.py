@@ -19,6 +19,7 @@ import torch
 
 from effbench.methods.attention._masked import (
     FLASH_ATTN,
+    TRITON,
     XFORMERS,
     MaskMod,
     flash_unfit,
@@ -28,6 +29,7 @@ from effbench.methods.attention._masked import (
     point_generator,
     reference_attention,
     sdpa_attention,
+    triton_attention,
     xformers_masked,
 )
 from effbench.registry import Method
@@ -67,6 +69,7 @@ method = Method(
     mask=bigbird_mask,
 )
 method.impl("reference")(reference_attention)
+method.impl("triton", **TRITON)(triton_attention)
 method.impl("sdpa")(sdpa_attention)
 method.impl("flex")(flex_impl(bigbird_mod))
 method.impl("xformers", **XFORMERS)(xformers_masked)

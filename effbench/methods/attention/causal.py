@@ -11,12 +11,14 @@ import torch.nn.functional as F
 
 from effbench.methods.attention._masked import (
     FLASH_ATTN,
+    TRITON,
     XFORMERS,
     causal_mod,
     flash_attention,
     flex_impl,
     mask_from_mod,
     reference_attention,
+    triton_attention,
     xformers_attention,
 )
 from effbench.registry import Method
@@ -32,6 +34,7 @@ method = Method(
     mask=causal_mask,
 )
 method.impl("reference")(reference_attention)
+method.impl("triton", **TRITON)(triton_attention)
 method.impl("flex")(flex_impl(causal_mod))
 
 

@@ -11,11 +11,13 @@ import torch.nn.functional as F
 
 from effbench.methods.attention._masked import (
     FLASH_ATTN,
+    TRITON,
     XFORMERS,
     flash_attention,
     flex_attention_call,
     full_mask,
     reference_attention,
+    triton_attention,
     xformers_attention,
 )
 from effbench.registry import Method
@@ -29,6 +31,7 @@ method = Method(
     mask=full_mask,
 )
 method.impl("reference")(reference_attention)
+method.impl("triton", **TRITON)(triton_attention)
 
 
 @method.impl("sdpa")

@@ -20,6 +20,7 @@ import torch
 
 from effbench.methods.attention._masked import (
     FLASH_ATTN,
+    TRITON,
     XFORMERS,
     MaskMod,
     flex_impl,
@@ -27,6 +28,7 @@ from effbench.methods.attention._masked import (
     need,
     reference_attention,
     sdpa_attention,
+    triton_attention,
 )
 from effbench.registry import Method, Skipped
 
@@ -69,6 +71,7 @@ method = Method(
     mask=dilated_mask,
 )
 method.impl("reference")(reference_attention)
+method.impl("triton", **TRITON)(triton_attention)
 method.impl("sdpa")(sdpa_attention)
 method.impl("flex")(flex_impl(dilated_mod))
 

@@ -20,6 +20,7 @@ import torch
 
 from effbench.methods.attention._masked import (
     FLASH_ATTN,
+    TRITON,
     XFORMERS,
     MaskMod,
     flex_impl,
@@ -29,6 +30,7 @@ from effbench.methods.attention._masked import (
     point_generator,
     reference_attention,
     sdpa_attention,
+    triton_attention,
 )
 from effbench.registry import Method, Skipped
 
@@ -60,6 +62,7 @@ method = Method(
     mask=document_mask,
 )
 method.impl("reference")(reference_attention)
+method.impl("triton", **TRITON)(triton_attention)
 method.impl("sdpa")(sdpa_attention)
 method.impl("flex")(flex_impl(document_mod))
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from effbench.methods.attention._masked import (
     FLASH_ATTN,
+    TRITON,
     XFORMERS,
     MaskMod,
     flash_unfit,
@@ -24,6 +25,7 @@ from effbench.methods.attention._masked import (
     need,
     reference_attention,
     sdpa_attention,
+    triton_attention,
     xformers_masked,
 )
 from effbench.registry import Method
@@ -46,6 +48,7 @@ method = Method(
     mask=longformer_mask,
 )
 method.impl("reference")(reference_attention)
+method.impl("triton", **TRITON)(triton_attention)
 method.impl("sdpa")(sdpa_attention)
 method.impl("flex")(flex_impl(longformer_mod))
 method.impl("xformers", **XFORMERS)(xformers_masked)

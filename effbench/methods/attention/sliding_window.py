@@ -13,6 +13,7 @@ import torch
 
 from effbench.methods.attention._masked import (
     FLASH_ATTN,
+    TRITON,
     XFORMERS,
     MaskMod,
     flash_attention,
@@ -21,6 +22,7 @@ from effbench.methods.attention._masked import (
     need,
     reference_attention,
     sdpa_attention,
+    triton_attention,
     xformers_attention,
 )
 from effbench.registry import Method
@@ -42,6 +44,7 @@ method = Method(
     mask=window_mask,
 )
 method.impl("reference")(reference_attention)
+method.impl("triton", **TRITON)(triton_attention)
 method.impl("sdpa")(sdpa_attention)
 method.impl("flex")(flex_impl(window_mod))
 

@@ -25,12 +25,14 @@ import torch.nn.functional as F
 
 from effbench.methods.attention._masked import (
     FLASH_ATTN,
+    TRITON,
     XFORMERS,
     flash_unfit,
     flex_lookup,
     need,
     reference_attention,
     sdpa_attention,
+    triton_attention,
     xformers_masked,
 )
 from effbench.registry import Method
@@ -76,6 +78,7 @@ method = Method(
     dynamic_mask=topk_mask,
 )
 method.impl("reference")(reference_attention)
+method.impl("triton", **TRITON)(triton_attention)
 method.impl("sdpa")(sdpa_attention)
 method.impl("flex")(flex_lookup)
 method.impl("xformers", **XFORMERS)(xformers_masked)
