@@ -136,13 +136,17 @@ def triton_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
                      point: dict[str, Any]) -> torch.Tensor:
     """Our block-sparse flash attention (``kernels/block_sparse_attention.py``) over the mask's block layout.
 
-    Tiles are the point's ``block`` where it sets one, so block-aligned patterns (BigBird, top-k)
-    skip exactly the blocks they drop; elsewhere the kernel's default. The layout is built on the
+    Tiles are the point's ``block`` where it sets one the kernel can tile by (a power of two >= 16),
+    so block-aligned patterns (BigBird, top-k) skip exactly the blocks they drop; elsewhere the
+    kernel's default. The layout is built on the
     first call and reused while the mask lives.
     """
     from effbench.kernels.block_sparse_attention import block_sparse_attention
 
-    return block_sparse_attention(q, k, v, mask, block=point.get("block"))
+    block = point.get("block")
+    if block is not None and (block < 16 or block & (block - 1)):
+        block = None  # the kernel tiles in powers of two >= 16: its default tile then
+    return block_sparse_attention(q, k, v, mask, block=block)
 
 
 # --------------------------------------------------------------------------- per-mask preparation

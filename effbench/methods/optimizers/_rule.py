@@ -29,6 +29,19 @@ class Rule(ABC):
         """Apply one update from ``p.grad`` to every parameter."""
 
 
+class AdamState(Rule):
+    """Adam's moments and scalars, shared by the Adam-family references: betas, eps, weight decay,
+    the step count and m, v in the parameters' dtype; each rule's ``step`` is its own."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, betas: tuple[float, float], eps: float,
+                 weight_decay: float) -> None:
+        super().__init__(params, lr)
+        (self.beta1, self.beta2), self.eps, self.weight_decay = betas, eps, weight_decay
+        self.t = 0
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+
+
 def trainer(factory: Callable[..., Any], hyper: dict[str, Any]) -> Callable[[list[torch.Tensor], float], Any]:
     """An ``(params, lr) -> optimizer`` plug for training loops: the rule's hyper-parameters, a tuned lr."""
 

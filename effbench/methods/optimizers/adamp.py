@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from effbench.methods.optimizers._rule import Rule, trainer
+from effbench.methods.optimizers._rule import AdamState, trainer
 from effbench.registry import Method
 
 PAPER = {"paper": "AdamP: Slowing Down the Slowdown for Momentum Optimizers on Scale-invariant Weights",
@@ -35,17 +35,13 @@ HYPER = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2, "
 method = Method(task="optimizer/step", name="adamp", summary=SUMMARY, hyper=HYPER, traffic=10, **PAPER)
 
 
-class ReferenceAdamP(Rule):
+class ReferenceAdamP(AdamState):
     """The definition, one parameter at a time; state in the parameter's dtype."""
 
     def __init__(self, params: list[torch.Tensor], lr: float, betas: tuple[float, float], eps: float,
                  weight_decay: float, delta: float, wd_ratio: float, nesterov: bool) -> None:
-        super().__init__(params, lr)
-        (self.beta1, self.beta2), self.eps, self.weight_decay = betas, eps, weight_decay
+        super().__init__(params, lr, betas, eps, weight_decay)
         self.delta, self.wd_ratio, self.nesterov = delta, wd_ratio, nesterov
-        self.t = 0
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
 
     def project(self, p: torch.Tensor, g: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, float]:
         """The update without its radial part and the weight-decay ratio, or (d, 1) when p is not scale-invariant."""

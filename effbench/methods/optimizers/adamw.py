@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from effbench.methods.optimizers._rule import Rule, trainer
+from effbench.methods.optimizers._rule import AdamState, trainer
 from effbench.registry import Method
 
 PAPER = {"paper": "Decoupled Weight Decay Regularization", "arxiv": "1711.05101"}
@@ -25,16 +25,8 @@ method = Method(
 )
 
 
-class ReferenceAdamW(Rule):
+class ReferenceAdamW(AdamState):
     """The definition, one parameter at a time; state in the parameter's dtype."""
-
-    def __init__(self, params: list[torch.Tensor], lr: float, betas: tuple[float, float], eps: float,
-                 weight_decay: float) -> None:
-        super().__init__(params, lr)
-        (self.beta1, self.beta2), self.eps, self.weight_decay = betas, eps, weight_decay
-        self.t = 0
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
 
     @torch.no_grad()
     def step(self) -> None:

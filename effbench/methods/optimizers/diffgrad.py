@@ -30,7 +30,7 @@ import functools
 
 import torch
 
-from effbench.methods.optimizers._rule import Rule, trainer
+from effbench.methods.optimizers._rule import AdamState, trainer
 from effbench.registry import Method
 
 PAPER = {"paper": "diffGrad: An Optimization Method for Convolutional Neural Networks", "arxiv": "1909.11015"}
@@ -46,16 +46,12 @@ method = Method(
 )
 
 
-class ReferenceDiffGrad(Rule):
+class ReferenceDiffGrad(AdamState):
     """The definition (diffGrad_v2), one parameter at a time; state in the parameter's dtype."""
 
     def __init__(self, params: list[torch.Tensor], lr: float, betas: tuple[float, float], eps: float,
                  weight_decay: float) -> None:
-        super().__init__(params, lr)
-        (self.beta1, self.beta2), self.eps, self.weight_decay = betas, eps, weight_decay
-        self.t = 0
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
+        super().__init__(params, lr, betas, eps, weight_decay)
         self.g_prev = [torch.zeros_like(p) for p in self.params]
 
     def _step_size(self) -> float:

@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from effbench.methods.optimizers._rule import Rule, trainer
+from effbench.methods.optimizers._rule import AdamState, trainer
 from effbench.registry import Method
 
 PAPER = {"paper": "EXAdam: The Power of Adaptive Cross-Moments", "arxiv": "2412.20302"}
@@ -45,16 +45,8 @@ def log_step_size(lr: float, t: int) -> float:
     return lr * math.log(math.sqrt(2.0) * math.sqrt(t + 1))
 
 
-class ReferenceEXAdam(Rule):
+class ReferenceEXAdam(AdamState):
     """The definition (commit 9ff84639), one parameter at a time; state in the parameter's dtype."""
-
-    def __init__(self, params: list[torch.Tensor], lr: float, betas: tuple[float, float], eps: float,
-                 weight_decay: float) -> None:
-        super().__init__(params, lr)
-        (self.beta1, self.beta2), self.eps, self.weight_decay = betas, eps, weight_decay
-        self.t = 0
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
 
     @torch.no_grad()
     def step(self) -> None:

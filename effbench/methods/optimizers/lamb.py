@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from effbench.methods.optimizers._rule import Rule, trainer
+from effbench.methods.optimizers._rule import AdamState, trainer
 from effbench.registry import Method
 
 PAPER = {"paper": "Large Batch Optimization for Deep Learning: Training BERT in 76 minutes", "arxiv": "1904.00962"}
@@ -26,16 +26,8 @@ HYPER = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.01}
 method = Method(task="optimizer/step", name="lamb", summary=SUMMARY, hyper=HYPER, traffic=10, **PAPER)
 
 
-class ReferenceLAMB(Rule):
+class ReferenceLAMB(AdamState):
     """The definition, one parameter at a time; state in the parameter's dtype."""
-
-    def __init__(self, params: list[torch.Tensor], lr: float, betas: tuple[float, float], eps: float,
-                 weight_decay: float) -> None:
-        super().__init__(params, lr)
-        (self.beta1, self.beta2), self.eps, self.weight_decay = betas, eps, weight_decay
-        self.t = 0
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
 
     @torch.no_grad()
     def step(self) -> None:
