@@ -66,6 +66,8 @@ METRIC_UNITS: dict[str, str] = {
     "mask_density": "fraction",
     "tflop_s_dense": "TFLOP/s (3.5 x 4 B H N^2 d per fwd+bwd)",
     "tflop_s_attended": "TFLOP/s (3.5 x 4 d x attended pairs per fwd+bwd)",
+    "time_fwd_ms": "ms",
+    "tflop_s_fwd_attended": "TFLOP/s (4 d x attended pairs per forward)",
 }
 KERNEL_METRICS = ("time_ms", "peak_mem_bytes", "rel_error")
 WORKLOAD_METRICS = ("final_loss", "final_metric", "steps_to_target", "time_to_target_s", "peak_mem_bytes")

@@ -54,17 +54,20 @@ def test_per_mask_builds_once_per_tensor_and_forgets_freed_ones():
 def test_derived_density_and_flop_rates():
     point = {"B": 2, "H": 3, "N": 8, "d": 4}
     inputs = make_inputs(point, torch.float32, "cpu", 0, causal)
-    metrics = derived(None, inputs, point, causal, time_ms=2.0)
+    metrics = derived(causal.reference.fn, inputs, point, causal, time_ms=2.0)
     pairs = 2 * 3 * 36  # N (N + 1) / 2 per head
     assert metrics["mask_density"] == pairs / (2 * 3 * 64)
     assert metrics["tflop_s_dense"] == pytest.approx(3.5 * 4 * (2 * 3 * 64) * 4 / 2e-3 / 1e12)
     assert metrics["tflop_s_attended"] == pytest.approx(3.5 * 4 * pairs * 4 / 2e-3 / 1e12)
+    # the forward alone is timed here, and its rate counts the forward's FLOPs only
+    assert metrics["time_fwd_ms"] > 0
+    assert metrics["tflop_s_fwd_attended"] == pytest.approx(4 * pairs * 4 / (metrics["time_fwd_ms"] * 1e-3) / 1e12)
 
 
 def test_derived_counts_a_data_dependent_mask_per_head():
     point = {"B": 2, "H": 2, "N": 32, "d": 4, "block": 8, "topk": 1}
     inputs = make_inputs(point, torch.float32, "cpu", 0, topk_blocks)
-    metrics = derived(None, inputs, point, topk_blocks, time_ms=1.0)
+    metrics = derived(topk_blocks.reference.fn, inputs, point, topk_blocks, time_ms=1.0)
     assert metrics["mask_density"] == inputs["mask"].float().mean().item()
 
 
@@ -72,6 +75,6 @@ def test_derived_metrics_have_units_that_carry_the_convention():
     from effbench.tasks import METRIC_UNITS
 
     point = {"B": 1, "H": 1, "N": 4, "d": 4}
-    names = derived(None, make_inputs(point, torch.float32, "cpu", 0, causal), point, causal, 1.0)
+    names = derived(causal.reference.fn, make_inputs(point, torch.float32, "cpu", 0, causal), point, causal, 1.0)
     assert all(name in METRIC_UNITS for name in names)
     assert "3.5 x 4" in METRIC_UNITS["tflop_s_dense"] and "pairs" in METRIC_UNITS["tflop_s_attended"]
