@@ -18,14 +18,16 @@ import torch.nn.functional as F
 
 from effbench.methods.attention._masked import (
     FLASH_ATTN,
+    TRITON,
     XFORMERS,
     flash_attention,
     flex_attention_call,
     full_mask,
     reference_attention,
+    triton_attention,
     xformers_attention,
 )
-from effbench.registry import Method
+from effbench.registry import Method, Unavailable
 
 method = Method(
     task="attention/masked_attention",
@@ -49,6 +51,30 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, 
          w: torch.Tensor) -> torch.Tensor:
     """The dense way: u w^T materialised (B, H, N, N) and passed as a float attn_mask."""
     return F.scaled_dot_product_attention(q, k, v, attn_mask=u @ w.transpose(-2, -1))
+
+
+KERNEL_HEAD_DIMS = (16, 32, 64, 128)  # what our block-sparse kernel compiles for
+
+
+@method.impl("triton", **TRITON)
+def triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, u: torch.Tensor, w: torch.Tensor,
+           *, point: dict) -> torch.Tensor:
+    """FlashBias on our block-sparse flash kernel (every tile full, nothing N x N).
+
+    The kernel takes one head dim D for q, k and v and scales by 1/sqrt(D): [q, sqrt(d) u] and [k, w]
+    are zero-padded to the next D it compiles for and q is multiplied by sqrt(D / d), so the scores
+    are exactly q k^T / sqrt(d) + u w^T; v is zero-padded to D and the output cut back to d. The
+    padding is wasted work, (D - d - r) / D of the q k^T products.
+    """
+    d = q.shape[-1]
+    qx, kx = extended(q, k, u, w)
+    sizes = [size for size in KERNEL_HEAD_DIMS if size >= qx.shape[-1]]
+    if not sizes:
+        raise Unavailable(f"d + r = {qx.shape[-1]} exceeds the kernel's head dims {KERNEL_HEAD_DIMS}")
+    size = sizes[0]
+    qx = F.pad(qx, (0, size - qx.shape[-1])) * (size / d) ** 0.5
+    kx = F.pad(kx, (0, size - kx.shape[-1]))
+    return triton_attention(qx, kx, F.pad(v, (0, size - d)), mask, point=point)[..., :d]
 
 
 @method.impl("flashbias")
