@@ -197,6 +197,30 @@ def copying(length: int = 16, vocab: int = 16, n_train: int = 4096, n_eval: int 
                     "token_accuracy")
 
 
+@functools.lru_cache(maxsize=16)
+def key_value_lookup(pairs: int = 24, queries: int = 8, keys: int = 32, values: int = 8, n_train: int = 65536,
+                     n_eval: int = 512, seed: int = 0) -> Dataset:
+    """A store of ``pairs`` key-value tokens, then ``queries`` keys, each scored with its stored value.
+
+    Each store token encodes one pair (id ``key * values + value``; keys distinct in a row),
+    so retrieval is one attention hop by content: a query finds the store token of its key
+    wherever it sits. (In ``associative_recall`` the value is the token after its key, a
+    two-hop induction circuit that small LMs reach only after long plateaus.) Tokens: store
+    [0, keys * values), queries [keys * values, + keys), answers [keys * values + keys, + values).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    n = n_train + n_eval
+    k = torch.stack([torch.randperm(keys, generator=gen)[:pairs] for _ in range(n)])  # distinct keys per row
+    v = torch.randint(0, values, (n, pairs), generator=gen)
+    which = torch.stack([torch.randperm(pairs, generator=gen)[:queries] for _ in range(n)])  # distinct queries
+    store, n_store = k * values + v, keys * values
+    x = torch.cat([store, n_store + k.gather(1, which)], dim=1)  # (n, pairs + queries)
+    y = torch.full_like(x, IGNORE)
+    y[:, pairs:] = n_store + keys + v.gather(1, which)
+    return _dataset(f"key_value_lookup_{pairs}x{queries}", "lm", x[:n_train], y[:n_train], x[n_train:], y[n_train:],
+                    n_store + keys + values, "answer_accuracy")
+
+
 # --------------------------------------------------------------------------- text
 
 
@@ -276,6 +300,7 @@ DATASETS = {
     "sparse_parity": sparse_parity,
     "associative_recall": associative_recall,
     "copying": copying,
+    "key_value_lookup": key_value_lookup,
     "stdlib_bytes": stdlib_bytes,
     "stdlib_memorize": stdlib_memorize,
     "zipf_tokens": zipf_tokens,

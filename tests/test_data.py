@@ -104,3 +104,19 @@ def test_zipf_frequencies_fall_with_rank():
     counts = torch.bincount(data.x_train.flatten(), minlength=1000).sort(descending=True).values.double()
     assert counts[0] > 5 * counts[20] > 0
     assert 0 < float(data.notes["entropy_nats"]) < math.log(1000)
+
+
+def test_key_value_lookup_answers_each_query_with_its_stored_value():
+    from effbench.data import key_value_lookup
+
+    pairs, queries, keys, values = 5, 3, 8, 4
+    data = key_value_lookup(pairs=pairs, queries=queries, keys=keys, values=values, n_train=32, n_eval=4)
+    x, y = data.x_train, data.y_train
+    assert x.shape == (32, pairs + queries) and (y[:, :pairs] == IGNORE).all()
+    store, asked = x[:, :pairs], x[:, pairs:] - keys * values
+    for row in range(32):
+        stored = {int(t) // values: int(t) % values for t in store[row]}
+        assert len(stored) == pairs  # distinct keys
+        assert len(set(asked[row].tolist())) == queries
+        for j, key in enumerate(asked[row].tolist()):
+            assert y[row, pairs + j] == keys * values + keys + stored[key]
