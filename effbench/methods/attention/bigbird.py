@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from effbench.methods.attention._lm import lm_method
 from effbench.methods.attention._masked import (
     FLASH_ATTN,
     TRITON,
@@ -74,3 +75,5 @@ method.impl("sdpa")(sdpa_attention)
 method.impl("flex")(flex_impl(bigbird_mod))
 method.impl("xformers", **XFORMERS)(xformers_masked)
 method.impl("flash_attn", **FLASH_ATTN)(flash_unfit("random-block or global-token"))
+
+lm = lm_method(method)  # the same pattern inside a trained LM (attention/lm)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from effbench.methods.attention._lm import lm_method
 from effbench.methods.attention._masked import (
     FLASH_ATTN,
     TRITON,
@@ -54,3 +55,5 @@ def xformers(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tens
 @method.impl("flash_attn", **FLASH_ATTN)
 def flash_attn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return flash_attention(q, k, v, causal=False)
+
+lm = lm_method(method)  # the same pattern inside a trained LM (attention/lm)

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from effbench.methods.attention._lm import lm_method
 from effbench.methods.attention._masked import (
     FLASH_ATTN,
     TRITON,
@@ -99,3 +100,5 @@ def flash_attn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Te
     out = flash_attn_func(split_residues(q, r), split_residues(k, r), split_residues(v, r), causal=True,
                           window_size=(point["window"] - 1, 0))
     return merge_residues(out, r)
+
+lm = lm_method(method)  # the same pattern inside a trained LM (attention/lm)

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from effbench.methods.attention._lm import lm_method
 from effbench.methods.attention._masked import (
     FLASH_ATTN,
     TRITON,
@@ -106,3 +107,5 @@ def flash_attn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Te
     cu, longest = per_mask("flash_attn", mask, offsets)
     out = flash_attn_varlen_func(_packed(q), _packed(k), _packed(v), cu, cu, longest, longest, causal=True)
     return _unpacked(out, b)
+
+lm = lm_method(method)  # the same pattern inside a trained LM (attention/lm)

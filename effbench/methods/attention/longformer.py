@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from effbench.methods.attention._lm import lm_method
 from effbench.methods.attention._masked import (
     FLASH_ATTN,
     TRITON,
@@ -53,3 +54,5 @@ method.impl("sdpa")(sdpa_attention)
 method.impl("flex")(flex_impl(longformer_mod))
 method.impl("xformers", **XFORMERS)(xformers_masked)
 method.impl("flash_attn", **FLASH_ATTN)(flash_unfit("global-token"))
+
+lm = lm_method(method)  # the same pattern inside a trained LM (attention/lm)

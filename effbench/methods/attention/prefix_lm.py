@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from effbench.methods.attention._lm import lm_method
 from effbench.methods.attention._masked import (
     FLASH_ATTN,
     TRITON,
@@ -51,3 +52,5 @@ method.impl("sdpa")(sdpa_attention)
 method.impl("flex")(flex_impl(prefix_lm_mod))
 method.impl("xformers", **XFORMERS)(xformers_masked)
 method.impl("flash_attn", **FLASH_ATTN)(flash_unfit("bidirectional-prefix"))
+
+lm = lm_method(method)  # the same pattern inside a trained LM (attention/lm)

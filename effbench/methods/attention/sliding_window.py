@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from effbench.methods.attention._lm import lm_method
 from effbench.methods.attention._masked import (
     FLASH_ATTN,
     TRITON,
@@ -64,3 +65,5 @@ def flash_attn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Te
                point: dict[str, Any]) -> torch.Tensor:
     # window_size = (left, right): keys i - left .. i + right, right = 0 under causal
     return flash_attention(q, k, v, causal=True, window_size=(point["window"] - 1, 0))
+
+lm = lm_method(method)  # the same pattern inside a trained LM (attention/lm)

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from effbench.methods.attention._lm import lm_method
 from effbench.methods.attention._masked import (
     FLASH_ATTN,
     TRITON,
@@ -83,3 +84,5 @@ method.impl("sdpa")(sdpa_attention)
 method.impl("flex")(flex_lookup)
 method.impl("xformers", **XFORMERS)(xformers_masked)
 method.impl("flash_attn", **FLASH_ATTN)(flash_unfit("data-dependent block"))
+
+lm = lm_method(method)  # the same pattern inside a trained LM (attention/lm)
