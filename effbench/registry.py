@@ -31,6 +31,15 @@ class Unavailable(Exception):
     """Raised by an implementation that cannot run here; recorded as status ``unavailable``."""
 
 
+class BackwardUnavailable(Unavailable):
+    """Raised by an implementation whose forward runs here but whose backward cannot.
+
+    A kernel task that declares ``forward_outputs`` then checks and measures the forward
+    alone (status ``ok``, the fwd+bwd metrics NULL with this reason); any other task
+    records the case ``unavailable``.
+    """
+
+
 class Skipped(Exception):
     """Raised by an implementation for a combination it does not cover; recorded as ``skipped``."""
 

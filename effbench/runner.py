@@ -32,7 +32,7 @@ import torch
 
 from effbench import __version__
 from effbench.measure import TimingConfig, peak_memory, rel_error, time_call
-from effbench.registry import FAMILIES, GRIDS, Method, Registry, Skipped, Unavailable, suggest
+from effbench.registry import FAMILIES, GRIDS, BackwardUnavailable, Method, Registry, Skipped, Unavailable, suggest
 from effbench.rows import STATUSES, CurvePoint, MethodInfo, Result, Run, Sample, point_json, point_key, to_json_line
 from effbench.stats import ALPHA, compare
 from effbench.tasks import DTYPES, METRIC_UNITS, KernelTask, WorkloadTask
@@ -249,23 +249,36 @@ def _kernel_case(
     impl = method.impls[case.impl]
     dtype = DTYPES[case.dtype]
     inputs = task.make_inputs(case.point, dtype, case.device, case.seed, method)
-    outputs = task.outputs(impl.fn, inputs, case.point)
+    forward_only = ""  # why the backward cannot run here, when only the forward is checked and measured
+    try:
+        outputs = task.outputs(impl.fn, inputs, case.point)
+    except BackwardUnavailable as exc:
+        if task.forward_outputs is None:
+            raise
+        forward_only = f"forward only: {exc}"
+        outputs = task.forward_outputs(impl.fn, inputs, case.point)
 
-    def truth_and_naive(impl_outputs: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], float]:
+    def truth_and_naive(impl_outputs: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         truth = task.outputs(method.reference.fn, _to_float64(inputs), case.point)
         truth = {k: v.detach().cpu() for k, v in truth.items()}  # off the GPU: leave it to the impls
-        naive = impl_outputs if case.impl == "reference" else task.outputs(method.reference.fn, inputs, case.point)
-        return truth, rel_error(naive, truth)[0]
+        if case.impl == "reference":
+            naive_outputs = impl_outputs
+        else:
+            naive_outputs = task.outputs(method.reference.fn, inputs, case.point)
+        return truth, rel_error(naive_outputs, truth)[1]
 
     key = (case.task, case.method, case.point_key, case.dtype, case.device, case.seed)
-    truth, naive = cache.get(key, lambda: truth_and_naive(outputs))
+    truth, naive_per_output = cache.get(key, lambda: truth_and_naive(outputs))
+    # a forward-only case is compared on the outputs it has, against the naive error of those
+    truth = {name: truth[name] for name in outputs} if forward_only else truth
+    naive = max((naive_per_output[name] for name in truth), default=0.0)
     error, per_output = rel_error(outputs, truth)
     outputs.clear()  # free them before timing
     slack = task.tolerance[case.dtype]
     threshold = (2 * naive if math.isfinite(naive) else 0.0) + slack
     worst = max(per_output, key=per_output.get) if per_output else "-"
     detail = ", ".join(f"{k}={v:.2e}" for k, v in per_output.items())
-    result = CaseResult(status="ok")
+    result = CaseResult(status="ok", message=forward_only)
     result.metrics["rel_error"] = error
     result.metrics["naive_rel_error"] = naive
     result.metrics["error_ratio"] = error / naive if naive > 0 and math.isfinite(naive) else None
@@ -288,6 +301,10 @@ def _kernel_case(
     if case.seed == 0 and interpreted:
         result.metrics.update(time_ms=None, peak_mem_bytes=None)
         result.notes["time_ms"] = result.notes["peak_mem_bytes"] = "not measured: Triton's CPU interpreter"
+    elif case.seed == 0 and forward_only:
+        result.metrics.update(time_ms=None, peak_mem_bytes=None)
+        result.notes["time_ms"] = result.notes["peak_mem_bytes"] = forward_only
+        _add_derived(task, impl, inputs, case, method, result, None)
     elif case.seed == 0:
         call = task.timed_call(impl.fn, inputs, case.point)
         timing = time_call(call, case.device, config.timing)
@@ -300,15 +317,22 @@ def _kernel_case(
             peak_mem_abs_bytes=float(memory.abs_bytes),
         )
         result.samples["time_ms"] = timing.samples_ms
-        if task.derived is not None:
-            for name, value in task.derived(impl.fn, inputs, case.point, method, timing.median_ms).items():
-                result.metrics[name] = value
-                result.measure_methods[name] = f"derived from time_ms by {case.task}"
+        _add_derived(task, impl, inputs, case, method, result, timing.median_ms)
         for name in ("time_ms", "time_p20_ms", "time_p80_ms"):
             result.measure_methods[name] = timing.method
         result.measure_methods["peak_mem_bytes"] = memory.method
         result.measure_methods["peak_mem_abs_bytes"] = memory.method
     return result
+
+
+def _add_derived(task: KernelTask, impl: Any, inputs: dict[str, Any], case: Case, method: Method,
+                 result: CaseResult, time_ms: float | None) -> None:
+    """The task's own seed-0 metrics; ``time_ms`` is None for a forward-only case."""
+    if task.derived is None:
+        return
+    for name, value in task.derived(impl.fn, inputs, case.point, method, time_ms).items():
+        result.metrics[name] = value
+        result.measure_methods[name] = f"by {case.task}'s derived metrics (its docstring)"
 
 
 def _workload_case(task: WorkloadTask, method: Method, case: Case) -> CaseResult:

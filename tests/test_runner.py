@@ -22,6 +22,8 @@ def case(impl, seed=0, method="planted_faults"):
         ("off", "wrong", "above tolerance"),
         ("oom", "oom", "out of memory"),
         ("unavailable", "unavailable", "hardware"),
+        # a task without forward_outputs records a backward-less impl unavailable whole
+        ("no_backward", "unavailable", "backward cannot run"),
         ("missing_peer", "unavailable", "surely_not_an_installed_package"),
     ],
 )

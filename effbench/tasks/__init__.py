@@ -68,6 +68,7 @@ METRIC_UNITS: dict[str, str] = {
     "tflop_s_attended": "TFLOP/s (3.5 x 4 d x attended pairs per fwd+bwd)",
     "time_fwd_ms": "ms",
     "tflop_s_fwd_attended": "TFLOP/s (4 d x attended pairs per forward)",
+    "peak_mem_fwd_bytes": "bytes",
 }
 KERNEL_METRICS = ("time_ms", "peak_mem_bytes", "rel_error")
 WORKLOAD_METRICS = ("final_loss", "final_metric", "steps_to_target", "time_to_target_s", "peak_mem_bytes")
@@ -108,6 +109,11 @@ class KernelTask(Task):
     mutating ``inputs``; ``timed(fn, inputs, point)`` returns the zero-argument callable
     that is timed (default: the ``outputs`` call, i.e. forward + backward).
     ``tolerance[dtype]`` is the slack added to twice the naive same-dtype error.
+
+    ``forward_outputs(fn, inputs, point)``, when given, returns the forward outputs alone
+    (a subset of ``outputs``' names, computed without autograd). An implementation whose
+    backward raises ``BackwardUnavailable`` is then checked on those outputs and measured by
+    ``derived`` with ``time_ms=None`` instead of being recorded unavailable whole.
     """
 
     make_inputs: Callable[..., dict[str, Any]]
@@ -116,6 +122,7 @@ class KernelTask(Task):
     timed: Callable[..., Callable[[], Any]] | None = None
     # derived(fn, inputs, point, method, time_ms) -> extra metrics of seed 0 (state bytes, GB/s, ...)
     derived: Callable[..., dict[str, float]] | None = None
+    forward_outputs: Callable[..., dict[str, torch.Tensor]] | None = None
     metrics: tuple[str, ...] = KERNEL_METRICS
     kind: ClassVar[str] = "kernel"
 

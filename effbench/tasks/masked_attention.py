@@ -16,10 +16,10 @@ Implementations are called ``fn(q, k, v, mask)`` or, with bias factors,
 ``fn(q, k, v, mask, u, w)``; one that declares a keyword-only ``point`` parameter also gets
 the grid point (the peers read a window or document lengths from it). Checked outputs: the
 attention output and dq, dk, dv (and du, dw). The contract is forward + backward: an
-implementation that cannot differentiate here raises ``Unavailable`` (FlexAttention on the
-CPU, where torch refuses inputs that require grad), so its case is recorded unavailable
-with torch's reason rather than timed on a forward-only call; the pattern tests check
-that forward against the reference.
+implementation that cannot differentiate here raises ``BackwardUnavailable`` (FlexAttention
+on the CPU, where torch refuses inputs that require grad): its case is then checked on the
+output alone and measured forward-only (time_fwd_ms, peak_mem_fwd_bytes), with time_ms and
+peak_mem_bytes NULL and torch's reason as the message.
 
 Grid points carry every pattern's parameters; a pattern whose parameters a point lacks is
 skipped there (the first points carry ``window`` only). Parameters: ``window`` (sliding
@@ -27,9 +27,10 @@ window, Longformer, dilated), ``n_global`` (Longformer, BigBird), ``dilation``, 
 (BigBird, top-k), ``n_random_blocks`` (BigBird), ``n_docs`` (document masking), ``prefix``
 (prefix LM), ``topk`` (top-k blocks), ``bias_rank`` (FlashBias).
 
-Derived metrics (seed 0, from time_ms of the timed forward + backward):
-``mask_density`` = allowed (query, key) pairs / (B H N^2); ``tflop_s_dense`` =
-3.5 * 4 B H N^2 d / time and ``tflop_s_attended`` = 3.5 * 4 * pairs * d / time, pairs
+Derived metrics (seed 0): the forward alone under no_grad, timed like the case
+(``time_fwd_ms``, ``peak_mem_fwd_bytes``, ``tflop_s_fwd_attended``); ``mask_density`` =
+allowed (query, key) pairs / (B H N^2); from time_ms of forward + backward,
+``tflop_s_dense`` = 3.5 * 4 B H N^2 d / time and ``tflop_s_attended`` = 3.5 * 4 * pairs * d / time, pairs
 counted over all B H heads. 4 N^2 d is the forward's two matmuls (FlashAttention's
 convention); its backward is 2.5x the forward, so forward + backward is 3.5x. The bias
 columns of FlashBias are not counted.
@@ -92,30 +93,40 @@ def outputs(fn: Callable[..., torch.Tensor], inputs: dict[str, Any], point: dict
     return grad_outputs(out, leaves, grad_out=inputs["grad_out"])
 
 
+def forward_outputs(fn: Callable[..., torch.Tensor], inputs: dict[str, Any],
+                    point: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The attention output alone, without autograd (FlexAttention's CPU forward)."""
+    factors = tuple(inputs[name] for name in ("u", "w") if name in inputs)
+    with torch.no_grad():
+        return {"out": attend(fn, inputs["q"], inputs["k"], inputs["v"], inputs["mask"], point, factors)}
+
+
 def derived(fn: Callable[..., Any], inputs: dict[str, Any], point: dict[str, Any], method: Any,
-            time_ms: float) -> dict[str, float]:
-    """Mask density, achieved TFLOP/s (dense-equivalent and over the attended pairs: module docstring), and
-    the forward alone, timed like the case (``time_ms`` is forward + backward)."""
-    from effbench.measure import TimingConfig, time_call
+            time_ms: float | None) -> dict[str, float]:
+    """Mask density, the forward alone (time, peak memory, attended TFLOP/s), and, from ``time_ms``
+    (forward + backward; None for a forward-only case), TFLOP/s dense-equivalent and attended."""
+    from effbench.measure import TimingConfig, peak_memory, time_call
 
     b, h, n, d = inputs["q"].shape
     mask = inputs["mask"]
     pairs = int(mask.sum()) * (b * h if mask.dim() == 2 else 1)
-    seconds = time_ms * 1e-3
-    factors = tuple(inputs[name] for name in ("u", "w") if name in inputs)
 
-    def forward() -> torch.Tensor:
-        with torch.no_grad():
-            return attend(fn, inputs["q"], inputs["k"], inputs["v"], mask, point, factors)
+    def forward() -> dict[str, torch.Tensor]:
+        return forward_outputs(fn, inputs, point)
 
-    forward_ms = time_call(forward, inputs["q"].device.type, TimingConfig()).median_ms
-    return {
+    device = inputs["q"].device.type
+    forward_ms = time_call(forward, device, TimingConfig()).median_ms
+    metrics = {
         "mask_density": pairs / (b * h * n * n),
-        "tflop_s_dense": FWD_BWD_FLOPS * 4 * b * h * n * n * d / seconds / 1e12,
-        "tflop_s_attended": FWD_BWD_FLOPS * 4 * pairs * d / seconds / 1e12,
         "time_fwd_ms": forward_ms,
+        "peak_mem_fwd_bytes": float(peak_memory(forward, device).delta_bytes),
         "tflop_s_fwd_attended": 4 * pairs * d / (forward_ms * 1e-3) / 1e12,
     }
+    if time_ms is not None:
+        seconds = time_ms * 1e-3
+        metrics["tflop_s_dense"] = FWD_BWD_FLOPS * 4 * b * h * n * n * d / seconds / 1e12
+        metrics["tflop_s_attended"] = FWD_BWD_FLOPS * 4 * pairs * d / seconds / 1e12
+    return metrics
 
 
 # Grids are append-only: add points, never change or remove one (results refer to their keys).
@@ -173,5 +184,6 @@ task = KernelTask(
     make_inputs=make_inputs,
     outputs=outputs,
     derived=derived,
+    forward_outputs=forward_outputs,
     tolerance={"float32": 1e-5, "bfloat16": 2e-2, "float16": 2e-3, "float64": 1e-12},
 )

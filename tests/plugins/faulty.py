@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from effbench import Method, Unavailable
+from effbench.registry import BackwardUnavailable
 
 method = Method(task="loss/linear_cross_entropy", name="planted_faults", summary="Test double with planted faults.")
 
@@ -55,6 +56,11 @@ def oom(x, w, y, ignore_index=-100):
 @method.impl("unavailable")
 def unavailable(x, w, y, ignore_index=-100):
     raise Unavailable("planted: needs hardware this machine lacks")
+
+
+@method.impl("no_backward")
+def no_backward(x, w, y, ignore_index=-100):
+    raise BackwardUnavailable("planted: the backward cannot run here")
 
 
 @method.impl("missing_peer", needs=("surely_not_an_installed_package",))

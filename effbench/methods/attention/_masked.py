@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from effbench.registry import Skipped, Unavailable
+from effbench.registry import BackwardUnavailable, Skipped
 
 MaskMod = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 ModFactory = Callable[[int, dict, Any], MaskMod]
@@ -186,17 +186,18 @@ def _compiled_flex() -> Callable[..., torch.Tensor]:
 
 
 def flex_attention_call(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-    """Compiled ``flex_attention``; torch's refusal of a CPU backward becomes ``Unavailable``.
+    """Compiled ``flex_attention``; torch's refusal of a CPU backward becomes ``BackwardUnavailable``.
 
-    torch raises NotImplementedError before compiling when a CPU input requires grad, so the
-    case (forward and backward) is recorded unavailable with torch's own reason; the forward
-    alone is checked against the reference by the pattern tests.
+    torch raises NotImplementedError before compiling when a CPU input requires grad: the
+    task then checks and times the forward alone (``BackwardUnavailable``), torch's own
+    reason recorded for the backward.
     """
     try:
         return _compiled_flex()(q, k, v, **kwargs)
     except NotImplementedError as exc:
         if q.device.type == "cpu" and "backward" in str(exc):
-            raise Unavailable(f"FlexAttention in torch {torch.__version__} has no CPU backward: {exc}") from None
+            reason = f"FlexAttention in torch {torch.__version__} has no CPU backward: {exc}"
+            raise BackwardUnavailable(reason) from None
         raise
 
 

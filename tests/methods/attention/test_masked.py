@@ -78,3 +78,28 @@ def test_derived_metrics_have_units_that_carry_the_convention():
     names = derived(causal.reference.fn, make_inputs(point, torch.float32, "cpu", 0, causal), point, causal, 1.0)
     assert all(name in METRIC_UNITS for name in names)
     assert "3.5 x 4" in METRIC_UNITS["tflop_s_dense"] and "pairs" in METRIC_UNITS["tflop_s_attended"]
+
+
+def test_flex_on_the_cpu_is_checked_and_measured_forward_only():
+    """torch refuses FlexAttention's CPU backward: the case is ok on its output, fwd+bwd metrics NULL."""
+    from effbench.methods.attention.sliding_window import method as sliding_window
+    from effbench.registry import Registry
+    from effbench.runner import Case, execute, make_config
+    from effbench.tasks.masked_attention import task
+
+    registry = Registry()
+    registry.add(task, "test")
+    registry.add(sliding_window, "test")
+    point = {"B": 1, "H": 2, "N": 64, "d": 16, "window": 16}
+    config = make_config("smoke", "cpu")
+    result = execute(registry, Case(task.key, "sliding_window", "flex", point, "float32", "cpu", 0), config)
+    assert result.status == "ok", result.message
+    assert result.message.startswith("forward only") and "backward" in result.message
+    assert result.metrics["rel_error"] < 1e-5 and "out=" in result.notes["rel_error"]
+    assert "dq=" not in result.notes["rel_error"]  # compared on the output alone
+    assert result.metrics["time_ms"] is None and result.metrics["peak_mem_bytes"] is None
+    assert result.metrics["time_fwd_ms"] > 0 and result.metrics["peak_mem_fwd_bytes"] >= 0
+    assert "tflop_s_dense" not in result.metrics  # no fwd+bwd time to divide by
+    # the reference of the same case has both
+    full = execute(registry, Case(task.key, "sliding_window", "reference", point, "float32", "cpu", 0), config)
+    assert full.status == "ok" and full.metrics["time_ms"] > 0 and full.metrics["time_fwd_ms"] > 0
