@@ -188,17 +188,22 @@ def _compiled_flex() -> Callable[..., torch.Tensor]:
 def flex_attention_call(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: Any) -> torch.Tensor:
     """Compiled ``flex_attention``; torch's refusal of a CPU backward becomes ``BackwardUnavailable``.
 
-    torch raises NotImplementedError before compiling when a CPU input requires grad: the
-    task then checks and times the forward alone (``BackwardUnavailable``), torch's own
-    reason recorded for the backward.
+    On the CPU with inputs that require grad, torch raises NotImplementedError. The call that
+    finds out is the *eager* function, never the compiled one: an exception while dynamo
+    traces makes it give up on the frame, and every later call (the forward-only ones too)
+    would silently run eager flex, ~30x slower and materialising scores. The task then
+    checks and times the forward alone, with torch's own reason recorded for the backward.
     """
-    try:
-        return _compiled_flex()(q, k, v, **kwargs)
-    except NotImplementedError as exc:
-        if q.device.type == "cpu" and "backward" in str(exc):
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    if q.device.type == "cpu" and needs_grad:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        try:
+            flex_attention(q, k, v, **kwargs)
+        except NotImplementedError as exc:
             reason = f"FlexAttention in torch {torch.__version__} has no CPU backward: {exc}"
             raise BackwardUnavailable(reason) from None
-        raise
+    return _compiled_flex()(q, k, v, **kwargs)
 
 
 def _block_mask(mod: MaskMod, batch: int | None, heads: int | None, n: int, device: torch.device) -> Any:

@@ -103,3 +103,24 @@ def test_flex_on_the_cpu_is_checked_and_measured_forward_only():
     # the reference of the same case has both
     full = execute(registry, Case(task.key, "sliding_window", "reference", point, "float32", "cpu", 0), config)
     assert full.status == "ok" and full.metrics["time_ms"] > 0 and full.metrics["time_fwd_ms"] > 0
+
+
+def test_a_refused_cpu_backward_leaves_flex_compiled():
+    """The refusal is found with eager flex: a raise inside dynamo's trace would make every later
+    call of the compiled function silently run eager (and materialise the scores)."""
+    from torch._dynamo.utils import counters
+
+    from effbench.methods.attention.sliding_window import method as sliding_window
+    from effbench.registry import BackwardUnavailable
+
+    flex = sliding_window.impls["flex"].fn
+    point = {"window": 8}
+    q, k, v = (torch.randn(1, 1, 48, 16) for _ in range(3))
+    mask = sliding_window.extras["mask"](48, point, "cpu")
+    with pytest.raises(BackwardUnavailable, match="backward"):
+        flex(q.detach().requires_grad_(), k, v, mask, point=point)
+    graphs = counters["stats"]["unique_graphs"]
+    with torch.no_grad():
+        out = flex(q, k, v, mask, point=point)
+    assert counters["stats"]["unique_graphs"] > graphs  # compiled by dynamo, not eager
+    torch.testing.assert_close(out, reference_attention(q, k, v, mask), rtol=1e-5, atol=1e-5)
