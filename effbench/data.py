@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import hashlib
 import sysconfig
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,6 +148,49 @@ def long_tail_mixture(classes: int = 10, dim: int = 16, n_head: int = 500, imbal
     x_ev, y_ev = draw([n_eval_per_class] * classes)
     return _dataset("long_tail_mixture", "classify", x_tr, y_tr, x_ev, y_ev, classes, "balanced_accuracy",
                     class_sizes=",".join(map(str, sizes)))
+
+
+@functools.lru_cache(maxsize=16)
+def easy_hard_noisy(n_train: int = 4000, n_eval: int = 2000, dim: int = 20, classes: int = 4,
+                    fractions: tuple[float, float, float] = (0.5, 0.35, 0.15), seed: int = 0) -> Dataset:
+    """Labels from a random linear teacher; training examples are a mixture of three kinds:
+
+    - easy: teacher margin (top logit minus the runner-up) above 2 — redundant once learnt;
+    - hard: margin below 0.5 — near a boundary, informative;
+    - noisy: drawn like any x, labelled with a uniformly random *other* class — unlearnable.
+
+    Eval draws x ~ N(0, I) with the teacher's labels (clean), so accuracy rewards learning the
+    boundaries. The kind of every training example is in the notes' counts only.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    teacher = torch.randn(dim, classes, generator=gen)
+
+    def margin_of(x: torch.Tensor) -> torch.Tensor:
+        top2 = (x @ teacher).topk(2, dim=-1).values
+        return top2[:, 0] - top2[:, 1]
+
+    def draw_where(n: int, keep: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        found, total = [], 0
+        while total < n:
+            x = torch.randn(4 * n, dim, generator=gen)
+            x = x[keep(x)]
+            found.append(x)
+            total += len(x)
+        return torch.cat(found)[:n]
+
+    n_easy, n_hard = int(n_train * fractions[0]), int(n_train * fractions[1])
+    n_noisy = n_train - n_easy - n_hard
+    x_easy = draw_where(n_easy, lambda x: margin_of(x) > 2.0)
+    x_hard = draw_where(n_hard, lambda x: margin_of(x) < 0.5)
+    x_noisy = torch.randn(n_noisy, dim, generator=gen)
+    x_tr = torch.cat([x_easy, x_hard, x_noisy])
+    y_tr = (x_tr @ teacher).argmax(-1)
+    shift = torch.randint(1, classes, (n_noisy,), generator=gen)
+    y_tr[n_easy + n_hard:] = (y_tr[n_easy + n_hard:] + shift) % classes
+    order = torch.randperm(n_train, generator=gen)
+    x_ev = torch.randn(n_eval, dim, generator=gen)
+    return _dataset("easy_hard_noisy", "classify", x_tr[order], y_tr[order], x_ev, (x_ev @ teacher).argmax(-1),
+                    classes, "accuracy", easy=str(n_easy), hard=str(n_hard), noisy=str(n_noisy))
 
 
 @functools.lru_cache(maxsize=16)
@@ -297,6 +341,7 @@ DATASETS = {
     "digits_duplicated": digits_duplicated,
     "teacher_student": teacher_student,
     "long_tail_mixture": long_tail_mixture,
+    "easy_hard_noisy": easy_hard_noisy,
     "sparse_parity": sparse_parity,
     "associative_recall": associative_recall,
     "copying": copying,

@@ -12,7 +12,9 @@
   with ``eval()``/``train()`` (schedule-free) is switched to its evaluation weights around
   every evaluation;
 - **select** ``(pool, k, generator) -> (indices into the pool, weights or None)``: data
-  selection from a candidate pool, with per-example losses available on demand;
+  selection from a candidate pool, with per-example losses and output-gradient norms
+  available on demand; the training loss is ``mean(weights * per-example loss)`` over the
+  chosen examples (None = all weights 1), so importance weights keep it unbiased;
 - **attention** and token routing are model plug points (see ``models.TransformerLM``).
 
 Each step draws a candidate pool in a seeded data order, lets the selection pick a
@@ -51,13 +53,25 @@ def per_example_loss(model: torch.nn.Module, data_kind: str, x: torch.Tensor, y:
 
 @dataclass
 class CandidatePool:
-    """Candidates offered to a selection method; per-example losses are computed when first asked for."""
+    """Candidates offered to a selection method; per-example statistics are computed when first asked for.
+
+    ``indices`` are the candidates' rows in ``data``'s training split; ``memory`` is one dict per
+    training run that a method may keep state in across steps (a loss history, a model trained
+    once on hold-out data); ``step`` counts from 1 to ``steps``. Every forward pass a method
+    asks for counts in ``scored`` and, being inside the timed step, in wall time.
+    """
 
     x: torch.Tensor
     y: torch.Tensor
     model: torch.nn.Module
     kind: str = "classify"
+    indices: torch.Tensor | None = None
+    data: Dataset | None = None
+    memory: dict[str, Any] = field(default_factory=dict)
+    step: int = 0
+    steps: int = 0
     _losses: torch.Tensor | None = field(default=None, repr=False)
+    _bound: torch.Tensor | None = field(default=None, repr=False)
     scored: int = 0
 
     @property
@@ -67,10 +81,35 @@ class CandidatePool:
     def losses(self) -> torch.Tensor:
         """Per-example loss of every candidate under the current model (no gradient)."""
         if self._losses is None:
-            with torch.no_grad():
-                self._losses = per_example_loss(self.model, self.kind, self.x, self.y)
-            self.scored += self.size
+            self._score()
         return self._losses
+
+    def grad_norm_bound(self) -> torch.Tensor:
+        """Per-example norm of the loss gradient w.r.t. the model's outputs (Katharopoulos & Fleuret's
+        upper bound, up to a constant, of the full per-example gradient norm): ``||softmax(z) - onehot(y)||``
+        for cross-entropy, ``||2 (out - y) / D||`` for mean squared error. The forward pass is shared
+        with ``losses()``; no per-example gradient is materialised."""
+        if self.kind not in ("classify", "regress"):
+            raise ValueError(f"no output-gradient bound for {self.kind!r} data")
+        if self._bound is None:
+            self._score()
+        return self._bound
+
+    def _score(self) -> None:
+        with torch.no_grad():
+            if self.kind == "classify":
+                out = self.model(self.x)
+                self._losses = F.cross_entropy(out, self.y, reduction="none")
+                residual = torch.softmax(out.float(), -1)
+                residual[torch.arange(self.size, device=out.device), self.y] -= 1
+                self._bound = torch.linalg.vector_norm(residual, dim=-1)
+            elif self.kind == "regress":
+                out = self.model(self.x)
+                self._losses = (out - self.y).pow(2).mean(-1)
+                self._bound = torch.linalg.vector_norm(2 * (out - self.y) / out.shape[-1], dim=-1)
+            else:
+                self._losses = per_example_loss(self.model, self.kind, self.x, self.y)
+        self.scored += self.size
 
 
 SelectFn = Callable[[CandidatePool, int, torch.Generator], tuple[torch.Tensor, torch.Tensor | None]]
@@ -236,7 +275,7 @@ def _train_loss(model: torch.nn.Module, data: Dataset, plugs: Plugs, x: torch.Te
     if weights is None:
         return per_example.mean()
     weights = weights.to(per_example.device, per_example.dtype)  # selection may work on the CPU
-    return (per_example * weights).sum() / weights.sum()
+    return (per_example * weights).mean()  # weights multiply the loss (importance weights stay unbiased)
 
 
 def train(
@@ -257,6 +296,7 @@ def train(
         plugs.grad_norms.clear()
     order_gen = torch.Generator().manual_seed(10_000 + seed)  # data order, apart from the init seed
     select_gen = torch.Generator().manual_seed(20_000 + seed)
+    select_memory: dict[str, Any] = {}  # a selection method's state across the steps of this run
     optimizer = plugs.optimizer(list(model.parameters()), lr)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     n = data.x_train.shape[0]
@@ -285,7 +325,8 @@ def train(
         x, y = data.x_train[candidates], data.y_train[candidates]
         weights = None
         if plugs.select is not None:
-            pool = CandidatePool(x, y, model, data.kind)
+            pool = CandidatePool(x, y, model, data.kind, indices=candidates, data=data, memory=select_memory,
+                                 step=step, steps=budget.steps)
             chosen, weights = plugs.select(pool, budget.batch, select_gen)
             x, y, scored = x[chosen], y[chosen], scored + pool.scored
         if plugs.targets is not None:

@@ -120,3 +120,20 @@ def test_key_value_lookup_answers_each_query_with_its_stored_value():
         assert len(set(asked[row].tolist())) == queries
         for j, key in enumerate(asked[row].tolist()):
             assert y[row, pairs + j] == keys * values + keys + stored[key]
+
+
+def test_easy_hard_noisy_kinds_have_their_margins_and_noise():
+    from effbench.data import easy_hard_noisy
+
+    data = easy_hard_noisy(n_train=1000, n_eval=400, seed=3)
+    assert data.notes == {"easy": "500", "hard": "350", "noisy": "150"}
+    # the teacher is the first draw of the dataset's generator: rebuild it and check each kind
+    gen = torch.Generator().manual_seed(3)
+    teacher = torch.randn(20, 4, generator=gen)
+    logits = data.x_train @ teacher
+    top2 = logits.topk(2, dim=-1).values
+    margin = top2[:, 0] - top2[:, 1]
+    agrees = logits.argmax(-1) == data.y_train
+    assert int((~agrees).sum()) == 150  # every noisy label is another class
+    assert (margin[agrees] > 2).sum() == 500 and (margin[agrees] < 0.5).sum() == 350
+    assert torch.equal((data.x_eval @ teacher).argmax(-1), data.y_eval)  # eval is clean
