@@ -117,9 +117,12 @@ def test_workload_run_stores_significance_against_the_baseline(registry, tmp_pat
     cases = plan(registry, config, task="data_selection")
     summary = run_cases(registry, cases, config, tmp_path, in_process=True)
     records = [from_json_line(line) for line in summary.shard.read_text().splitlines()]
-    rows = {r.metric: r for r in records if isinstance(r, Result) and r.seed == -1}
-    assert {"p_value_final_metric", "delta_final_metric", "significant_final_metric"} <= set(rows)
-    p = rows["p_value_final_metric"]
-    assert p.method == "loss_rank" and 0.0 <= p.value <= 1.0
-    assert "Welch t-test vs uniform over 2 vs 2 seeds" in p.message
-    assert rows["significant_final_metric"].value == float(p.value < 0.05)
+    rows = {(r.method, r.metric): r for r in records if isinstance(r, Result) and r.seed == -1}
+    compared = {method for method, _ in rows}
+    methods = {c.method for c in cases}
+    assert compared == methods - {"uniform"}  # every method against the baseline, never itself
+    for method in compared:
+        p = rows[(method, "p_value_final_metric")]
+        assert (method, "delta_final_metric") in rows and 0.0 <= p.value <= 1.0
+        assert "Welch t-test vs uniform over 2 vs 2 seeds" in p.message
+        assert rows[(method, "significant_final_metric")].value == float(p.value < 0.05)
