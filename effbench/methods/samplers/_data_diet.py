@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import torch
 
+from effbench.registry import Skipped
 from effbench.train import CandidatePool, per_example_loss
 
 # score(model, x, y) -> (N,) float64 score per example; higher = keep
@@ -54,7 +55,7 @@ def select_kept(pool: CandidatePool, k: int, generator: torch.Generator, score: 
                 extras: dict) -> tuple[torch.Tensor, None]:
     """Up to k uniformly chosen candidates among those the pruning kept (scored on the first call)."""
     if pool.kind != "classify":
-        raise ValueError("Data Diet scores need class labels")
+        raise Skipped(f"Data Diet scores need class labels, not {pool.kind!r} data")
     if "kept" not in pool.memory:
         pool.memory["kept"] = kept_mask(early_scores(pool, score, extras), extras["keep"])
     kept = pool.memory["kept"][pool.indices.cpu()].nonzero().flatten()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from effbench.registry import Method
+from effbench.registry import Method, Skipped
 from effbench.train import CandidatePool
 
 method = Method(
@@ -35,6 +35,8 @@ def sampling_distribution(bound: torch.Tensor) -> torch.Tensor:
 
 @method.impl("reference")
 def reference(pool: CandidatePool, k: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    if pool.kind not in ("classify", "regress"):
+        raise Skipped(f"the output-gradient bound is defined here for classification and regression, not {pool.kind!r}")
     probs = sampling_distribution(pool.grad_norm_bound())
     chosen = torch.multinomial(probs, k, replacement=True, generator=generator)
     return chosen, (1.0 / (pool.size * probs[chosen])).float()

@@ -34,3 +34,14 @@ def test_pool_selection_draws_only_kept_examples(monkeypatch):
     assert pool.scored == method.extras["score_runs"] * n
     # the model being trained is untouched by the scoring runs
     assert torch.equal(model.layers[0].weight, MLP(data.n_features, 16, data.n_classes, 0).layers[0].weight)
+
+
+def test_regression_data_is_skipped_with_a_reason():
+    import pytest
+
+    from effbench.registry import Skipped
+
+    pool = CandidatePool(torch.zeros(4, 2), torch.zeros(4, 1), torch.nn.Linear(2, 1), kind="regress",
+                         indices=torch.arange(4), memory={})
+    with pytest.raises(Skipped, match="class labels"):
+        reference(pool, 2, torch.Generator())

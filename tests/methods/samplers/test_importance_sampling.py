@@ -54,3 +54,14 @@ def test_sampling_follows_the_bound_and_weights_are_inverse_probability():
 
 def test_all_zero_bounds_fall_back_to_uniform():
     assert torch.equal(sampling_distribution(torch.zeros(4)), torch.full((4,), 0.25, dtype=torch.float64))
+
+
+def test_token_data_is_skipped_with_a_reason():
+    import pytest
+
+    from effbench.registry import Skipped
+
+    pool = CandidatePool(torch.zeros(4, 3, dtype=torch.long), torch.zeros(4, 3, dtype=torch.long),
+                         torch.nn.Identity(), kind="lm")
+    with pytest.raises(Skipped, match="'lm'"):
+        reference(pool, 2, torch.Generator())
