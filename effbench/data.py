@@ -36,6 +36,9 @@ class Dataset:
     metric: str  # what eval_metric means; higher is better for every dataset here
     content_hash: str
     notes: dict[str, str] = field(default_factory=dict)
+    # a small sample of the distribution training should move toward (data selection toward a target
+    # domain, e.g. DSIR); apart from both the training and the eval split; None where there is none
+    x_target: torch.Tensor | None = None
 
     @property
     def n_features(self) -> int:
@@ -299,6 +302,36 @@ def stdlib_bytes(seq_len: int = 128, max_bytes: int = 1 << 20, eval_fraction: fl
 
 
 @functools.lru_cache(maxsize=4)
+def stdlib_mixed_pool(seq_len: int = 64, n_train: int = 2048, off_fraction: float = 0.5, n_eval: int = 256,
+                      n_target: int = 128, seed: int = 0) -> Dataset:
+    """A training pool of byte sequences, ``off_fraction`` of them off-distribution, for selection.
+
+    In-distribution: consecutive windows of the Python standard library's source
+    (``stdlib_bytes``). Off-distribution: in-distribution windows with their bytes shuffled
+    within the window, so unigram statistics match and only order (bigrams and up) tells them
+    apart. Eval: in-distribution windows apart from training; ``x_target``: a further
+    ``n_target`` in-distribution windows, the target sample DSIR-style selection may use.
+    Which training rows are off-distribution is recorded in the notes as a count only.
+    """
+    base = stdlib_bytes(seq_len=seq_len)
+    gen = torch.Generator().manual_seed(seed)
+    windows = torch.cat([base.x_train, base.y_train[:, -1:]], dim=1)  # seq_len + 1 bytes each
+    order = torch.randperm(len(windows), generator=gen)
+    n_off = int(n_train * off_fraction)
+    need = n_train + n_eval + n_target
+    if need > len(windows):
+        raise ValueError(f"stdlib_mixed_pool needs {need} windows, the corpus has {len(windows)}")
+    train, ev, target = (windows[order[a:b]] for a, b in
+                         ((0, n_train), (n_train, n_train + n_eval), (n_train + n_eval, need)))
+    scrambled = torch.stack([row[torch.randperm(len(row), generator=gen)] for row in train[:n_off]])
+    train = torch.cat([scrambled, train[n_off:]])[torch.randperm(n_train, generator=gen)]
+    data = _dataset("stdlib_mixed_pool", "lm", train[:, :-1], train[:, 1:], ev[:, :-1], ev[:, 1:], 256,
+                    "token_accuracy", off_distribution=str(n_off))
+    return dataclasses.replace(data, x_target=target[:, :-1],
+                               content_hash=content_hash(data.content_hash.encode(), target))
+
+
+@functools.lru_cache(maxsize=4)
 def stdlib_memorize(n_train: int = 32, n_eval: int = 64, seq_len: int = 64) -> Dataset:
     """A few byte sequences to be seen over and over (memorisation), and held-out ones.
 
@@ -347,6 +380,7 @@ DATASETS = {
     "copying": copying,
     "key_value_lookup": key_value_lookup,
     "stdlib_bytes": stdlib_bytes,
+    "stdlib_mixed_pool": stdlib_mixed_pool,
     "stdlib_memorize": stdlib_memorize,
     "zipf_tokens": zipf_tokens,
 }

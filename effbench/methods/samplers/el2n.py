@@ -5,14 +5,14 @@ The training set is pruned once, from early-training scores: each example's EL2N
 ``||softmax(f(x)) - onehot(y)||_2`` averaged over ``score_runs`` short runs of
 ``score_steps`` steps; the ``keep`` fraction with the highest scores is kept (the paper keeps
 the hardest examples), and each step trains on up to k uniformly chosen kept candidates of
-the pool (``_data_diet``).
+the pool (``_pruning``).
 """
 
 from __future__ import annotations
 
 import torch
 
-from effbench.methods.samplers._data_diet import select_kept
+from effbench.methods.samplers._pruning import select_kept
 from effbench.registry import Method
 from effbench.train import CandidatePool
 

@@ -6,7 +6,7 @@ Each example's GraNd score is the norm of its loss gradient over *all* parameter
 headline variant scores at initialisation (``score_steps = 0``). Per-example gradients come
 from ``torch.func.vmap(grad)`` in chunks (the cost EL2N avoids). The ``keep`` fraction of
 highest scores is kept and each step trains on up to k uniformly chosen kept candidates
-(``_data_diet``).
+(``_pruning``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from effbench.methods.samplers._data_diet import select_kept
+from effbench.methods.samplers._pruning import select_kept
 from effbench.registry import Method
 from effbench.train import CandidatePool
 

@@ -1,7 +1,7 @@
 import torch
 
 from effbench.data import digits
-from effbench.methods.samplers._data_diet import kept_mask
+from effbench.methods.samplers._pruning import kept_mask
 from effbench.methods.samplers.el2n import el2n, method, reference
 from effbench.models import MLP
 from effbench.train import CandidatePool

@@ -1,6 +1,7 @@
-"""What Data Diet's two scores share (Paul, Ganguli & Dziugaite, arXiv:2107.07075): short scoring
-runs from copies of the model, a per-example score averaged over them, the top ``keep`` fraction
-kept, then uniform sampling among the kept candidates of each pool.
+"""What the methods that prune the training set once share: a kept mask over the training split,
+then uniform sampling among the kept candidates of each pool (``among_kept``). Data Diet's two
+scores (Paul, Ganguli & Dziugaite, arXiv:2107.07075) also share their short scoring runs from
+copies of the model, a per-example score averaged over them, the top ``keep`` fraction kept.
 
 The scoring runs happen on the first step, inside the timed region, so their cost lands in
 ``time_to_target_s``; their forward passes count in ``examples_scored``.
@@ -58,7 +59,13 @@ def select_kept(pool: CandidatePool, k: int, generator: torch.Generator, score: 
         raise Skipped(f"Data Diet scores need class labels, not {pool.kind!r} data")
     if "kept" not in pool.memory:
         pool.memory["kept"] = kept_mask(early_scores(pool, score, extras), extras["keep"])
-    kept = pool.memory["kept"][pool.indices.cpu()].nonzero().flatten()
+    return among_kept(pool, pool.memory["kept"], k, generator)
+
+
+def among_kept(pool: CandidatePool, kept_rows: torch.Tensor, k: int,
+               generator: torch.Generator) -> tuple[torch.Tensor, None]:
+    """Up to k uniformly chosen candidates whose training-split rows ``kept_rows`` (bool) keeps."""
+    kept = kept_rows[pool.indices.cpu()].nonzero().flatten()
     if kept.numel() == 0:  # a pool of pruned examples only: train on one at random rather than none
         return torch.randint(pool.size, (1,), generator=generator), None
     return kept[torch.randperm(kept.numel(), generator=generator)[:k]], None
