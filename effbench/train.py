@@ -25,6 +25,7 @@ step, so their cost counts in wall time; evaluation does not. The initialisation
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -49,6 +50,22 @@ def per_example_loss(model: torch.nn.Module, data_kind: str, x: torch.Tensor, y:
     token = F.cross_entropy(out.flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="none").view(y.shape)
     counted = (y != IGNORE).sum(-1).clamp_min(1)
     return token.sum(-1) / counted
+
+
+def fit_copy(model: torch.nn.Module, kind: str, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor,
+             steps: int, batch: int, lr: float, generator: torch.Generator) -> torch.nn.Module:
+    """A deep copy of ``model`` trained ``steps`` SGD steps (momentum 0.9) on batches drawn with
+    replacement from ``rows`` of (x, y): the auxiliary models selection methods train for
+    themselves (an irreducible-loss model, early-training scorers); ``model`` is untouched."""
+    trained = copy.deepcopy(model)
+    optimizer = torch.optim.SGD(trained.parameters(), lr=lr, momentum=0.9)
+    for _ in range(steps):
+        chosen = rows[torch.randint(len(rows), (batch,), generator=generator).to(rows.device)]
+        loss = per_example_loss(trained, kind, x[chosen], y[chosen]).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return trained
 
 
 @dataclass

@@ -9,13 +9,12 @@ The scoring runs happen on the first step, inside the timed region, so their cos
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 
 import torch
 
 from effbench.registry import Skipped
-from effbench.train import CandidatePool, per_example_loss
+from effbench.train import CandidatePool, fit_copy
 
 # score(model, x, y) -> (N,) float64 score per example; higher = keep
 Score = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -38,14 +37,9 @@ def early_scores(pool: CandidatePool, score: Score, extras: dict) -> torch.Tenso
     total = torch.zeros(n, dtype=torch.float64)
     for run in range(extras["score_runs"]):
         gen = torch.Generator().manual_seed(run)
-        scorer = copy.deepcopy(pool.model)
-        optimizer = torch.optim.SGD(scorer.parameters(), lr=extras["score_lr"], momentum=0.9)
-        for _ in range(extras["score_steps"]):
-            batch = torch.randint(n, (extras["score_batch"],), generator=gen).to(data.x_train.device)
-            loss = per_example_loss(scorer, pool.kind, data.x_train[batch], data.y_train[batch]).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        rows = torch.arange(n, device=data.x_train.device)
+        scorer = fit_copy(pool.model, pool.kind, data.x_train, data.y_train, rows, extras["score_steps"],
+                          extras["score_batch"], extras["score_lr"], gen)
         total += torch.cat([score(scorer, data.x_train[i:i + 1024], data.y_train[i:i + 1024]).cpu()
                             for i in range(0, n, 1024)])
         pool.scored += n

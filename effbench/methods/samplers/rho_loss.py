@@ -16,12 +16,10 @@ model has the target's architecture, a copy of its initial weights, trained with
 
 from __future__ import annotations
 
-import copy
-
 import torch
 
 from effbench.registry import Method
-from effbench.train import CandidatePool, per_example_loss
+from effbench.train import CandidatePool, fit_copy, per_example_loss
 
 method = Method(
     task="sampler/data_selection",
@@ -48,14 +46,8 @@ def irreducible_losses(pool: CandidatePool) -> torch.Tensor:
     n = data.x_train.shape[0]
     gen = torch.Generator().manual_seed(0)
     holdout = torch.randperm(n, generator=gen)[: max(1, int(n * extras["holdout_fraction"]))].to(data.x_train.device)
-    il_model = copy.deepcopy(pool.model)
-    optimizer = torch.optim.SGD(il_model.parameters(), lr=extras["il_lr"], momentum=0.9)
-    for _ in range(extras["il_steps"]):
-        batch = holdout[torch.randint(len(holdout), (extras["il_batch"],), generator=gen).to(holdout.device)]
-        loss = per_example_loss(il_model, pool.kind, data.x_train[batch], data.y_train[batch]).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    il_model = fit_copy(pool.model, pool.kind, data.x_train, data.y_train, holdout, extras["il_steps"],
+                        extras["il_batch"], extras["il_lr"], gen)
     with torch.no_grad():
         scores = torch.cat([per_example_loss(il_model, pool.kind, data.x_train[i:i + 4096], data.y_train[i:i + 4096])
                             for i in range(0, n, 4096)])
