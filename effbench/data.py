@@ -303,16 +303,20 @@ def stdlib_bytes(seq_len: int = 128, max_bytes: int = 1 << 20, eval_fraction: fl
 
 @functools.lru_cache(maxsize=4)
 def stdlib_mixed_pool(seq_len: int = 64, n_train: int = 2048, off_fraction: float = 0.5, n_eval: int = 256,
-                      n_target: int = 128, seed: int = 0) -> Dataset:
+                      n_target: int = 128, seed: int = 0, off: str = "shuffled") -> Dataset:
     """A training pool of byte sequences, ``off_fraction`` of them off-distribution, for selection.
 
     In-distribution: consecutive windows of the Python standard library's source
-    (``stdlib_bytes``). Off-distribution: in-distribution windows with their bytes shuffled
-    within the window, so unigram statistics match and only order (bigrams and up) tells them
-    apart. Eval: in-distribution windows apart from training; ``x_target``: a further
-    ``n_target`` in-distribution windows, the target sample DSIR-style selection may use.
-    Which training rows are off-distribution is recorded in the notes as a count only.
+    (``stdlib_bytes``). Off-distribution (``off``): ``"shuffled"``, in-distribution windows with
+    their bytes shuffled within the window, so unigram statistics match and only order (bigrams
+    and up) tells them apart; ``"random"``, uniformly random bytes (noise no model can learn);
+    ``"repeated"``, copies of 8 in-distribution windows (redundant data). Eval: in-distribution
+    windows apart from training; ``x_target``: a further ``n_target`` in-distribution windows,
+    the target sample DSIR-style selection may use. Which training rows are off-distribution is
+    recorded in the notes as a count only.
     """
+    if off not in ("shuffled", "random", "repeated"):
+        raise ValueError(f"off must be 'shuffled', 'random' or 'repeated', not {off!r}")
     base = stdlib_bytes(seq_len=seq_len)
     gen = torch.Generator().manual_seed(seed)
     windows = torch.cat([base.x_train, base.y_train[:, -1:]], dim=1)  # seq_len + 1 bytes each
@@ -323,12 +327,38 @@ def stdlib_mixed_pool(seq_len: int = 64, n_train: int = 2048, off_fraction: floa
         raise ValueError(f"stdlib_mixed_pool needs {need} windows, the corpus has {len(windows)}")
     train, ev, target = (windows[order[a:b]] for a, b in
                          ((0, n_train), (n_train, n_train + n_eval), (n_train + n_eval, need)))
-    scrambled = torch.stack([row[torch.randperm(len(row), generator=gen)] for row in train[:n_off]])
-    train = torch.cat([scrambled, train[n_off:]])[torch.randperm(n_train, generator=gen)]
-    data = _dataset("stdlib_mixed_pool", "lm", train[:, :-1], train[:, 1:], ev[:, :-1], ev[:, 1:], 256,
+    if n_off == 0:
+        corrupted = train[:0]
+    elif off == "shuffled":
+        corrupted = torch.stack([row[torch.randperm(len(row), generator=gen)] for row in train[:n_off]])
+    elif off == "random":
+        corrupted = torch.randint(0, 256, (n_off, train.shape[1]), generator=gen)
+    else:
+        corrupted = train[:8][torch.arange(n_off) % 8]
+    train = torch.cat([corrupted, train[n_off:]])[torch.randperm(n_train, generator=gen)]
+    name = "stdlib_windows" if n_off == 0 else "stdlib_mixed_pool" if off == "shuffled" else f"stdlib_{off}_pool"
+    data = _dataset(name, "lm", train[:, :-1], train[:, 1:], ev[:, :-1], ev[:, 1:], 256,
                     "token_accuracy", off_distribution=str(n_off))
     return dataclasses.replace(data, x_target=target[:, :-1],
                                content_hash=content_hash(data.content_hash.encode(), target))
+
+
+@functools.lru_cache(maxsize=1)
+def stdlib_windows() -> Dataset:
+    """``stdlib_mixed_pool``'s windows with nothing off-distribution: clean source-code windows."""
+    return stdlib_mixed_pool(off_fraction=0.0)
+
+
+@functools.lru_cache(maxsize=1)
+def stdlib_random_pool() -> Dataset:
+    """``stdlib_mixed_pool`` with half the pool uniformly random bytes."""
+    return stdlib_mixed_pool(off="random")
+
+
+@functools.lru_cache(maxsize=1)
+def stdlib_repeated_pool() -> Dataset:
+    """``stdlib_mixed_pool`` with half the pool copies of 8 in-distribution windows."""
+    return stdlib_mixed_pool(off="repeated")
 
 
 @functools.lru_cache(maxsize=4)
@@ -381,6 +411,9 @@ DATASETS = {
     "key_value_lookup": key_value_lookup,
     "stdlib_bytes": stdlib_bytes,
     "stdlib_mixed_pool": stdlib_mixed_pool,
+    "stdlib_windows": stdlib_windows,
+    "stdlib_random_pool": stdlib_random_pool,
+    "stdlib_repeated_pool": stdlib_repeated_pool,
     "stdlib_memorize": stdlib_memorize,
     "zipf_tokens": zipf_tokens,
 }

@@ -14,7 +14,9 @@
 - **select** ``(pool, k, generator) -> (indices into the pool, weights or None)``: data
   selection from a candidate pool, with per-example losses and output-gradient norms
   available on demand; the training loss is ``mean(weights * per-example loss)`` over the
-  chosen examples (None = all weights 1), so importance weights keep it unbiased;
+  chosen examples (None = all weights 1), so importance weights keep it unbiased. Weights
+  may instead be a function of the training forward's own detached losses (``LossWeights``:
+  in-batch reweighting, token selection inside the loss), which costs no scoring pass;
 - **attention** and token routing are model plug points (see ``models.TransformerLM``).
 
 Each step draws a candidate pool in a seeded data order, lets the selection pick a
@@ -129,7 +131,12 @@ class CandidatePool:
         self.scored += self.size
 
 
-SelectFn = Callable[[CandidatePool, int, torch.Generator], tuple[torch.Tensor, torch.Tensor | None]]
+# Weights a selection may derive from the training forward's own losses instead of a scoring pass:
+# (detached loss, valid) -> weights, where the loss is per example (N,) with valid None, or, on
+# token data, per token (B, T) with ``valid`` marking counted tokens; the weights returned are
+# per example or (token data) per sequence (B,) or per token (B, T).
+LossWeights = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+SelectFn = Callable[[CandidatePool, int, torch.Generator], tuple[torch.Tensor, torch.Tensor | LossWeights | None]]
 OptimizerFn = Callable[[list[torch.nn.Parameter], float], torch.optim.Optimizer]
 ScheduleFn = Callable[[int, int], float]
 
@@ -277,11 +284,29 @@ def evaluate(model: torch.nn.Module, data: Dataset, batch: int = 512, plugs: Plu
     return eval_loss, float((pred == target).float().mean())
 
 
+def _weighted_lm_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                      weights: torch.Tensor | LossWeights) -> torch.Tensor:
+    """Token data with selection weights: per sequence (B,) weights multiply each sequence's mean token
+    loss; per token (B, T) weights multiply each token's loss, averaged over the batch's counted tokens."""
+    out = model(x)
+    valid = y != IGNORE
+    token = F.cross_entropy(out.flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="none").view(y.shape)
+    if callable(weights):
+        weights = weights(token.detach(), valid)
+    weights = weights.to(token.device, token.dtype)
+    if weights.dim() == 2:
+        return (token * weights * valid).sum() / valid.sum().clamp_min(1)
+    per_sequence = token.sum(-1) / valid.sum(-1).clamp_min(1)
+    return (per_sequence * weights).mean()
+
+
 def _train_loss(model: torch.nn.Module, data: Dataset, plugs: Plugs, x: torch.Tensor, y: torch.Tensor,
-                weights: torch.Tensor | None) -> torch.Tensor:
+                weights: torch.Tensor | LossWeights | None) -> torch.Tensor:
     if data.kind == "lm" and plugs.loss is not None and weights is None:
         hidden = model.hidden(x)  # (B, T, D): the head + loss plug never needs (B, T, V) logits
         return plugs.loss(hidden.flatten(0, 1), model.head_weight, y.flatten(), ignore_index=IGNORE)
+    if data.kind == "lm" and weights is not None:
+        return _weighted_lm_loss(model, x, y, weights)
     if data.kind == "classify" and plugs.loss is not None:
         head = model.head
         per_example = plugs.loss(model.features(x), head.weight, head.bias, y)
@@ -291,6 +316,8 @@ def _train_loss(model: torch.nn.Module, data: Dataset, plugs: Plugs, x: torch.Te
         per_example = per_example_loss(model, data.kind, x, y)
     if weights is None:
         return per_example.mean()
+    if callable(weights):
+        weights = weights(per_example.detach(), None)
     weights = weights.to(per_example.device, per_example.dtype)  # selection may work on the CPU
     return (per_example * weights).mean()  # weights multiply the loss (importance weights stay unbiased)
 
