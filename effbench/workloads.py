@@ -87,21 +87,26 @@ def tuned_lr(memo_key: tuple[str, ...], point: dict[str, Any],
 def run_workload(
     point: dict[str, Any],
     seed: int,
-    plugs: Plugs,
+    plugs: Plugs | Callable[[torch.nn.Module, int], Plugs],
     memo_key: tuple[str, ...],
     device: str = "cpu",
     attention: Callable[..., torch.Tensor] = causal_attention,
     router: Any = None,
     final: Callable[[torch.nn.Module, Dataset], dict[str, float]] | None = None,
 ) -> WorkloadOutcome:
-    """Tune (once per process and case) on seed 0, then train ``seed`` with the best learning rate."""
+    """Tune (once per process and case) on seed 0, then train ``seed`` with the best learning rate.
+
+    ``plugs`` may be a function ``(model, seed) -> Plugs`` for methods that act on the model they
+    train (freezing layers, swapping them for approximate ones); it is called once per run.
+    """
     data = dataset(point["data"]).to(device)
     budget = Budget(point["steps"], point["batch"], point["eval_every"], point.get("pool"))
 
     def one(lr: float, run_seed: int) -> WorkloadOutcome:
         model = build_model(point["model"], data, run_seed, hidden=point.get("hidden", 64), attention=attention,
                             router=router).to(device)  # initialised on the CPU: the same weights on any device
-        return train(model, data, plugs, budget, lr, point.get("target"), run_seed, final=final)
+        run_plugs = plugs(model, run_seed) if callable(plugs) else plugs
+        return train(model, data, run_plugs, budget, lr, point.get("target"), run_seed, final=final)
 
     lr, how = tuned_lr((*memo_key, device), point, one)
     outcome = one(lr, seed)

@@ -69,6 +69,11 @@ METRIC_UNITS: dict[str, str] = {
     "time_fwd_ms": "ms",
     "tflop_s_fwd_attended": "TFLOP/s (4 d x attended pairs per forward)",
     "peak_mem_fwd_bytes": "bytes",
+    # sampler/memory: one step's memory, counted per tensor (the task's docstring)
+    "saved_activation_bytes": "bytes",
+    "grad_bytes": "bytes",
+    "train_state_bytes": "bytes",
+    "grad_rel_error": "relative",
 }
 KERNEL_METRICS = ("time_ms", "peak_mem_bytes", "rel_error")
 WORKLOAD_METRICS = ("final_loss", "final_metric", "steps_to_target", "time_to_target_s", "peak_mem_bytes")
