@@ -5,8 +5,9 @@ blocks, swaps layers for approximate ones) and returns the optimizer; the shared
 (``effbench.train``) then trains a byte-level transformer for a fixed step budget. Metrics:
 
 - from the run: ``final_loss`` (eval NLL after the budget), ``final_metric`` (token accuracy),
-  ``time_per_step_ms``, and ``peak_mem_bytes`` (the runner's peak RSS over the whole run on the
-  CPU, which also holds the data, evaluation and allocator slack; ``torch.cuda`` peak on a GPU);
+  ``time_per_step_ms``, and ``peak_mem_bytes`` (the runner's peak RSS over the whole case on the
+  CPU, which also holds the data, evaluation, the probe below and allocator slack; ``torch.cuda``
+  peak on a GPU);
 - from one probe step of a fresh model (seed-matched, not timed), counted exactly per tensor:
   ``saved_activation_bytes`` (storages autograd saves for backward, parameters excluded, each
   storage once), ``grad_bytes`` (weight gradients held), ``state_bytes`` (optimizer state after
@@ -41,14 +42,17 @@ def _storage(t: torch.Tensor) -> tuple[int, int]:
 
 
 def probe(impl: Impl, point: dict[str, Any], seed: int, device: str) -> dict[str, float]:
-    """One step's memory, counted per tensor, and the gradient's error against exact backprop."""
+    """One step's memory, counted per tensor, and the gradient's error against exact backprop.
+
+    Lean on purpose: the runner's peak RSS spans the whole case, so the probe holds at most one
+    model with its gradients and the exact gradients at a time, below a training step's peak.
+    """
     data = dataset(point["data"]).to(device)
-    model = build_model(point["model"], data, seed).to(device)
-    exact_model = build_model(point["model"], data, seed).to(device)  # the same initial weights
-    optimizer = impl.fn(model, 1e-3, seed)
     rows = torch.randperm(data.x_train.shape[0], generator=torch.Generator().manual_seed(seed))[: point["batch"]]
     x, y = data.x_train[rows.to(data.x_train.device)], data.y_train[rows.to(data.y_train.device)]
 
+    model = build_model(point["model"], data, seed).to(device)
+    optimizer = impl.fn(model, 1e-3, seed)
     params = {_storage(p)[0] for p in model.parameters()}
     saved: dict[int, int] = {}
 
@@ -65,21 +69,25 @@ def probe(impl: Impl, point: dict[str, Any], seed: int, device: str) -> dict[str
     optimizer.step()
     state_bytes = sum(v.nbytes for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v))
     weight_bytes = sum(p.nbytes for p in model.parameters())
+    del model, optimizer, loss
 
-    # gradient error on a fresh copy of the initial weights (the step above moved `model`)
+    # the gradient error, on the initial weights: an untouched copy's exact gradient first
     fresh = build_model(point["model"], data, seed).to(device)
     impl.fn(fresh, 1e-3, seed)
     names = [n for n, p in fresh.named_parameters() if p.requires_grad]
-    trainable = dict(fresh.named_parameters())
+    exact_model = build_model(point["model"], data, seed).to(device)
     exact_params = dict(exact_model.named_parameters())
     exact = torch.autograd.grad(per_example_loss(exact_model, data.kind, x, y).mean(),
                                 [exact_params[n] for n in names])
-    exact_flat = torch.cat([g.flatten().double() for g in exact])
+    del exact_model, exact_params
+    exact_sq = sum(float(g.double().square().sum()) for g in exact)
+    trainable = dict(fresh.named_parameters())
     errors = []
     for _ in range(PROBE_DRAWS):
         grads = torch.autograd.grad(per_example_loss(fresh, data.kind, x, y).mean(), [trainable[n] for n in names])
-        flat = torch.cat([g.flatten().double() for g in grads])
-        errors.append(float((flat - exact_flat).norm() / exact_flat.norm()))
+        diff_sq = sum(float((g - e).double().square().sum()) for g, e in zip(grads, exact, strict=True))
+        errors.append(math.sqrt(diff_sq / exact_sq))
+        del grads
     activation_bytes = float(sum(saved.values()))
     return {
         "saved_activation_bytes": activation_bytes,
