@@ -312,6 +312,81 @@ def query(sql: str, db: Path, as_json: bool, as_csv: bool) -> None:
 
 
 @cli.command()
+@click.argument("base")
+@click.argument("head")
+@DB_OPTION
+@click.option("--metric", "metrics", multiple=True, help="Metric to compare (repeatable)  [default: time_ms, "
+              "peak_mem_bytes]")
+@click.option("--threshold", type=float, default=1.10, show_default=True,
+              help="Ratio head/base beyond which a change counts (either way).")
+@click.option("--alpha", type=float, default=0.01, show_default=True,
+              help="Significance level of the Mann-Whitney test on raw timing samples.")
+@click.option("--all", "show_all", is_flag=True, help="List unchanged cases too.")
+@click.option("--json", "as_json", is_flag=True, help="Print every compared row as JSON.")
+def compare(base: str, head: str, db: Path, metrics: tuple[str, ...], threshold: float, alpha: float,
+            show_all: bool, as_json: bool) -> None:
+    """Compare two runs (run ids or git commits) case by case; exit 1 on a regression (a CI gate).
+
+    A metric changed when head/base is beyond --threshold either way and beyond the noise
+    (Mann-Whitney U on the raw timing samples at --alpha when both sides have 5 or more;
+    the ratio alone otherwise). Lower is better for every compared metric. A case that was
+    ok in BASE and is wrong, error, oom or timeout in HEAD is a regression.
+
+    \b
+    Example:
+        effbench compare 20261202T130818Z-da014d73 20261203T090000Z-0a1b2c3d
+        effbench compare 123e40f HEAD_COMMIT --metric time_ms --threshold 1.05
+    """
+    from effbench.analysis import COMPARED, changes
+    from effbench.store import StoreError
+
+    if threshold <= 1:
+        _fail(f"--threshold must be above 1, got {threshold}")
+    if not 0 < alpha < 1:
+        _fail(f"--alpha must be between 0 and 1, got {alpha}")
+    try:
+        frame = changes(db, base, head, metrics or COMPARED, threshold=threshold, alpha=alpha)
+    except KeyError as exc:
+        _fail(str(exc.args[0]))
+    except StoreError as exc:
+        _fail(str(exc))
+    if frame.is_empty():
+        _fail(f"no case and metric is in both {base} and {head}")
+    regressions = frame.filter(pl_col("verdict") == "regression").height
+    improvements = frame.filter(pl_col("verdict") == "improvement").height
+    if as_json:
+        click.echo(json.dumps(frame.to_dicts(), indent=2, default=str))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        shown = frame if show_all else frame.filter(pl_col("verdict").is_in(["regression", "improvement"]))
+        table = Table("verdict", "task", "method/impl", "point", "dtype", "device", "metric", "base", "head",
+                      "ratio", "p")
+        for r in shown.iter_rows(named=True):
+            table.add_row(r["verdict"], r["task"], f"{r['method']}/{r['impl']}", r["point_key"], r["dtype"],
+                          r["device"], r["metric"], _num(r["base"]), _num(r["head"]),
+                          "" if r["ratio"] is None else f"{r['ratio']:.3f}x",
+                          "" if r["p_value"] is None else f"{r['p_value']:.2g}")
+        if shown.height:
+            Console().print(table)
+        click.echo(f"{frame.height} compared: {regressions} regression(s), {improvements} improvement(s) "
+                   f"(rule: ratio beyond {threshold:g}x and Mann-Whitney p < {alpha:g} where samples allow)")
+    if regressions:
+        sys.exit(1)
+
+
+def pl_col(name: str):  # noqa: ANN201  (polars is imported lazily, like every heavy module here)
+    import polars as pl
+
+    return pl.col(name)
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+@cli.command()
 @DB_OPTION
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("site"), show_default=True,
               help="Output directory.")
