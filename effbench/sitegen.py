@@ -1,14 +1,22 @@
-"""Static site from the DuckDB file alone: an overview page and one page per family.
+"""Static site from the DuckDB file alone: overview, a page per family, task, method, and history.
 
-Everything shown comes from the store (method metadata from its ``methods`` table);
-every string is escaped by Jinja's autoescape, and figure data is embedded as JSON with
-``<``, ``>`` and ``&`` escaped, so names and error messages from users' plugins cannot
-inject markup. plotly.js is copied once into ``assets/`` so the site works offline.
+Everything shown comes from the store (method metadata from its ``methods`` table). Every
+string is escaped by Jinja's autoescape, figure data is embedded as JSON with ``<``, ``>``
+and ``&`` escaped, and file names are slugs (plus a hash) of the names they come from, so
+names and error messages from users' plugins cannot inject markup or paths. plotly.js is
+copied once into ``assets/`` so the site works offline; each page embeds only its own data.
+
+Figures never mix devices: each figure is drawn for one device, named in its title, and
+every trace names its dtype. Cases that failed, timed out, ran out of memory or were
+unavailable appear in each task's status table with their messages.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +31,13 @@ from effbench import analysis
 from effbench.store import DEFAULT_DB
 
 FAMILIES = ("loss", "optimizer", "sampler", "attention")
+FAIL_STATUSES = ("wrong", "error", "oom", "timeout")
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22")
+SHOWN_ELSEWHERE = {"final_metric", "final_loss", "steps_to_target", "time_to_target_s"}
+# the history rule (the same as `effbench compare`): beyond 1.10x and Mann-Whitney p < 0.01 where
+# raw samples allow, the ratio alone otherwise
+HISTORY_THRESHOLD = 1.10
 
 
 @dataclass
@@ -32,8 +47,23 @@ class Figure:
     json: str  # safe to place inside <script type="application/json">
 
 
-def _figure(fig: go.Figure, fig_id: str, title: str) -> Figure:
-    fig.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 40, "b": 60}, height=420)
+def slug(*parts: str) -> str:
+    """A file-name-safe, collision-free name for user-provided strings."""
+    text = "-".join(parts)
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:60].strip("._") or "x"
+    return f"{safe}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def task_page(task: str) -> str:
+    return f"task-{slug(task)}.html"
+
+
+def method_page(task: str, method: str) -> str:
+    return f"method-{slug(task, method)}.html"
+
+
+def _figure(fig: go.Figure, fig_id: str, title: str, height: int = 420) -> Figure:
+    fig.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 40, "b": 60}, height=height)
     text = fig.to_json().replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
     return Figure(fig_id, title, text)
 
@@ -55,82 +85,347 @@ def _fmt(value: Any, kind: str = "") -> str:
     return str(value)
 
 
-def _kernel_section(frame: pl.DataFrame, task: str, fig_prefix: str) -> dict[str, Any]:
-    summary = analysis.speedups(frame.filter(pl.col("task") == task))
-    figures = []
-    for metric, label, log in (("time_ms", "time (ms, median)", True), ("peak_mem_bytes", "peak memory (bytes)", True)):
-        fig = go.Figure()
-        for key, group in summary.group_by(["method", "impl", "device", "dtype"], maintain_order=True):
-            method, impl, device, dtype = key
-            ok = group.filter(pl.col("status").is_in(["ok", "wrong"]))
-            fig.add_trace(go.Scatter(
-                x=ok["point_key"].to_list(), y=ok[metric].to_list(), mode="lines+markers",
-                name=f"{method}/{impl} ({device}, {dtype})",
-            ))
-        fig.update_layout(yaxis_title=label, xaxis_title="grid point", yaxis_type="log" if log else "linear")
-        figures.append(_figure(fig, f"{fig_prefix}-{metric}", f"{label} per grid point"))
-    rows = [
-        {
-            "method": r["method"], "impl": r["impl"], "point": r["point_key"], "dtype": r["dtype"],
-            "device": r["device"] + (f" ({r['gpu_name']})" if r["gpu_name"] else ""),
-            "status": r["status"], "time": _fmt(r["time_ms"], "ms"),
-            "speedup": _fmt(r["speedup"]) + ("×" if r["speedup"] is not None else ""),
-            "memory": _fmt(r["peak_mem_bytes"], "bytes"), "rel_error": _fmt(r["rel_error"]),
-            "message": r["message"] or "",
-        }
-        for r in summary.iter_rows(named=True)
-    ]
-    columns = ["method", "impl", "point", "dtype", "device", "status", "time", "speedup", "memory", "rel_error",
-               "message"]
-    return {"figures": figures, "columns": columns, "rows": rows}
+def _device_label(device: str, gpu_name: str | None) -> str:
+    return f"{device} ({gpu_name})" if gpu_name else device
 
 
-def _workload_section(frame: pl.DataFrame, task: str, db: Path, fig_prefix: str) -> dict[str, Any]:
-    rows_frame = frame.filter(pl.col("task") == task)
-    summary = analysis.workload_summary(rows_frame)
-    curves = analysis.curves(db, task)
-    figures = []
-    if not summary.is_empty():
-        # one bar per method and grid point: different points are different workloads, never merged
-        fig = go.Figure()
-        for (pkey,), group in summary.group_by(["point_key"], maintain_order=True):
-            labels = [f"{m}/{i} ({d})" for m, i, d in group.select("method", "impl", "device").iter_rows()]
-            fig.add_trace(go.Bar(x=labels, y=group["final_metric_mean"].to_list(), name=pkey,
-                                 error_y={"type": "data", "array": group["final_metric_std"].fill_null(0).to_list()}))
-        fig.update_layout(barmode="group", yaxis_title="final eval metric (mean ± std over seeds)",
-                          legend={"orientation": "h", "y": -0.3})
-        figures.append(_figure(fig, f"{fig_prefix}-final", "final metric per grid point"))
-    if not curves.is_empty():
-        mean = curves.group_by(["point_key", "method", "impl", "device", "step"]).agg(
-            pl.col("eval_metric").mean().alias("mean"), pl.col("eval_metric").min().alias("lo"),
-            pl.col("eval_metric").max().alias("hi"),
-        ).sort("step")
-        for n, ((pkey,), per_point) in enumerate(mean.group_by(["point_key"], maintain_order=True)):
+def point_size(point_json: str | None) -> float:
+    """A problem-size proxy for ordering grid points: the product of the point's numeric values."""
+    try:
+        point = json.loads(point_json or "{}")
+    except ValueError:
+        return 0.0
+    size = 1.0
+    for value in point.values():
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            size *= float(value)
+    return size
+
+
+def _ordered_points(frame: pl.DataFrame) -> list[str]:
+    pairs = {r["point_key"]: point_size(r["point"]) for r in frame.select("point_key", "point").unique().iter_rows(
+        named=True)}
+    return sorted(pairs, key=lambda k: (pairs[k], k))
+
+
+# --------------------------------------------------------------------------- kernel task pages
+
+
+def _kernel_figures(summary: pl.DataFrame, frame: pl.DataFrame, prefix: str) -> list[Figure]:
+    figures: list[Figure] = []
+    for n, ((device,), by_device) in enumerate(summary.group_by(["device"], maintain_order=True)):
+        gpu = by_device["gpu_name"].drop_nulls().first() if "gpu_name" in by_device.columns else None
+        where = _device_label(device, gpu)
+        order = _ordered_points(by_device)
+        ok = by_device.filter(pl.col("status").is_in(["ok", "wrong"]))
+        for metric, label in (("time_ms", "time (ms, median of seed 0's samples)"),
+                              ("peak_mem_bytes", "peak memory above the inputs (bytes)")):
             fig = go.Figure()
-            for (method, impl, device), group in per_point.group_by(["method", "impl", "device"],
-                                                                      maintain_order=True):
-                fig.add_trace(go.Scatter(
-                    x=group["step"].to_list(), y=group["mean"].to_list(), mode="lines",
-                    name=f"{method}/{impl} ({device})",
-                    error_y={"type": "data", "symmetric": False, "array": (group["hi"] - group["mean"]).to_list(),
-                             "arrayminus": (group["mean"] - group["lo"]).to_list()},
-                ))
-            fig.update_layout(xaxis_title="step", yaxis_title="eval metric (mean, bars: min–max over seeds)")
-            figures.append(_figure(fig, f"{fig_prefix}-curves{n}", f"training curves [{pkey}]"))
-    rows = [
-        {
-            "method": r["method"], "impl": r["impl"], "point": r["point_key"], "device": r["device"],
-            "seeds ok": f"{r['ok_seeds']}/{r['seeds']}",
-            "final metric": f"{_fmt(r['final_metric_mean'])} ± {_fmt(r['final_metric_std'])}",
-            "final loss": _fmt(r["final_loss_mean"]),
-            "steps to target (median)": _fmt(r["steps_to_target_median"]),
-            "time to target (median s)": _fmt(r["time_to_target_s_median"]),
-            "seeds reaching target": f"{r['seeds_reaching_target']}/{r['seeds']}",
-        }
+            for (method, impl, dtype), group in ok.group_by(["method", "impl", "dtype"], maintain_order=True):
+                values = dict(zip(group["point_key"], group[metric], strict=True))
+                fig.add_trace(go.Scatter(x=order, y=[values.get(p) for p in order], mode="lines+markers",
+                                         name=f"{method}/{impl} ({device}, {dtype})"))
+            fig.update_layout(yaxis_title=label, yaxis_type="log", xaxis_title="grid point (by problem size)",
+                              legend={"orientation": "h", "y": -0.35})
+            figures.append(_figure(fig, f"{prefix}-{n}-{metric}", f"{label} vs problem size [{where}]", 480))
+        # speedup over the reference as a heatmap: rows = method/impl/dtype, columns = points
+        speed = ok.filter(pl.col("speedup").is_not_null() & (pl.col("impl") != "reference"))
+        if not speed.is_empty():
+            labels = sorted({f"{m}/{i} ({d})" for m, i, d in speed.select("method", "impl", "dtype").iter_rows()})
+            cells = {(f"{m}/{i} ({d})", p): s for m, i, d, p, s in
+                     speed.select("method", "impl", "dtype", "point_key", "speedup").iter_rows()}
+            z = [[math.log2(cells[(lab, p)]) if cells.get((lab, p)) else None for p in order] for lab in labels]
+            text = [[f"{cells[(lab, p)]:.2f}x" if cells.get((lab, p)) else "" for p in order] for lab in labels]
+            fig = go.Figure(go.Heatmap(z=z, x=order, y=labels, text=text, texttemplate="%{text}", zmid=0,
+                                       colorscale="RdBu", colorbar={"title": "log2 speedup"}))
+            fig.update_layout(xaxis_title="grid point", yaxis={"automargin": True})
+            figures.append(_figure(fig, f"{prefix}-{n}-heatmap", f"speedup over the reference [{where}]",
+                                   max(300, 40 * len(labels) + 160)))
+        # time vs memory at the largest point, Pareto front marked
+        if order:
+            largest = ok.filter(pl.col("point_key") == order[-1]).drop_nulls(["time_ms", "peak_mem_bytes"])
+            if not largest.is_empty():
+                pts = list(largest.select("method", "impl", "dtype", "time_ms", "peak_mem_bytes").iter_rows())
+                front = {i for i, a in enumerate(pts) if not any(
+                    b[3] <= a[3] and b[4] <= a[4] and (b[3] < a[3] or b[4] < a[4]) for b in pts)}
+                fig = go.Figure()
+                for flag, name in ((True, "Pareto-optimal"), (False, "dominated")):
+                    chosen = [p for i, p in enumerate(pts) if (i in front) == flag]
+                    fig.add_trace(go.Scatter(
+                        x=[p[3] for p in chosen], y=[max(p[4], 1.0) for p in chosen], mode="markers+text",
+                        text=[f"{p[0]}/{p[1]} ({p[2]})" for p in chosen], textposition="top center", name=name,
+                        marker={"size": 11 if flag else 8}))
+                fig.update_layout(xaxis_title="time (ms)", yaxis_title="peak memory (bytes)", xaxis_type="log",
+                                  yaxis_type="log")
+                figures.append(_figure(fig, f"{prefix}-{n}-pareto",
+                                       f"time vs memory at the largest point {order[-1]} [{where}]"))
+        # throughput metrics: the convention travels in the unit
+        rates = frame.filter((pl.col("device") == device) & (pl.col("seed") == 0) & pl.col("unit").is_not_null()
+                             & (pl.col("unit").str.contains("TFLOP/s") | pl.col("unit").str.contains("GB/s"))
+                             & pl.col("value").is_not_null())
+        for (metric, unit), group in rates.group_by(["metric", "unit"], maintain_order=True):
+            fig = go.Figure()
+            for (method, impl, dtype), g in group.group_by(["method", "impl", "dtype"], maintain_order=True):
+                values = dict(zip(g["point_key"], g["value"], strict=True))
+                fig.add_trace(go.Scatter(x=order, y=[values.get(p) for p in order], mode="lines+markers",
+                                         name=f"{method}/{impl} ({device}, {dtype})"))
+            fig.update_layout(yaxis_title=f"{metric} [{unit}]", xaxis_title="grid point",
+                              legend={"orientation": "h", "y": -0.35})
+            figures.append(_figure(fig, f"{prefix}-{n}-{slug(metric)}", f"{metric}, {unit} [{where}]", 480))
+    return figures
+
+
+def _kernel_body(frame: pl.DataFrame, prefix: str) -> dict[str, Any]:
+    summary = analysis.speedups(frame)
+    if summary.is_empty():
+        return {"figures": [], "tables": []}
+    errors = frame.filter(pl.col("metric").is_in(["rel_error", "naive_rel_error"]) & (pl.col("seed") >= 0))
+    worst = (errors.group_by([*analysis.CASE, "metric"]).agg(pl.col("value").max())
+             .pivot(on="metric", index=analysis.CASE, values="value"))
+    for column in ("rel_error", "naive_rel_error"):
+        if column not in worst.columns:
+            worst = worst.with_columns(pl.lit(None, dtype=pl.Float64).alias(column))
+    checked = summary.join(worst, on=analysis.CASE, how="left", suffix="_worst")
+    error_rows = [
+        {"method": r["method"], "impl": r["impl"], "point": r["point_key"], "dtype": r["dtype"],
+         "device": _device_label(r["device"], r["gpu_name"]), "status": r["status"],
+         "worst rel_error over seeds": _fmt(r["rel_error"]), "naive (same dtype)": _fmt(r["naive_rel_error"]),
+         "check": "FAIL" if r["status"] == "wrong" else "pass" if r["status"] == "ok" else r["status"]}
+        for r in checked.filter(pl.col("status").is_in(["ok", "wrong"])).iter_rows(named=True)
+    ]
+    perf_rows = [
+        {"method": r["method"], "impl": r["impl"], "point": r["point_key"], "dtype": r["dtype"],
+         "device": _device_label(r["device"], r["gpu_name"]), "status": r["status"],
+         "time": _fmt(r["time_ms"], "ms"), "speedup": _fmt(r["speedup"]) + ("×" if r["speedup"] is not None else ""),
+         "memory": _fmt(r["peak_mem_bytes"], "bytes"),
+         "memory saving": _fmt(r["memory_ratio"]) + ("×" if r["memory_ratio"] is not None else ""),
+         "message": r["message"] or ""}
         for r in summary.iter_rows(named=True)
     ]
-    columns = list(rows[0]) if rows else []
-    return {"figures": figures, "columns": columns, "rows": rows}
+    return {
+        "figures": _kernel_figures(summary, frame, prefix),
+        "tables": [
+            {"title": "numerical check: worst error over seeds against the float64 reference "
+                      "(FAIL = wrong: NaN/Inf or beyond twice the naive same-dtype error plus the tolerance)",
+             "columns": list(error_rows[0]) if error_rows else [], "rows": error_rows},
+            {"title": "time and memory (seed 0), speedup and memory saving over the reference",
+             "columns": list(perf_rows[0]) if perf_rows else [], "rows": perf_rows},
+        ],
+    }
+
+
+# --------------------------------------------------------------------------- workload task pages
+
+
+def _t95(n: int) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, n - 1)) if n > 1 else math.nan
+
+
+def _ci(values: list[float]) -> tuple[float, float] | None:
+    """Mean and 95% t-interval half-width over seeds (None with fewer than two values)."""
+    if len(values) < 2:
+        return None
+    mean = sum(values) / len(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return mean, _t95(len(values)) * sd / math.sqrt(len(values))
+
+
+def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str) -> dict[str, Any]:
+    summary = analysis.workload_summary(frame)
+    curves = analysis.curves(db, task)
+    figures: list[Figure] = []
+    if not curves.is_empty():
+        bands = curves.group_by(["point_key", "device", "method", "impl", "dtype", "step"]).agg(
+            pl.col("eval_metric").mean().alias("mean"), pl.col("eval_metric").min().alias("lo"),
+            pl.col("eval_metric").max().alias("hi"), pl.len().alias("seeds"),
+        ).sort("step")
+        for n, ((pkey, device), per_point) in enumerate(bands.group_by(["point_key", "device"], maintain_order=True)):
+            fig = go.Figure()
+            groups = sorted(per_point.group_by(["method", "impl", "dtype"], maintain_order=True), key=lambda kv: kv[0])
+            for c, ((method, impl, dtype), g) in enumerate(groups):
+                name = f"{method}/{impl} ({device}, {dtype})"
+                color = PALETTE[c % len(PALETTE)]
+                steps = g["step"].to_list()
+                fig.add_trace(go.Scatter(x=steps + steps[::-1], y=g["hi"].to_list() + g["lo"].to_list()[::-1],
+                                         fill="toself", opacity=0.15, line={"width": 0}, fillcolor=color, mode="lines",
+                                         hoverinfo="skip", showlegend=False, legendgroup=name, name=f"{name} band"))
+                fig.add_trace(go.Scatter(x=steps, y=g["mean"].to_list(), mode="lines", name=name, legendgroup=name,
+                                         line={"color": color}))
+            fig.update_layout(xaxis_title="step", yaxis_title="eval metric (mean; band: min–max over seeds)",
+                              legend={"orientation": "h", "y": -0.3})
+            figures.append(_figure(fig, f"{prefix}-curve{n}", f"training curves [{pkey}] [{device}]", 480))
+    per_seed = frame.filter(pl.col("metric").is_in(["steps_to_target", "time_to_target_s"]) & (pl.col("seed") >= 0))
+    for metric, label in (("steps_to_target", "steps to target"), ("time_to_target_s", "time to target (s)")):
+        rows = per_seed.filter(pl.col("metric") == metric)
+        if rows["value"].is_null().all():
+            continue  # no target on this task, or nobody reached it: the table says which
+        for n, ((pkey, device), group) in enumerate(rows.group_by(["point_key", "device"], maintain_order=True)):
+            fig = go.Figure()
+            names, means, halves, missed = [], [], [], []
+            for (method, impl, dtype), g in group.group_by(["method", "impl", "dtype"], maintain_order=True):
+                values = [v for v in g["value"].to_list() if v is not None]
+                ci = _ci(values)
+                names.append(f"{method}/{impl} ({dtype})")
+                means.append(ci[0] if ci else (values[0] if values else None))
+                halves.append(ci[1] if ci else 0.0)
+                missed.append(g.height - len(values))
+            fig.add_trace(go.Bar(x=names, y=means, error_y={"type": "data", "array": halves},
+                                 text=[f"{m} missed" if m else "" for m in missed], textposition="outside"))
+            fig.update_layout(yaxis_title=f"{label}: mean, 95% t-interval over seeds (seeds that missed excluded)")
+            figures.append(_figure(fig, f"{prefix}-{metric}{n}", f"{label} [{pkey}] [{device}]"))
+    reached = frame.filter((pl.col("metric") == "steps_to_target") & pl.col("value").is_not_null())
+    profile = analysis.performance_profiles(frame) if not reached.is_empty() else pl.DataFrame()
+    if not profile.is_empty():
+        fig = go.Figure()
+        for (method,), g in profile.group_by(["method"], maintain_order=True):
+            fig.add_trace(go.Scatter(x=g["tau"].to_list(), y=g["rho"].to_list(), mode="lines+markers", name=method,
+                                     line={"shape": "hv"}))
+        fig.update_layout(xaxis_title="tau (steps to target / best method's, per workload)",
+                          yaxis_title="fraction of workloads solved within tau", yaxis_range=[0, 1.05])
+        figures.append(_figure(fig, f"{prefix}-profile", "performance profile over this task's workloads "
+                                                         "(grid points x devices; AlgoPerf-style, steps to target)"))
+    sig = frame.filter((pl.col("seed") == -1) & pl.col("metric").str.starts_with("p_value_"))
+    sig_rows = [
+        {"method": r["method"], "impl": r["impl"], "point": r["point_key"], "device": r["device"],
+         "metric": r["metric"].removeprefix("p_value_"), "p": _fmt(r["value"]),
+         "verdict": "significant" if r["value"] is not None and r["value"] < 0.05 else "not significant",
+         "detail": r["message"] or ""}
+        for r in sig.sort(["point_key", "method"]).iter_rows(named=True)
+    ]
+    rows = [
+        {"method": r["method"], "impl": r["impl"], "point": r["point_key"], "device": r["device"],
+         "seeds ok": f"{r['ok_seeds']}/{r['seeds']}",
+         "final metric": f"{_fmt(r['final_metric_mean'])} ± {_fmt(r['final_metric_std'])}",
+         "final loss": _fmt(r["final_loss_mean"]),
+         "steps to target (median)": _fmt(r["steps_to_target_median"]),
+         "time to target (median s)": _fmt(r["time_to_target_s_median"]),
+         "seeds reaching target": f"{r['seeds_reaching_target']}/{r['seeds']}"}
+        for r in summary.iter_rows(named=True)
+    ] if not summary.is_empty() else []
+    others = frame.filter((pl.col("seed") >= 0) & pl.col("value").is_not_null()
+                          & ~pl.col("metric").is_in(list(SHOWN_ELSEWHERE)))
+    other_rows = []
+    if not others.is_empty():
+        medians = others.group_by([*analysis.CASE, "metric", "unit"]).agg(pl.col("value").median())
+        metrics = sorted(set(medians["metric"].to_list()))
+        units = dict(medians.select("metric", "unit").unique(subset="metric").iter_rows())
+        for case, g in medians.group_by(analysis.CASE, maintain_order=True):
+            values = dict(g.select("metric", "value").iter_rows())
+            other_rows.append({"method": case[1], "impl": case[2], "point": case[3], "device": case[5],
+                               **{m: _fmt(values.get(m), "bytes" if units.get(m) == "bytes" else "") for m in metrics}})
+        other_rows.sort(key=lambda r: (r["point"], r["method"], r["impl"]))
+    return {
+        "figures": figures,
+        "tables": [
+            {"title": "per method and grid point (mean ± std over seeds)", "columns": list(rows[0]) if rows else [],
+             "rows": rows},
+            {"title": "every other metric (median over seeds)", "columns": list(other_rows[0]) if other_rows else [],
+             "rows": other_rows},
+            {"title": "significance against the task's baseline (Welch's t-test over seeds, p < 0.05)",
+             "columns": list(sig_rows[0]) if sig_rows else [], "rows": sig_rows},
+        ],
+    }
+
+
+# --------------------------------------------------------------------------- overview pieces
+
+
+def headline(frame: pl.DataFrame, kind: str) -> list[str]:
+    """One sentence per device (kernel) or grid point (workload) saying what wins, with its numbers."""
+    lines = []
+    if kind == "kernel":
+        summary = analysis.speedups(frame)
+        if summary.is_empty():
+            return lines
+        for (device, dtype), group in summary.group_by(["device", "dtype"], maintain_order=True):
+            order = _ordered_points(group)
+            at = group.filter((pl.col("point_key") == order[-1]) & (pl.col("status") == "ok")
+                              & pl.col("time_ms").is_not_null())
+            if at.is_empty():
+                continue
+            best = at.sort("time_ms").row(0, named=True)
+            where = _device_label(device, best["gpu_name"])
+            speed = f", {best['speedup']:.2f}x the reference's speed" if best["speedup"] else ""
+            memory = f", {best['memory_ratio']:.2f}x less memory" if best["memory_ratio"] else ""
+            lines.append(f"{where}, {dtype}, largest point {order[-1]}: fastest correct is "
+                         f"{best['method']}/{best['impl']} at {_fmt(best['time_ms'], 'ms')}{speed}{memory}.")
+        return lines
+    summary = analysis.workload_summary(frame)
+    if summary.is_empty():
+        return lines
+    sig = frame.filter((pl.col("seed") == -1) & (pl.col("metric") == "significant_final_metric"))
+    flagged = {(r["method"], r["impl"], r["point_key"], r["device"]): r["value"] for r in sig.iter_rows(named=True)}
+    for (pkey, device), group in summary.group_by(["point_key", "device"], maintain_order=True):
+        ranked = group.drop_nulls("final_metric_mean").sort("final_metric_mean", descending=True)
+        if ranked.is_empty():
+            continue
+        best = ranked.row(0, named=True)
+        mark = flagged.get((best["method"], best["impl"], pkey, device))
+        note = (" (significant against the baseline)" if mark else " (not significant against the baseline)"
+                if mark is not None else "")
+        lines.append(f"{device}, {pkey}: best final metric {best['method']}/{best['impl']} "
+                     f"{_fmt(best['final_metric_mean'])}{note}.")
+    return lines
+
+
+def coverage(frame: pl.DataFrame, method_frame: pl.DataFrame) -> list[dict[str, str]]:
+    """Per task/method/impl: cases by status on each device in the latest results."""
+    status = analysis.case_status(frame) if not frame.is_empty() else pl.DataFrame()
+    rows = []
+    for m in method_frame.iter_rows(named=True):
+        for impl in (m["impls"] or "").split(","):
+            cells = {}
+            if not status.is_empty():
+                mine = status.filter((pl.col("task") == m["task"]) & (pl.col("method") == m["method"])
+                                     & (pl.col("impl") == impl))
+                for (device,), g in mine.group_by(["device"], maintain_order=True):
+                    counts = dict(g["status"].value_counts().iter_rows())
+                    cells[device] = ", ".join(f"{s} {n}" for s, n in sorted(counts.items()))
+            rows.append({"family": m["family"], "task": m["task"], "method": m["method"], "impl": impl,
+                         "cpu": cells.get("cpu", "not run"), "cuda": cells.get("cuda", "not run"),
+                         "task_page": task_page(m["task"]), "method_page": method_page(m["task"], m["method"])})
+    return rows
+
+
+def history(db: Path) -> tuple[list[Figure], list[dict[str, str]]]:
+    """time_ms of every case across runs (seed 0), with regressions and improvements marked."""
+    rows = analysis.time_history(db)
+    if rows.is_empty():
+        return [], []
+    figures, table = [], []
+    marks = analysis.history_changes(rows, HISTORY_THRESHOLD)
+    for n, ((task, device), group) in enumerate(rows.group_by(["task", "device"], maintain_order=True)):
+        fig = go.Figure()
+        for (method, impl, pkey, dtype), g in group.group_by(["method", "impl", "point_key", "dtype"],
+                                                              maintain_order=True):
+            if g.height < 2:
+                continue
+            g = g.sort("started_at")
+            fig.add_trace(go.Scatter(x=[str(t) for t in g["started_at"]], y=g["value"].to_list(),
+                                     mode="lines+markers", name=f"{method}/{impl} {pkey} ({device}, {dtype})"))
+        flagged = marks.filter((pl.col("task") == task) & (pl.col("device") == device)
+                               & (pl.col("verdict") != "same"))
+        for verdict, color in (("regression", "red"), ("improvement", "green")):
+            f = flagged.filter(pl.col("verdict") == verdict)
+            if not f.is_empty():
+                fig.add_trace(go.Scatter(x=[str(t) for t in f["started_at"]], y=f["value"].to_list(), mode="markers",
+                                         marker={"color": color, "size": 13, "symbol": "circle-open"},
+                                         name=f"{verdict}s"))
+        if fig.data:
+            fig.update_layout(yaxis_type="log", yaxis_title="time (ms)", xaxis_title="run started at",
+                              legend={"orientation": "h", "y": -0.35})
+            figures.append(_figure(fig, f"history{n}", f"{task} across runs [{device}]", 480))
+    for r in marks.filter(pl.col("verdict") != "same").iter_rows(named=True):
+        table.append({"verdict": r["verdict"], "task": r["task"], "case": f"{r['method']}/{r['impl']}",
+                      "point": r["point_key"], "dtype": r["dtype"], "device": r["device"],
+                      "from run": r["previous_run"], "to run": r["run_id"], "commit": r["git_commit"] or "",
+                      "ratio": f"{r['ratio']:.3f}x", "p": _fmt(r["p_value"])})
+    return figures, table
+
+
+# --------------------------------------------------------------------------- build
 
 
 def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
@@ -149,41 +444,68 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
         (Path(__file__).parent / "static" / "effbench.css").read_text(encoding="utf-8"), encoding="utf-8"
     )
 
-    families = []
-    for family in FAMILIES:
-        fam_rows = frame.filter(pl.col("family") == family)
-        tasks = sorted(set(fam_rows["task"].to_list()) | set(
-            method_frame.filter(pl.col("family") == family)["task"].to_list()))
-        counts = analysis.case_status(fam_rows)["status"].value_counts() if not fam_rows.is_empty() else None
-        families.append({
-            "name": family, "tasks": tasks,
-            "status": dict(counts.iter_rows()) if counts is not None else {},
-        })
+    def render(name: str, template: str, **context: Any) -> None:
+        (out / name).write_text(env.get_template(template).render(**context), encoding="utf-8")
 
-    runs = [
-        {k: ("" if v is None else str(v)) for k, v in r.items()}
-        for r in run_frame.head(30).iter_rows(named=True)
-    ]
-    (out / "index.html").write_text(
-        env.get_template("index.html").render(families=families, runs=runs, page="index"), encoding="utf-8"
-    )
+    tasks = sorted(set(frame["task"].to_list() if not frame.is_empty() else []) | set(method_frame["task"].to_list()))
+    families, task_infos = [], {}
+    for task in tasks:
+        task_rows = frame.filter(pl.col("task") == task) if not frame.is_empty() else frame
+        kind = "workload" if not task_rows.is_empty() and task_rows.filter(
+            pl.col("metric") == "final_metric").height else "kernel"
+        counts = (dict(analysis.case_status(task_rows)["status"].value_counts().iter_rows())
+                  if not task_rows.is_empty() else {})
+        task_infos[task] = {"name": task, "kind": kind, "page": task_page(task), "status": counts,
+                            "headline": headline(task_rows, kind) if not task_rows.is_empty() else [],
+                            "failures": sum(counts.get(s, 0) for s in FAIL_STATUSES)}
+    for family in FAMILIES:
+        infos = [task_infos[t] for t in tasks if t.split("/")[0] == family]
+        status: dict[str, int] = {}
+        for info in infos:
+            for s, n in info["status"].items():
+                status[s] = status.get(s, 0) + n
+        families.append({"name": family, "tasks": infos, "status": status})
+
+    runs = [{k: ("" if v is None else str(v)) for k, v in r.items()} for r in run_frame.head(30).iter_rows(named=True)]
+    render("index.html", "index.html", page="index", families=families, runs=runs,
+           coverage=coverage(frame, method_frame))
     for family in families:
-        sections = []
-        for i, task in enumerate(family["tasks"]):
-            task_rows = frame.filter(pl.col("task") == task)
-            kind = "workload" if task_rows.filter(pl.col("metric") == "final_metric").height else "kernel"
-            prefix = f"fig{i}"
-            body = (_workload_section(frame, task, db, prefix) if kind == "workload"
-                    else _kernel_section(frame, task, prefix))
-            task_methods = [
-                {k: ("" if v is None else str(v)) for k, v in m.items()}
-                for m in method_frame.filter(pl.col("task") == task).iter_rows(named=True)
-            ]
-            sections.append({"task": task, "kind": kind, "methods": task_methods, **body})
-        (out / f"{family['name']}.html").write_text(
-            env.get_template("family.html").render(family=family, sections=sections, page=family["name"]),
-            encoding="utf-8",
-        )
+        render(f"{family['name']}.html", "family.html", page=family["name"], family=family)
+
+    for i, task in enumerate(tasks):
+        info = task_infos[task]
+        task_rows = frame.filter(pl.col("task") == task) if not frame.is_empty() else frame
+        if task_rows.is_empty():
+            body: dict[str, Any] = {"figures": [], "tables": []}
+        elif info["kind"] == "workload":
+            body = _workload_body(task_rows, db, task, f"t{i}")
+        else:
+            body = _kernel_body(task_rows, f"t{i}")
+        problems = []
+        if not task_rows.is_empty():
+            bad = analysis.case_status(task_rows).filter(pl.col("status") != "ok").sort(["status", "method", "impl"])
+            problems = [{"status": r["status"], "method": r["method"], "impl": r["impl"], "point": r["point_key"],
+                         "dtype": r["dtype"], "device": r["device"], "seed": str(r["seed"]),
+                         "message": r["message"] or ""} for r in bad.iter_rows(named=True)]
+        task_methods = [
+            {**{k: ("" if v is None else str(v)) for k, v in m.items()}, "page": method_page(task, m["method"])}
+            for m in method_frame.filter(pl.col("task") == task).iter_rows(named=True)
+        ]
+        render(info["page"], "task.html", page=task.split("/")[0], task=info, methods=task_methods,
+               problems=problems, **body)
+        for m in task_methods:
+            mine = task_rows.filter(pl.col("method") == m["method"]) if not task_rows.is_empty() else task_rows
+            if mine.is_empty():
+                tables: list[dict[str, Any]] = []
+            elif info["kind"] == "workload":
+                tables = _workload_body(mine, db, task, "m")["tables"][:1]
+            else:
+                tables = _kernel_body(mine, "m")["tables"]
+            render(m["page"], "method.html", page=task.split("/")[0], task=info, method=m, tables=tables)
+
+    hist_figures, hist_rows = history(db)
+    render("history.html", "history.html", page="history", figures=hist_figures, rows=hist_rows,
+           threshold=HISTORY_THRESHOLD)
     return out / "index.html"
 
 

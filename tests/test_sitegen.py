@@ -1,7 +1,7 @@
 import shutil
 
 from effbench.rows import MethodInfo, Result, Run
-from effbench.sitegen import build, figure_payloads
+from effbench.sitegen import build, figure_payloads, method_page, task_page
 from effbench.store import Store
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>&amp;'
@@ -12,17 +12,53 @@ def test_site_from_a_real_smoke_run(smoke_db, tmp_path):
     assert not summary.failures, summary.failures
     assert summary.counts["ok"] > 0
     index = build(db, tmp_path / "site")
+    site = tmp_path / "site"
     html = index.read_text()
     assert summary.run.run_id in html
     for family in ("loss", "optimizer", "sampler", "attention"):
-        page = (tmp_path / "site" / f"{family}.html").read_text()
-        assert "<table>" in page
-        figures = figure_payloads(page)
-        assert figures and all(fig["data"] for fig in figures), family
-    assert (tmp_path / "site" / "assets" / "plotly.min.js").stat().st_size > 1_000_000
-    loss_figures = figure_payloads((tmp_path / "site" / "loss.html").read_text())
-    names = {t.get("name") for fig in loss_figures for t in fig["data"]}
+        page = (site / f"{family}.html").read_text()
+        assert "<table>" in page and 'href="task-' in page, family
+    tasks = sorted(site.glob("task-*.html"))
+    assert {p.name for p in tasks} == {task_page(t) for t in summary_tasks(db)}
+    for page in tasks:
+        figures = figure_payloads(page.read_text())
+        assert figures and all(fig["data"] for fig in figures), page.name
+    assert (site / "assets" / "plotly.min.js").stat().st_size > 1_000_000
+    lce = (site / task_page("loss/linear_cross_entropy")).read_text()
+    names = {t.get("name") for fig in figure_payloads(lce) for t in fig["data"]}
     assert "linear_cross_entropy/chunked (cpu, float32)" in names  # device named on every trace
+    titles = [f["layout"]["title"]["text"] if "title" in f["layout"] else "" for f in figure_payloads(lce)]
+    assert "speedup over the reference [cpu]" in lce and "time vs memory at the largest point" in lce, titles
+    assert "numerical check" in lce and ">pass<" in lce
+    workload = (site / task_page("sampler/data_selection")).read_text()
+    assert "training curves" in workload and "steps to target" in workload and "performance profile" in workload
+    assert "significance against the task" in workload
+    assert (site / method_page("loss/linear_cross_entropy", "linear_cross_entropy")).is_file()
+    assert "arXiv:2411.09009" in (site / method_page("loss/linear_cross_entropy", "linear_cross_entropy")).read_text()
+    assert "fastest correct is" in html  # a headline finding per kernel task
+    assert (site / "history.html").is_file()
+
+
+def summary_tasks(db):
+    with Store(db, read_only=True) as store:
+        return store.query("SELECT DISTINCT task FROM results")["task"].to_list()
+
+
+def test_history_marks_a_planted_regression(smoke_db, tmp_path):
+    db = tmp_path / "history.duckdb"
+    shutil.copyfile(smoke_db[0], db)
+    with Store(db) as store:
+        base = store.query("SELECT * FROM results WHERE metric IN ('time_ms', 'time_p20_ms', 'time_p80_ms') "
+                           "AND seed = 0 AND status = 'ok' AND task = 'loss/linear_cross_entropy' "
+                           "AND impl = 'chunked'")
+        runs = store.query("SELECT * FROM runs")
+        later = dict(runs.row(0, named=True), run_id="later", started_at="2030-01-01T00:00:00+00:00")
+        store.insert([Run(**{k: (str(v) if k == "started_at" else v) for k, v in later.items()})])
+        store.insert([Result(**{**{k: r[k] for k in Result.__dataclass_fields__}, "run_id": "later",
+                                "value": 2 * r["value"]}) for r in base.iter_rows(named=True)])
+    build(db, tmp_path / "site")
+    page = (tmp_path / "site" / "history.html").read_text()
+    assert page.count(">regression<") == base.filter(base["metric"] == "time_ms").height > 0
 
 
 def test_smoke_db_has_every_family_with_real_numbers(smoke_db):
@@ -55,5 +91,6 @@ def test_hostile_strings_are_escaped(smoke_db, tmp_path):
     for page in (tmp_path / "site").glob("*.html"):
         html = page.read_text()
         assert "<script>alert" not in html and "<img src=x" not in html, page.name
-    loss = (tmp_path / "site" / "loss.html").read_text()
-    assert "&lt;script&gt;alert" in loss  # shown, escaped
+    lce = (tmp_path / "site" / task_page("loss/linear_cross_entropy")).read_text()
+    assert "&lt;script&gt;alert" in lce  # shown, escaped
+    assert (tmp_path / "site" / method_page("loss/linear_cross_entropy", HOSTILE)).is_file()  # a safe file name
