@@ -175,7 +175,7 @@ def _kernel_figures(summary: pl.DataFrame, frame: pl.DataFrame, prefix: str) -> 
     return figures
 
 
-def _kernel_body(frame: pl.DataFrame, prefix: str) -> dict[str, Any]:
+def _kernel_body(frame: pl.DataFrame, prefix: str, with_figures: bool = True) -> dict[str, Any]:
     summary = analysis.speedups(frame)
     if summary.is_empty():
         return {"figures": [], "tables": []}
@@ -203,7 +203,7 @@ def _kernel_body(frame: pl.DataFrame, prefix: str) -> dict[str, Any]:
         for r in summary.iter_rows(named=True)
     ]
     return {
-        "figures": _kernel_figures(summary, frame, prefix),
+        "figures": _kernel_figures(summary, frame, prefix) if with_figures else [],
         "tables": [
             {"title": "numerical check: worst error over seeds against the float64 reference "
                       "(FAIL = wrong: NaN/Inf or beyond twice the naive same-dtype error plus the tolerance)",
@@ -232,10 +232,10 @@ def _ci(values: list[float]) -> tuple[float, float] | None:
     return mean, _t95(len(values)) * sd / math.sqrt(len(values))
 
 
-def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str) -> dict[str, Any]:
+def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, with_figures: bool = True) -> dict[str, Any]:
     summary = analysis.workload_summary(frame)
-    curves = analysis.curves(db, task)
     figures: list[Figure] = []
+    curves = analysis.curves(db, task) if with_figures else pl.DataFrame()
     if not curves.is_empty():
         bands = curves.group_by(["point_key", "device", "method", "impl", "dtype", "step"]).agg(
             pl.col("eval_metric").mean().alias("mean"), pl.col("eval_metric").min().alias("lo"),
@@ -256,7 +256,8 @@ def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str) -> dic
             fig.update_layout(xaxis_title="step", yaxis_title="eval metric (mean; band: min–max over seeds)",
                               legend={"orientation": "h", "y": -0.3})
             figures.append(_figure(fig, f"{prefix}-curve{n}", f"training curves [{pkey}] [{device}]", 480))
-    per_seed = frame.filter(pl.col("metric").is_in(["steps_to_target", "time_to_target_s"]) & (pl.col("seed") >= 0))
+    per_seed = frame.filter(pl.col("metric").is_in(["steps_to_target", "time_to_target_s"]) & (pl.col("seed") >= 0)
+                            & pl.lit(with_figures))
     for metric, label in (("steps_to_target", "steps to target"), ("time_to_target_s", "time to target (s)")):
         rows = per_seed.filter(pl.col("metric") == metric)
         if rows["value"].is_null().all():
@@ -276,7 +277,7 @@ def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str) -> dic
             fig.update_layout(yaxis_title=f"{label}: mean, 95% t-interval over seeds (seeds that missed excluded)")
             figures.append(_figure(fig, f"{prefix}-{metric}{n}", f"{label} [{pkey}] [{device}]"))
     reached = frame.filter((pl.col("metric") == "steps_to_target") & pl.col("value").is_not_null())
-    profile = analysis.performance_profiles(frame) if not reached.is_empty() else pl.DataFrame()
+    profile = analysis.performance_profiles(frame) if with_figures and not reached.is_empty() else pl.DataFrame()
     if not profile.is_empty():
         fig = go.Figure()
         for (method,), g in profile.group_by(["method"], maintain_order=True):
@@ -498,9 +499,9 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
             if mine.is_empty():
                 tables: list[dict[str, Any]] = []
             elif info["kind"] == "workload":
-                tables = _workload_body(mine, db, task, "m")["tables"][:1]
+                tables = _workload_body(mine, db, task, "m", with_figures=False)["tables"]
             else:
-                tables = _kernel_body(mine, "m")["tables"]
+                tables = _kernel_body(mine, "m", with_figures=False)["tables"]
             render(m["page"], "method.html", page=task.split("/")[0], task=info, method=m, tables=tables)
 
     hist_figures, hist_rows = history(db)
