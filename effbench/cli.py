@@ -163,14 +163,16 @@ def zoo(as_json: bool) -> None:
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
 @click.option("--seeds", type=int, help="Seeds per case  [default: 2 on smoke, else 3]")
 @click.option("--timeout", "timeout_s", type=float, help="Per-case timeout in seconds  [default: per grid]")
+@click.option("--shard", "shard_spec", metavar="i/N",
+              help="Run only shard i of N: a deterministic split of the cases (the same on every machine).")
 @DB_OPTION
 @click.option("--shard-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where the run's JSONL shard goes  [default: runs/ beside the DB]")
 @PLUGIN_OPTION
 def run(
     family: str | None, task: str | None, method: str | None, impl: str | None, grid: str | None,
-    device: str, seeds: int | None, timeout_s: float | None, db: Path, shard_dir: Path | None,
-    plugins: tuple[Path, ...],
+    device: str, seeds: int | None, timeout_s: float | None, shard_spec: str | None, db: Path,
+    shard_dir: Path | None, plugins: tuple[Path, ...],
 ) -> None:
     """Run cases and store every outcome, failures included.
 
@@ -183,23 +185,30 @@ def run(
         effbench run --grid smoke
         effbench run --family loss --impl chunked --seeds 5
         effbench run --plugin my_methods.py --task linear_cross_entropy
+        effbench run --grid gpu --shard 2/4      # one of four machines
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from effbench.registry import UsageError
-    from effbench.runner import WorkerError, make_config, new_run, plan, run_cases, shard_path
+    from effbench.runner import WorkerError, make_config, new_run, parse_shard, plan, run_cases, shard_of, shard_path
     from effbench.store import Store, StoreError
 
     registry = _registry(plugins)
     try:
         config = make_config(grid, device, seeds, timeout_s)
         cases = plan(registry, config, family=family, task=task, method=method, impl=impl)
+        if shard_spec is not None:
+            index, count = parse_shard(shard_spec)
+            total = len(cases)
+            cases = shard_of(registry, cases, index, count)
     except UsageError as exc:
         _fail(str(exc))
     if not cases:
-        _fail("no cases match these filters")
+        _fail("no cases match these filters" + (f" in shard {shard_spec}" if shard_spec else ""))
+    if shard_spec is not None:
+        Console(stderr=True).print(f"shard {shard_spec}: {len(cases)} of {total} cases")
     try:
         Store(db).close()  # fail before hours of work if the DB is unusable
     except StoreError as exc:

@@ -10,6 +10,7 @@ goes on with a fresh worker. Every finished case is appended to
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -32,7 +33,17 @@ import torch
 
 from effbench import __version__
 from effbench.measure import TimingConfig, peak_memory, rel_error, time_call
-from effbench.registry import FAMILIES, GRIDS, BackwardUnavailable, Method, Registry, Skipped, Unavailable, suggest
+from effbench.registry import (
+    FAMILIES,
+    GRIDS,
+    BackwardUnavailable,
+    Method,
+    Registry,
+    Skipped,
+    Unavailable,
+    UsageError,
+    suggest,
+)
 from effbench.rows import STATUSES, CurvePoint, MethodInfo, Result, Run, Sample, point_json, point_key, to_json_line
 from effbench.stats import ALPHA, compare
 from effbench.tasks import DTYPES, METRIC_UNITS, KernelTask, WorkloadTask
@@ -157,6 +168,32 @@ def _names(spec: str | None) -> set[str] | None:
         return None
     names = {n.strip() for n in spec.split(",") if n.strip()}
     return names or None
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``"i/N"`` (1 <= i <= N) -> (i, N)."""
+    try:
+        index, count = (int(v) for v in spec.split("/"))
+    except ValueError:
+        raise UsageError(f"bad shard {spec!r}: expected i/N, e.g. 2/4") from None
+    if not 1 <= index <= count:
+        raise UsageError(f"bad shard {spec!r}: i must be between 1 and N")
+    return index, count
+
+
+def shard_of(registry: Registry, cases: Sequence[Case], index: int, count: int) -> list[Case]:
+    """The cases of shard ``index`` of ``count``, by a hash of what must stay together (so the same on
+    every machine, whatever the plan's order): a kernel case's seeds and implementations share a
+    shard (one float64 truth), a workload point's methods and seeds too (the baseline comparison)."""
+    def group(case: Case) -> str:
+        if isinstance(registry.tasks[case.task], WorkloadTask):
+            return "\x1f".join((case.task, case.point_key, case.dtype, case.device))
+        return "\x1f".join((case.task, case.method, case.point_key, case.dtype, case.device))
+
+    def bucket(case: Case) -> int:
+        return int.from_bytes(hashlib.sha256(group(case).encode()).digest()[:8], "big") % count
+
+    return [c for c in cases if bucket(c) == index - 1]
 
 
 def plan(
