@@ -6,7 +6,7 @@ worker processes, with effbench's timing, memory and error measurement) and its
 ``track_*`` benchmarks return those numbers. ``EFFBENCH_GRID`` picks the grid
 (default ``smoke``). Params: ``case`` ("method:impl"), ``point``, ``dtype``, ``device``,
 ``grid``. A failed case raises in its track (asv records a failure, effbench's message
-is in asv's log); a combination that did not run raises ``NotImplementedError`` (skip).
+is in asv's log); a combination that did not run raises asv's ``SkipNotImplemented`` (skip).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import tempfile
 import types
 from pathlib import Path
 from typing import Any
+
+from asv_runner.benchmarks.mark import SkipNotImplemented  # a NotImplementedError: asv records a skip
 
 from effbench.registry import discover
 from effbench.rows import point_key
@@ -112,9 +114,9 @@ def make_suite(task_key: str) -> type:
     def setup(self: Any, cache: dict, case: str, point: str, dtype: str, device: str, grid: str) -> None:
         entry = cache.get((case, point, dtype, device))
         if entry is None:
-            raise NotImplementedError("combination not run")
+            raise SkipNotImplemented("combination not run")
         if entry["status"] in ("unavailable", "skipped"):
-            raise NotImplementedError(entry["message"])  # asv records a skip (NaN), not a failure
+            raise SkipNotImplemented(entry["message"])  # asv records a skip (NaN), not a failure
 
     tracked = TRACKED_KERNEL if isinstance(task, KernelTask) else TRACKED_WORKLOAD
     attrs: dict[str, Any] = {

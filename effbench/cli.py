@@ -346,6 +346,8 @@ def compare(base: str, head: str, db: Path, metrics: tuple[str, ...], threshold:
         effbench compare 20261202T130818Z-da014d73 20261203T090000Z-0a1b2c3d
         effbench compare 123e40f HEAD_COMMIT --metric time_ms --threshold 1.05
     """
+    import polars as pl
+
     from effbench.analysis import COMPARED, changes
     from effbench.store import StoreError
 
@@ -361,15 +363,15 @@ def compare(base: str, head: str, db: Path, metrics: tuple[str, ...], threshold:
         _fail(str(exc))
     if frame.is_empty():
         _fail(f"no case and metric is in both {base} and {head}")
-    regressions = frame.filter(pl_col("verdict") == "regression").height
-    improvements = frame.filter(pl_col("verdict") == "improvement").height
+    regressions = frame.filter(pl.col("verdict") == "regression").height
+    improvements = frame.filter(pl.col("verdict") == "improvement").height
     if as_json:
         click.echo(json.dumps(frame.to_dicts(), indent=2, default=str))
     else:
         from rich.console import Console
         from rich.table import Table
 
-        shown = frame if show_all else frame.filter(pl_col("verdict").is_in(["regression", "improvement"]))
+        shown = frame if show_all else frame.filter(pl.col("verdict").is_in(["regression", "improvement"]))
         table = Table("verdict", "task", "method/impl", "point", "dtype", "device", "metric", "base", "head",
                       "ratio", "p")
         for r in shown.iter_rows(named=True):
@@ -383,12 +385,6 @@ def compare(base: str, head: str, db: Path, metrics: tuple[str, ...], threshold:
                    f"(rule: ratio beyond {threshold:g}x and Mann-Whitney p < {alpha:g} where samples allow)")
     if regressions:
         sys.exit(1)
-
-
-def pl_col(name: str):  # noqa: ANN201  (polars is imported lazily, like every heavy module here)
-    import polars as pl
-
-    return pl.col(name)
 
 
 def _num(value: float | None) -> str:

@@ -256,9 +256,9 @@ def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, with_f
             fig.update_layout(xaxis_title="step", yaxis_title="eval metric (mean; band: min–max over seeds)",
                               legend={"orientation": "h", "y": -0.3})
             figures.append(_figure(fig, f"{prefix}-curve{n}", f"training curves [{pkey}] [{device}]", 480))
-    per_seed = frame.filter(pl.col("metric").is_in(["steps_to_target", "time_to_target_s"]) & (pl.col("seed") >= 0)
-                            & pl.lit(with_figures))
-    for metric, label in (("steps_to_target", "steps to target"), ("time_to_target_s", "time to target (s)")):
+    per_seed = frame.filter(pl.col("metric").is_in(["steps_to_target", "time_to_target_s"]) & (pl.col("seed") >= 0))
+    targets = (("steps_to_target", "steps to target"), ("time_to_target_s", "time to target (s)"))
+    for metric, label in targets if with_figures else ():
         rows = per_seed.filter(pl.col("metric") == metric)
         if rows["value"].is_null().all():
             continue  # no target on this task, or nobody reached it: the table says which
