@@ -165,20 +165,30 @@ def zoo(as_json: bool) -> None:
 @click.option("--timeout", "timeout_s", type=float, help="Per-case timeout in seconds  [default: per grid]")
 @click.option("--shard", "shard_spec", metavar="i/N",
               help="Run only shard i of N: a deterministic split of the cases (the same on every machine).")
+@click.option("--resume", is_flag=True,
+              help="Finish the newest run of this same command (same cases, options, plugins and commit) in the "
+              "shard directory: only its missing cases run. Starts afresh when there is none; does nothing when "
+              "it already finished.")
+@click.option("--memory-limit", "memory_limit_gib", type=float, metavar="GIB",
+              help="Cap each worker process's memory: a case that allocates past it is recorded oom (on the CPU the "
+              "cap covers the whole worker, Python and torch included).")
 @DB_OPTION
 @click.option("--shard-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where the run's JSONL shard goes  [default: runs/ beside the DB]")
 @PLUGIN_OPTION
 def run(
     family: str | None, task: str | None, method: str | None, impl: str | None, grid: str | None,
-    device: str, seeds: int | None, timeout_s: float | None, shard_spec: str | None, db: Path,
-    shard_dir: Path | None, plugins: tuple[Path, ...],
+    device: str, seeds: int | None, timeout_s: float | None, shard_spec: str | None, resume: bool,
+    memory_limit_gib: float | None, db: Path, shard_dir: Path | None, plugins: tuple[Path, ...],
 ) -> None:
     """Run cases and store every outcome, failures included.
 
     Each case runs in a worker process: an exception, a crash or a hang past the
-    timeout is recorded (error / oom / timeout) and the run goes on. Results are
-    appended to a shard as each case finishes, then ingested into the DB.
+    timeout is recorded (error / oom / timeout) and the run goes on. Each finished
+    case is appended to the run's shard and synced to disk before the next starts;
+    at the end the shard is ingested into the DB (several runs may share one DB:
+    each waits its turn). After a kill, the same command with --resume finishes
+    only the missing cases.
 
     \b
     Example:
@@ -186,66 +196,106 @@ def run(
         effbench run --family loss --impl chunked --seeds 5
         effbench run --plugin my_methods.py --task linear_cross_entropy
         effbench run --grid gpu --shard 2/4      # one of four machines
+        effbench run --grid gpu --resume         # after a crash or kill -9
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from effbench.registry import UsageError
-    from effbench.runner import WorkerError, make_config, new_run, parse_shard, plan, run_cases, shard_of, shard_path
+    from effbench.runner import (
+        WorkerError,
+        find_resumable,
+        make_config,
+        new_run,
+        parse_shard,
+        plan,
+        plan_fingerprint,
+        run_cases,
+        shard_of,
+        shard_path,
+    )
     from effbench.store import Store, StoreError
 
+    console = Console(stderr=True)
     registry = _registry(plugins)
+    shard_dir = shard_dir or db.parent / "runs"
     try:
-        config = make_config(grid, device, seeds, timeout_s)
+        config = make_config(grid, device, seeds, timeout_s, memory_limit_gib)
         cases = plan(registry, config, family=family, task=task, method=method, impl=impl)
         if shard_spec is not None:
             index, count = parse_shard(shard_spec)
             total = len(cases)
             cases = shard_of(registry, cases, index, count)
+        earlier = find_resumable(shard_dir, plan_fingerprint(config, cases, registry.plugins)) if cases else None
     except UsageError as exc:
         _fail(str(exc))
     if not cases:
         _fail("no cases match these filters" + (f" in shard {shard_spec}" if shard_spec else ""))
     if shard_spec is not None:
-        Console(stderr=True).print(f"shard {shard_spec}: {len(cases)} of {total} cases")
+        console.print(f"shard {shard_spec}: {len(cases)} of {total} cases")
+
+    def waiting(message: str) -> None:
+        console.print(message)
+
+    def ingest(shard: Path) -> int:
+        with Store(db, on_wait=waiting) as store:
+            return store.ingest_shard(shard).total
+
+    resume_from = None
+    if earlier is not None and resume:
+        path, contents = earlier
+        if contents.complete:
+            try:
+                added = ingest(path)  # idempotent: makes sure the finished run is in this DB
+            except StoreError as exc:
+                _fail(str(exc))
+            console.print(f"nothing to resume: run {contents.run.run_id} finished all {len(contents.done)} cases "
+                          f"({path}; {added} rows added to {db})")
+            return
+        resume_from = contents
+        console.print(f"resuming run {contents.run.run_id}: {len(contents.done)} of {len(cases)} cases done")
+    elif earlier is not None and not earlier[1].complete:
+        console.print(f"note: run {earlier[1].run.run_id} of this same command stopped after "
+                      f"{len(earlier[1].done)} of {len(cases)} cases; --resume would finish it")
     try:
-        Store(db).close()  # fail before hours of work if the DB is unusable
+        Store(db, on_wait=waiting).close()  # fail before hours of work if the DB is unusable
     except StoreError as exc:
         _fail(str(exc))
-    console = Console(stderr=True)
+    limit = f", memory limit {memory_limit_gib:g} GiB" if memory_limit_gib else ""
     console.print(f"[bold]{len(cases)} cases[/] on grid [bold]{config.grid}[/], device {config.device}, "
-                  f"{config.seeds} seed(s), timeout {config.timeout_s:g} s")
+                  f"{config.seeds} seed(s), timeout {config.timeout_s:g} s{limit}")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task("starting", total=len(cases))
+        done_before = len(resume_from.done) if resume_from else 0
+        bar = progress.add_task("starting", total=len(cases), completed=done_before)
 
         def on_case(case: Any, result: Any) -> None:
             if result.status not in ("ok", "skipped", "unavailable"):
                 progress.console.print(f"[red]{result.status}[/] {case.label()}: {result.message}", markup=False)
             progress.update(bar, advance=1, description=f"{case.task} {case.method}/{case.impl}")
 
-        shard_dir = shard_dir or db.parent / "runs"
-        run_info = new_run(config, shlex.join(["effbench", *sys.argv[1:]]))
+        run_info = resume_from.run if resume_from else new_run(config, shlex.join(["effbench", *sys.argv[1:]]))
         try:
-            summary = run_cases(registry, cases, config, shard_dir, on_case=on_case, run=run_info)
+            summary = run_cases(registry, cases, config, shard_dir, on_case=on_case, run=run_info,
+                                resume=resume_from)
+        except UsageError as exc:  # the shard is busy: another process runs or resumes this run
+            _fail(str(exc))
         except (WorkerError, KeyboardInterrupt) as exc:
             # Keep what finished: the shard holds every completed case; put it in the DB now.
             shard = shard_path(shard_dir, run_info)
             saved = ""
             if shard.exists():
                 try:
-                    with Store(db) as store:
-                        saved = f"; {store.ingest_shard(shard).total} rows of finished cases saved to {db}"
+                    saved = f"; {ingest(shard)} rows of finished cases saved to {db}"
                 except StoreError as store_exc:
                     saved = f"; finished cases are in {shard} ({store_exc})"
             if isinstance(exc, KeyboardInterrupt):
-                console.print(f"interrupted{saved}")
+                console.print(f"interrupted{saved}; `--resume` finishes the run")
                 sys.exit(130)
             _fail(f"{exc}{saved}")
     try:
-        with Store(db) as store:
-            report = store.ingest_shard(summary.shard)
+        added = ingest(summary.shard)
     except StoreError as exc:
         _fail(f"{exc} (the shard {summary.shard} holds every result: `effbench ingest` it later)")
     table = Table("status", "cases")
@@ -253,33 +303,65 @@ def run(
         if count:
             table.add_row(status, str(count))
     console.print(table)
-    console.print(f"run {summary.run.run_id}: shard {summary.shard}, {report.total} rows added to {db}")
+    resumed = f" ({summary.resumed} of them before the resume)" if summary.resumed else ""
+    console.print(f"run {summary.run.run_id}: {len(cases)} cases{resumed}, shard {summary.shard}, "
+                  f"{added} rows added to {db}")
+
+
+def _ingest_into(db: Path, paths: tuple[Path, ...]) -> list[Any]:
+    """All sources read and checked first, then written in one transaction: a bad one changes nothing."""
+    from effbench.store import Store, StoreError
+
+    try:
+        with Store(db, on_wait=lambda message: click.echo(message, err=True)) as store:
+            reports = store.ingest_all(paths)
+    except StoreError as exc:
+        _fail(str(exc))
+    for report in reports:
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}", err=True)
+    return reports
 
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @DB_OPTION
 def ingest(paths: tuple[Path, ...], db: Path) -> None:
-    """Load run shards (*.jsonl) and asv results (directories or *.json) into the DB.
+    """Load run shards (*.jsonl), asv results (directories or *.json) and effbench DuckDB files into the DB.
 
-    Idempotent: ingesting the same file twice adds nothing.
+    Idempotent: ingesting the same file twice adds nothing. All or nothing: a malformed,
+    cut or altered source is refused, naming it, and nothing is written.
 
     \b
     Example:
         effbench ingest results/runs results/asv
     """
-    from effbench.store import Store, StoreError
+    for report in _ingest_into(db, paths):
+        added = ", ".join(f"{t} +{n}" for t, n in report.added.items() if n) or "nothing new"
+        click.echo(f"{report.path}: {added}")
 
-    try:
-        with Store(db) as store:
-            for path in paths:
-                for report in store.ingest(path):
-                    for warning in report.warnings:
-                        click.echo(f"warning: {warning}", err=True)
-                    added = ", ".join(f"{t} +{n}" for t, n in report.added.items() if n) or "nothing new"
-                    click.echo(f"{report.path}: {added}")
-    except StoreError as exc:
-        _fail(str(exc))
+
+@cli.command()
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@DB_OPTION
+def merge(sources: tuple[Path, ...], db: Path) -> None:
+    """Combine DuckDB files and run shards from many machines into one DB.
+
+    SOURCES are effbench DuckDB files, run shards (*.jsonl), asv result directories, or
+    directories holding any of them. Idempotent (every row has a key: merging twice adds
+    nothing) and all or nothing (every source is checked before anything is written).
+
+    \b
+    Example:
+        effbench merge --db results/effbench.duckdb shard-1.duckdb shard-2.duckdb runs/
+    """
+    reports = _ingest_into(db, sources)
+    totals: dict[str, int] = {}
+    for report in reports:
+        for table, n in report.added.items():
+            totals[table] = totals.get(table, 0) + n
+    added = ", ".join(f"{t} +{n}" for t, n in totals.items() if n) or "nothing new"
+    click.echo(f"merged {len(reports)} source(s) into {db}: {added}")
 
 
 @cli.command()

@@ -10,6 +10,7 @@ goes on with a fresh worker. Every finished case is appended to
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import math
@@ -44,7 +45,26 @@ from effbench.registry import (
     UsageError,
     suggest,
 )
-from effbench.rows import STATUSES, CurvePoint, MethodInfo, Result, Run, Sample, point_json, point_key, to_json_line
+from effbench.rows import (
+    SHARD_FORMAT,
+    STATUSES,
+    CaseDone,
+    CurvePoint,
+    MethodInfo,
+    Result,
+    Run,
+    RunDone,
+    Sample,
+    ShardContents,
+    ShardError,
+    ShardHeader,
+    case_key,
+    lines_digest,
+    point_json,
+    point_key,
+    read_shard,
+    to_json_line,
+)
 from effbench.stats import ALPHA, compare
 from effbench.tasks import DTYPES, METRIC_UNITS, KernelTask, WorkloadTask
 
@@ -80,6 +100,10 @@ class Case:
     def point_key(self) -> str:
         return point_key(self.point)
 
+    @property
+    def key(self) -> str:
+        return case_key(self.task, self.method, self.impl, self.point_key, self.dtype, self.device, self.seed)
+
     def label(self) -> str:
         return f"{self.task} {self.method}/{self.impl} [{self.point_key}] {self.dtype} {self.device} seed={self.seed}"
 
@@ -91,6 +115,7 @@ class RunConfig:
     seeds: int
     timeout_s: float
     timing: TimingConfig
+    memory_limit_bytes: int | None = None  # per worker process: RLIMIT_DATA on the CPU, a CUDA memory fraction
 
 
 @dataclass
@@ -134,6 +159,7 @@ def make_config(
     device: str = "auto",
     seeds: int | None = None,
     timeout_s: float | None = None,
+    memory_limit_gib: float | None = None,
 ) -> RunConfig:
     """A run configuration with the grid's defaults filled in."""
     device = resolve_device(device)
@@ -144,12 +170,15 @@ def make_config(
         raise suggest("seed count", str(seeds), ("an integer >= 1",))
     if timeout_s is not None and not timeout_s > 0:
         raise suggest("timeout", str(timeout_s), ("a number of seconds > 0",))
+    if memory_limit_gib is not None and not (0 < memory_limit_gib < 1 << 20):
+        raise suggest("memory limit", str(memory_limit_gib), ("a number of GiB > 0",))
     return RunConfig(
         grid=grid,
         device=device,
         seeds=seeds or DEFAULT_SEEDS[grid],
         timeout_s=timeout_s or GRID_TIMEOUT_S[grid],
         timing=GRID_TIMING[grid],
+        memory_limit_bytes=None if memory_limit_gib is None else int(memory_limit_gib * (1 << 30)),
     )
 
 
@@ -398,6 +427,23 @@ def _workload_case(task: WorkloadTask, method: Method, case: Case) -> CaseResult
     return result
 
 
+def apply_memory_limit(config: RunConfig) -> None:
+    """Cap this process's memory (call it in a worker only): past the cap an allocation fails and the
+    case is recorded ``oom``. On the CPU the cap is RLIMIT_DATA, which covers the whole process (Python,
+    torch and the case); on CUDA a fraction of the device's memory, for the caching allocator."""
+    limit = config.memory_limit_bytes
+    if limit is None:
+        return
+    if config.device == "cuda":
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, limit / total))
+        return
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
+
+
 def execute(registry: Registry, case: Case, config: RunConfig, cache: _TruthCache | None = None) -> CaseResult:
     """Run one case in this process; never raises for a failure of the case itself."""
     cache = cache or _TruthCache()
@@ -430,6 +476,18 @@ class WorkerError(RuntimeError):
     """The worker process could not start."""
 
 
+def oom_kills() -> int | None:
+    """The kernel's count of processes its OOM killer has killed (Linux >= 4.13), None when unknown."""
+    try:
+        with open("/proc/vmstat") as vmstat:
+            for line in vmstat:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 class Worker:
     """A ``python -m effbench.worker`` subprocess speaking JSON lines over its stdin/stdout."""
 
@@ -446,6 +504,7 @@ class Worker:
         )
         self.buffer = b""
         self.eof = False
+        self.oom_kills_before: int | None = None
         line = self._read_line(time.monotonic() + startup_timeout_s)
         if line is None or not line.startswith("ready"):
             self.kill()
@@ -482,6 +541,7 @@ class Worker:
     def run(self, case: Case, config: RunConfig) -> CaseResult:
         assert self.proc.stdin is not None
         message = json.dumps({"case": dataclasses.asdict(case), "config": _config_dict(config)})
+        self.oom_kills_before = oom_kills()
         try:
             self.proc.stdin.write(message.encode() + b"\n")
             self.proc.stdin.flush()
@@ -509,7 +569,16 @@ class Worker:
         else:
             how = f"exited with code {code}"
         tail = self.stderr_tail()
-        status = "oom" if code == -signal.SIGKILL else "error"  # SIGKILL unasked is the kernel's OOM killer
+        status = "error"
+        if code == -signal.SIGKILL:
+            # The kernel's OOM killer sends SIGKILL, and so does `kill -9`: its counter tells them apart.
+            after = oom_kills()
+            if after is not None and self.oom_kills_before is not None and after > self.oom_kills_before:
+                status, how = "oom", how + " (by the kernel's OOM killer)"
+            elif after is None:
+                how += " (the OOM killer or kill -9: this kernel does not count OOM kills)"
+            else:
+                how += " (not by the OOM killer)"
         return CaseResult(status=status, message=f"worker process {how}" + (f"; stderr: {tail}" if tail else ""))
 
     def kill(self) -> None:
@@ -688,21 +757,98 @@ def shard_path(shard_dir: Path, run: Run) -> Path:
     return shard_dir / f"{run.run_id}.jsonl"
 
 
-class Shard:
-    """Append-only JSONL file; each case's rows are flushed and fsynced when it finishes."""
+def plan_fingerprint(config: RunConfig, cases: Sequence[Case], plugins: Sequence[str] = ()) -> str:
+    """What makes two invocations the same run: the configuration, the cases, the plugins and the commit.
+    A run is resumed only by an invocation with the same fingerprint."""
+    payload = json.dumps({
+        "config": _config_dict(config),
+        "cases": sorted(c.key for c in cases),
+        "plugins": sorted(plugins),
+        "commit": _git("rev-parse", "HEAD"),
+    }, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
-    def __init__(self, path: Path) -> None:
+
+class ShardBusy(UsageError):
+    """Another process is writing this shard (it is running or resuming the same run)."""
+
+
+class Shard:
+    """Append-only JSONL file, one per run. Each case's rows go out in one write, closed by a CaseDone
+    record (count and checksum), flushed and fsynced before the next case starts; the run ends with a
+    RunDone. An exclusive lock keeps a second process from appending to the same shard."""
+
+    def __init__(self, path: Path, header: ShardHeader | None = None, resume_at: int | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.file = open(path, "a+b")  # noqa: SIM115 - closed in close()
+        try:
+            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.close()
+            raise ShardBusy(f"{path} is being written by another effbench process") from None
+        if resume_at is not None:
+            self.file.truncate(resume_at)  # drop the tail a killed writer left mid-case
+        elif header is not None:
+            self._append([to_json_line(header)])
+        self.run_id = header.run_id if header else ""
+        self.cases = 0
 
-    def write(self, records: Sequence[Any]) -> None:
-        self.file.write("".join(to_json_line(r) + "\n" for r in records))
+    def _append(self, lines: Sequence[str]) -> None:
+        self.file.seek(0, os.SEEK_END)
+        self.file.write("".join(line + "\n" for line in lines).encode("utf-8"))
         self.file.flush()
         os.fsync(self.file.fileno())
 
+    def write(self, records: Sequence[Any]) -> None:
+        """Records outside any case (the run and method records)."""
+        self._append([to_json_line(r) for r in records])
+
+    def write_case(self, case: Case, status: str, rows: Sequence[Any]) -> None:
+        lines = [to_json_line(r) for r in rows]
+        done = CaseDone(self.run_id, case.key, status, len(lines), lines_digest(lines))
+        self._append([*lines, to_json_line(done)])
+        self.cases += 1
+
+    def write_end(self, rows: Sequence[Any], cases: int) -> None:
+        lines = [to_json_line(r) for r in rows]
+        self._append([*lines, to_json_line(RunDone(self.run_id, cases, len(lines), lines_digest(lines)))])
+
     def close(self) -> None:
         self.file.close()
+
+
+def find_resumable(shard_dir: Path, fingerprint: str) -> tuple[Path, ShardContents] | None:
+    """The newest shard in ``shard_dir`` of a run with this fingerprint, finished or not."""
+    if not shard_dir.is_dir():
+        return None
+    found = []
+    for path in shard_dir.glob("*.jsonl"):
+        try:
+            with open(path, "rb") as file:
+                first = json.loads(file.readline() or b"{}")
+        except (OSError, ValueError):
+            continue  # not ours to judge here: ingest reports unreadable shards
+        if isinstance(first, dict) and first.get("type") == "shard" and first.get("plan") == fingerprint:
+            found.append((str(first.get("run_id")), path))
+    if not found:
+        return None
+    path = max(found)[1]  # run ids start with their UTC start time
+    try:
+        return path, read_shard(path)
+    except ShardError as exc:
+        raise UsageError(f"cannot resume from {path}: {exc}") from None
+
+
+def _results_from_rows(records: Sequence[Any]) -> dict[str, CaseResult]:
+    """Finished cases of an earlier part of the run, rebuilt from their rows (for the cross-seed tests)."""
+    results: dict[str, CaseResult] = {}
+    for r in records:
+        if isinstance(r, Result) and r.seed >= 0:
+            key = case_key(r.task, r.method, r.impl, r.point_key, r.dtype, r.device, r.seed)
+            result = results.setdefault(key, CaseResult(status=r.status, message=r.message))
+            result.metrics[r.metric] = r.value
+    return results
 
 
 @dataclass
@@ -711,6 +857,7 @@ class RunSummary:
     shard: Path
     counts: dict[str, int]
     failures: list[tuple[Case, CaseResult]]
+    resumed: int = 0  # cases finished by the earlier part of a resumed run
 
 
 def run_cases(
@@ -722,15 +869,28 @@ def run_cases(
     on_case: Callable[[Case, CaseResult], None] | None = None,
     in_process: bool = False,
     run: Run | None = None,
+    resume: ShardContents | None = None,
 ) -> RunSummary:
     """Run ``cases``, writing each outcome to the run's shard (``shard_path(shard_dir, run)``) as it finishes.
 
+    ``resume``: the contents of an unfinished shard of the same plan (``find_resumable``); the run
+    goes on in that shard under its run id, and the cases it finished are not run again.
     ``in_process=True`` runs cases in this process (no isolation from crashes or hangs):
     for tests and debugging only.
     """
-    run = run or new_run(config, command)
-    shard = Shard(shard_path(shard_dir, run))
-    shard.write([run, *method_infos(registry, cases)])
+    if resume is not None:
+        if resume.header is None or resume.run is None or resume.complete:
+            raise UsageError("only an unfinished shard of format 2 or later can be resumed")
+        run = resume.run
+        shard = Shard(shard_path(shard_dir, run), resume.header, resume_at=resume.good_bytes)
+        shard.cases = len(resume.done)
+        earlier = _results_from_rows(resume.records)
+    else:
+        run = run or new_run(config, command)
+        header = ShardHeader(SHARD_FORMAT, run.run_id, plan_fingerprint(config, cases, registry.plugins), len(cases))
+        shard = Shard(shard_path(shard_dir, run), header)
+        shard.write([run, *method_infos(registry, cases)])
+        earlier = {}
     counts = dict.fromkeys(STATUSES, 0)
     failures: list[tuple[Case, CaseResult]] = []
     finished: list[tuple[Case, CaseResult]] = []
@@ -738,6 +898,13 @@ def run_cases(
     cache = _TruthCache()
     try:
         for case in cases:
+            is_workload = isinstance(registry.tasks[case.task], WorkloadTask)
+            if resume is not None and case.key in resume.done:
+                previous = earlier.get(case.key) or CaseResult(status=resume.done[case.key].status)
+                counts[previous.status] = counts.get(previous.status, 0) + 1
+                if is_workload:
+                    finished.append((case, previous))
+                continue
             impl = registry.methods[(case.task, case.method)].impls[case.impl]
             blocked = impl.why_not(case.device, case.dtype)
             if blocked:  # no need to start a process to learn that a package is missing
@@ -748,15 +915,17 @@ def run_cases(
                 if worker is None or not worker.alive():
                     worker = Worker(registry.plugins)
                 result = worker.run(case, config)
-            shard.write(result_rows(registry, run, case, result))
+            if result.status not in STATUSES:
+                result = CaseResult(status="error", message=f"unknown status {result.status!r}: {result.message}")
+            shard.write_case(case, result.status, result_rows(registry, run, case, result))
             counts[result.status] = counts.get(result.status, 0) + 1
             if result.status not in ("ok", "skipped", "unavailable"):
                 failures.append((case, result))
-            if isinstance(registry.tasks[case.task], WorkloadTask):
+            if is_workload:
                 finished.append((case, result))
             if on_case is not None:
                 on_case(case, result)
-        shard.write(significance_rows(registry, run, finished))
+        shard.write_end(significance_rows(registry, run, finished), shard.cases)
     except BaseException:
         if worker is not None:
             worker.kill()  # interrupted: the case in flight is lost, everything before it is in the shard
@@ -766,4 +935,5 @@ def run_cases(
             worker.close()
     finally:
         shard.close()
-    return RunSummary(run, shard.path, counts, failures)
+    resumed = len(resume.done) if resume is not None else 0
+    return RunSummary(run, shard.path, counts, failures, resumed)

@@ -15,6 +15,9 @@ import json
 import math
 import re
 import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
@@ -24,9 +27,11 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from effbench.rows import SCHEMA_VERSION, CurvePoint, MethodInfo, Result, Run, Sample, from_json_line
+from effbench.rows import SCHEMA_VERSION, CurvePoint, MethodInfo, Result, Run, Sample, ShardError, read_shard
 
 DEFAULT_DB = Path("results/effbench.duckdb")
+# DuckDB lets one process write a file (and no one read it meanwhile): others wait this long for it.
+LOCK_WAIT_S = 600.0
 TABLES: dict[str, type] = {
     "runs": Run,
     "results": Result,
@@ -45,6 +50,7 @@ class IngestReport:
     path: str
     added: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    frames: dict[str, pl.DataFrame] = field(default_factory=dict, repr=False)  # what is to be inserted
 
     @property
     def total(self) -> int:
@@ -62,17 +68,21 @@ def _polars_schema(cls: type) -> dict[str, Any]:
 class Store:
     """A DuckDB results file. ``read_only`` for analysis and the site."""
 
-    def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path = DEFAULT_DB,
+        read_only: bool = False,
+        wait_s: float = LOCK_WAIT_S,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
+        """Open (or create) the DB; while another process holds it, wait up to ``wait_s`` seconds,
+        telling ``on_wait`` once why."""
         self.path = Path(path)
         if read_only and not self.path.exists():
             raise StoreError(f"no database at {self.path}: run `effbench run` or `effbench ingest` first")
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.Error as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise StoreError(f"{self.path} cannot be opened as a DuckDB database: {first}") from None
+        self.con = self._connect(read_only, wait_s, on_wait)
         try:
             version = self.schema_version()
             if version is not None and version > SCHEMA_VERSION:
@@ -84,9 +94,33 @@ class Store:
                 self._apply_schema(version)
             elif version is None:
                 raise StoreError(f"{self.path} is not an effbench database (no schema version)")
+        except duckdb.Error as exc:
+            self.con.close()
+            raise StoreError(f"{self.path} is not a usable effbench database: {_first_line(exc)}") from None
         except BaseException:
             self.con.close()
             raise
+
+    def _connect(self, read_only: bool, wait_s: float, on_wait: Callable[[str], None] | None):
+        deadline = time.monotonic() + wait_s
+        told = False
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.Error as exc:
+                first = _first_line(exc)
+                held = "lock" in first.lower()
+                holder = re.search(r"PID (\d+)", first)
+                who = f"another process (PID {holder.group(1)})" if holder else "another process"
+                if not held:
+                    raise StoreError(f"{self.path} cannot be opened as a DuckDB database: {first}") from None
+                if time.monotonic() >= deadline:
+                    raise StoreError(f"{self.path} is held by {who} for more than {wait_s:g} s; "
+                                     "try again when it finishes") from None
+                if not told and on_wait is not None:
+                    on_wait(f"waiting for {self.path}: {who} is using it")
+                    told = True
+                time.sleep(0.2)
 
     def __enter__(self) -> Store:
         return self
@@ -122,96 +156,113 @@ class Store:
 
     # ----------------------------------------------------------------- ingest
 
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._all("BEGIN TRANSACTION")
+        try:
+            yield
+            self._all("COMMIT")
+        except BaseException:
+            self._all("ROLLBACK")
+            raise
+
     def insert(self, records: list[Any]) -> dict[str, int]:
         """Insert records of the row types; existing keys are left alone. One transaction."""
-        by_table: dict[str, list[Any]] = {name: [] for name in TABLES}
-        table_of = {cls: name for name, cls in TABLES.items()}
-        for record in records:
-            by_table[table_of[type(record)]].append(record)
+        with self._transaction():
+            return self._insert_frames(record_frames(records))
+
+    def _insert_frames(self, frames: dict[str, pl.DataFrame]) -> dict[str, int]:
+        """Insert tables' rows (inside a transaction); returns how many rows each table gained."""
         added: dict[str, int] = {}
         # Rows travel through a temporary Parquet file: fast, and needs no pyarrow.
         with tempfile.TemporaryDirectory(prefix="effbench-ingest-") as tmp:
-            files = {}
-            for table, rows in by_table.items():
-                if rows:
-                    schema = _polars_schema(TABLES[table])
-                    frame = pl.DataFrame([dataclasses.astuple(r) for r in rows], schema=schema, orient="row")
-                    files[table] = (Path(tmp) / f"{table}.parquet", list(schema))
-                    frame.write_parquet(files[table][0])
-            self._all("BEGIN TRANSACTION")
-            try:
-                for table, (file, names) in files.items():
-                    columns = ", ".join(names)
-                    before = self._all(f"SELECT count(*) FROM {table}")[0][0]
-                    # methods: the newest description wins; everything else: the first write wins.
-                    conflict = "OR REPLACE" if table == "methods" else "OR IGNORE"
-                    self._all(
-                        f"INSERT {conflict} INTO {table} ({columns}) "
-                        f"SELECT DISTINCT {columns} FROM read_parquet(?)",
-                        [str(file)],
-                    )
-                    added[table] = self._all(f"SELECT count(*) FROM {table}")[0][0] - before
-                self._all("COMMIT")
-            except BaseException:
-                self._all("ROLLBACK")
-                raise
+            for table, frame in frames.items():
+                if frame.is_empty():
+                    continue
+                names = [f.name for f in dataclasses.fields(TABLES[table])]
+                file = Path(tmp) / f"{table}.parquet"
+                frame.select(names).write_parquet(file)
+                columns = ", ".join(names)
+                before = self._all(f"SELECT count(*) FROM {table}")[0][0]
+                # methods: the newest description wins; everything else: the first write wins.
+                conflict = "OR REPLACE" if table == "methods" else "OR IGNORE"
+                self._all(
+                    f"INSERT {conflict} INTO {table} ({columns}) SELECT DISTINCT {columns} FROM read_parquet(?)",
+                    [str(file)],
+                )
+                added[table] = self._all(f"SELECT count(*) FROM {table}")[0][0] - before
         return added
 
     def ingest_shard(self, path: str | Path) -> IngestReport:
-        """Ingest one run shard (JSONL). A truncated last line (a killed run) is skipped with a warning."""
-        path = Path(path)
-        report = IngestReport(str(path))
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise StoreError(f"cannot read shard {path}: {exc}") from None
-        lines = text.split("\n")
-        records = []
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(from_json_line(line))
-            except (ValueError, TypeError) as exc:
-                if number == len(lines):  # no newline after it: the writer died mid-line
-                    report.warnings.append(f"{path}:{number}: skipped a truncated last line")
-                    continue
-                raise StoreError(f"{path}:{number}: malformed shard line: {exc}") from None
-        if not any(isinstance(r, Run) for r in records):
-            raise StoreError(f"{path}: not an effbench shard (no run record)")
-        report.added = self.insert(records)
-        return report
+        """Ingest one run shard (JSONL): only rows its commit records vouch for (see ``rows.read_shard``)."""
+        return self.ingest_all([path])[0]
 
-    def ingest_asv(self, path: str | Path) -> list[IngestReport]:
-        """Ingest an asv results directory (or one result file) as runs with source 'asv'."""
-        path = Path(path)
-        files = [path] if path.is_file() else sorted(
-            p for p in path.rglob("*.json") if p.name not in ("machine.json", "benchmarks.json")
-        )
-        reports = []
-        for file in files:
-            records = asv_records(file)
-            report = IngestReport(str(file))
-            report.added = self.insert(records)
-            reports.append(report)
-        return reports
+    def ingest_all(self, paths: Sequence[str | Path]) -> list[IngestReport]:
+        """Ingest shards, asv results, DuckDB files and directories of them, all or nothing: every source
+        is read and checked before the first row is written, and the rows go in in one transaction."""
+        return self._ingest_reports([report for path in paths for report in self.collect(path)])
 
-    def ingest(self, path: str | Path) -> list[IngestReport]:
-        """Ingest a shard, an asv result file, or a directory holding either kind."""
+    def collect(self, path: str | Path) -> list[IngestReport]:
+        """Read and check one source (not yet written): its reports carry the frames to insert."""
         path = Path(path)
         if not path.exists():
             raise StoreError(f"no such file or directory: {path}")
         if path.is_file():
             if path.suffix == ".jsonl":
-                return [self.ingest_shard(path)]
+                return [self._collect_shard(path)]
             if path.suffix == ".json":
-                return self.ingest_asv(path)
-            raise StoreError(f"{path}: expected a run shard (.jsonl) or an asv result file (.json)")
-        reports = [self.ingest_shard(p) for p in sorted(path.rglob("*.jsonl"))]
-        if any(p.name == "benchmarks.json" for p in path.rglob("benchmarks.json")):
-            reports += self.ingest_asv(path)
+                return self._collect_asv(path)
+            if path.suffix in (".duckdb", ".db"):
+                return [self._collect_db(path)]
+            raise StoreError(f"{path}: expected a run shard (.jsonl), an asv result file (.json) or a DuckDB "
+                             "file (.duckdb)")
+        reports = [self._collect_shard(p) for p in sorted(path.rglob("*.jsonl"))]
+        reports += [self._collect_db(p) for p in sorted(path.rglob("*.duckdb"))]
+        if any(path.rglob("benchmarks.json")):
+            reports += self._collect_asv(path)
         if not reports:
-            raise StoreError(f"{path}: no run shards (*.jsonl) or asv results found")
+            raise StoreError(f"{path}: no run shards (*.jsonl), DuckDB files or asv results found")
+        return reports
+
+    def _collect_shard(self, path: Path) -> IngestReport:
+        try:
+            contents = read_shard(path)
+        except ShardError as exc:
+            raise StoreError(f"{exc}; nothing was ingested") from None
+        report = IngestReport(str(path), warnings=list(contents.warnings))
+        if contents.header is not None and not contents.complete:
+            report.warnings.append(f"{path}: run {contents.run.run_id} did not finish: {len(contents.done)} of "
+                                   f"{contents.header.cases} cases (`effbench run --resume` finishes it)")
+        report.frames = record_frames(contents.records)
+        return report
+
+    def _collect_asv(self, path: Path) -> list[IngestReport]:
+        files = [path] if path.is_file() else sorted(
+            p for p in path.rglob("*.json") if p.name not in ("machine.json", "benchmarks.json")
+        )
+        return [IngestReport(str(file), frames=record_frames(asv_records(file))) for file in files]
+
+    def _collect_db(self, path: Path) -> IngestReport:
+        """Every table of another effbench DB (one of an older or equal schema)."""
+        if path.resolve() == self.path.resolve():
+            raise StoreError(f"{path} is the destination DB itself")
+        with Store(path, read_only=True) as source:
+            frames = {table: source.query(f"SELECT * FROM {table}") for table in TABLES}
+        return IngestReport(str(path), frames={t: f for t, f in frames.items() if not f.is_empty()})
+
+    def ingest_asv(self, path: str | Path) -> list[IngestReport]:
+        """Ingest an asv results directory (or one result file) as runs with source 'asv'."""
+        return self._ingest_reports(self._collect_asv(Path(path)))
+
+    def ingest(self, path: str | Path) -> list[IngestReport]:
+        """Ingest a shard, an asv result file, a DuckDB file, or a directory holding any of them."""
+        return self.ingest_all([path])
+
+    def _ingest_reports(self, reports: list[IngestReport]) -> list[IngestReport]:
+        with self._transaction():
+            for report in reports:
+                report.added = self._insert_frames(report.frames)
+                report.frames = {}
         return reports
 
     # ----------------------------------------------------------------- queries
@@ -228,6 +279,24 @@ class Store:
             return pl.DataFrame()
         columns = {name: [row[i] for row in rows] for i, name in enumerate(names)}
         return pl.DataFrame(columns, strict=False)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def record_frames(records: Sequence[Any]) -> dict[str, pl.DataFrame]:
+    """Records of the row types as one DataFrame per table (commit records are not stored)."""
+    by_table: dict[str, list[Any]] = {name: [] for name in TABLES}
+    table_of = {cls: name for name, cls in TABLES.items()}
+    for record in records:
+        table = table_of.get(type(record))
+        if table is not None:
+            by_table[table].append(record)
+    return {
+        table: pl.DataFrame([dataclasses.astuple(r) for r in rows], schema=_polars_schema(TABLES[table]), orient="row")
+        for table, rows in by_table.items() if rows
+    }
 
 
 # --------------------------------------------------------------------------- asv results

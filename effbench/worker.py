@@ -17,7 +17,7 @@ def main() -> None:
     sys.stdout = sys.stderr
 
     from effbench.registry import discover
-    from effbench.runner import Case, _TruthCache, config_from_dict, execute
+    from effbench.runner import Case, _TruthCache, apply_memory_limit, config_from_dict, execute
 
     plugins = json.loads(sys.argv[1]) if len(sys.argv) > 1 else []
     try:
@@ -27,10 +27,15 @@ def main() -> None:
         return
     protocol.write("ready\n")
     cache = _TruthCache()
+    limited = False
     for line in sys.stdin:
         message = json.loads(line)
         case = Case(**message["case"])
-        result = execute(registry, case, config_from_dict(message["config"]), cache)
+        config = config_from_dict(message["config"])
+        if not limited:  # after the imports: the cap is for the cases (one run, one config per worker)
+            apply_memory_limit(config)
+            limited = True
+        result = execute(registry, case, config, cache)
         protocol.write(result.to_json() + "\n")
 
 

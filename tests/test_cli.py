@@ -126,7 +126,8 @@ def test_interrupted_run_keeps_finished_cases(tmp_path):
     db = tmp_path / "db.duckdb"
     proc = subprocess.Popen(
         [sys.executable, "-m", "effbench", "run", "--plugin", str(PLUGINS / "faulty.py"), "--method",
-         "planted_faults", "--grid", "smoke", "--seeds", "1", "--timeout", "300", "--db", str(db)],
+         "planted_faults", "--impl", "reference,correct,crashes,hangs", "--grid", "smoke", "--seeds", "1",
+         "--timeout", "300", "--db", str(db)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.monotonic() + 120

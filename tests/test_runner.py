@@ -3,7 +3,7 @@ import math
 import pytest
 
 from effbench.registry import UsageError
-from effbench.rows import STATUSES, Result
+from effbench.rows import STATUSES, Result, read_shard
 from effbench.runner import Case, execute, make_config, new_run, plan, result_rows, run_cases
 
 POINT = {"N": 16, "D": 8, "V": 37, "ignore_frac": 0.0}
@@ -42,20 +42,28 @@ def test_ok_case_has_kernel_metrics(faulty_registry):
     assert "time_ms" not in later.metrics and "rel_error" in later.metrics  # speed once, accuracy per seed
 
 
-def test_workers_isolate_hangs_and_crashes(faulty_registry, tmp_path):
-    """The acceptance run: a raise, a NaN, a hang, a crash and a correct impl all end with a status."""
-    config = make_config("smoke", "cpu", seeds=1, timeout_s=6)
-    cases = [case(i) for i in ("raises", "nan", "hangs", "crashes", "correct")]
-    seen = {}
-    summary = run_cases(faulty_registry, cases, config, tmp_path, on_case=lambda c, r: seen.__setitem__(c.impl, r))
-    assert {k: r.status for k, r in seen.items()} == {
-        "raises": "error", "nan": "wrong", "hangs": "timeout", "crashes": "error", "correct": "ok"
-    }
-    assert "SIGABRT" in seen["crashes"].message
-    assert "6 s" in seen["hangs"].message
-    lines = summary.shard.read_text().splitlines()
-    assert len(lines) > len(cases)  # run record, method records and every case's rows
-    assert summary.counts["ok"] == 1 and summary.counts["error"] == 2
+def test_workers_isolate_every_kind_of_failure(faulty_registry, tmp_path):
+    """The acceptance run: methods that raise, return NaN, hang past the timeout, allocate past the
+    memory limit, kill their own process and abort end with exactly those statuses, while the
+    correct cases beside them (before, between and after) stay ok."""
+    config = make_config("smoke", "cpu", seeds=1, timeout_s=6, memory_limit_gib=4)
+    impls = ("correct", "raises", "nan", "hangs", "correct", "allocates", "kills_itself", "crashes", "correct")
+    cases = [case(i, seed=n) for n, i in enumerate(impls)]  # distinct seeds: every case is its own
+    seen = []
+    summary = run_cases(faulty_registry, cases, config, tmp_path, on_case=lambda c, r: seen.append((c.impl, r)))
+    assert [(i, r.status) for i, r in seen] == [
+        ("correct", "ok"), ("raises", "error"), ("nan", "wrong"), ("hangs", "timeout"), ("correct", "ok"),
+        ("allocates", "oom"), ("kills_itself", "error"), ("crashes", "error"), ("correct", "ok"),
+    ], [(i, r.message) for i, r in seen]
+    messages = dict(seen)
+    assert "ValueError: planted failure" in messages["raises"].message
+    assert "6 s" in messages["hangs"].message
+    assert "can't allocate memory" in messages["allocates"].message
+    assert "SIGKILL (not by the OOM killer)" in messages["kills_itself"].message
+    assert "SIGABRT" in messages["crashes"].message
+    contents = read_shard(summary.shard)
+    assert contents.complete and len(contents.done) == len(cases)
+    assert summary.counts["ok"] == 3 and summary.counts["error"] == 3 and summary.counts["oom"] == 1
 
 
 def test_failure_rows_have_null_values(faulty_registry):

@@ -1,6 +1,7 @@
 """A plugin with planted faults, one per status the runner must record."""
 
 import os
+import signal
 import time
 
 import torch
@@ -46,6 +47,23 @@ def hangs(x, w, y, ignore_index=-100):
 @method.impl("crashes")
 def crashes(x, w, y, ignore_index=-100):
     os.abort()
+
+
+@method.impl("allocates")
+def allocates(x, w, y, ignore_index=-100):
+    hog = torch.ones(8 << 30, dtype=torch.uint8)  # 8 GiB: past a --memory-limit of a few GiB
+    return reference(x, w, y, ignore_index) + hog[0]
+
+
+@method.impl("kills_itself")
+def kills_itself(x, w, y, ignore_index=-100):
+    os.kill(os.getpid(), signal.SIGKILL)  # the same signal as the OOM killer's, but not from it
+
+
+@method.impl("sleepy")
+def sleepy(x, w, y, ignore_index=-100):
+    time.sleep(0.2)  # slow enough that a run of a few cases can be killed mid-way
+    return correct(x, w, y, ignore_index)
 
 
 @method.impl("oom")
