@@ -4,9 +4,12 @@ asv's ``time_*`` does not synchronise a GPU and its ``peakmem_*`` sees CPU RSS o
 each suite runs its task's cases once through effbench's runner (``setup_cache``: in
 worker processes, with effbench's timing, memory and error measurement) and its
 ``track_*`` benchmarks return those numbers. ``EFFBENCH_GRID`` picks the grid
-(default ``smoke``). Params: ``case`` ("method:impl"), ``point``, ``dtype``, ``device``,
-``grid``. A failed case raises in its track (asv records a failure, effbench's message
-is in asv's log); a combination that did not run raises asv's ``SkipNotImplemented`` (skip).
+(default ``smoke``). ``EFFBENCH_SHARD=i/N`` runs only shard i of N, split as
+``effbench run --shard i/N`` splits; params stay the same on every shard (asv needs one
+set of benchmark definitions everywhere) and the other shards' combinations skip.
+Params: ``case`` ("method:impl"), ``point``, ``dtype``, ``device``, ``grid``. A failed
+case raises in its track (asv records a failure, effbench's message is in asv's log); a
+combination that did not run raises asv's ``SkipNotImplemented`` (skip).
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from typing import Any
 
 from asv_runner.benchmarks.mark import SkipNotImplemented  # a NotImplementedError: asv records a skip
 
-from effbench.registry import discover
+from effbench.registry import Registry, UsageError, discover
 from effbench.rows import point_key
-from effbench.runner import Case, default_device, make_config, run_cases
+from effbench.runner import Case, RunConfig, default_device, make_config, parse_shard, plan, run_cases, shard_of
 from effbench.tasks import METRIC_UNITS, KernelTask
 
 SUITE_TIMEOUT_S = {"smoke": 1800, "cpu": 4 * 3600, "gpu": 8 * 3600}
@@ -37,6 +40,24 @@ TRACKED_WORKLOAD = ("final_metric", "final_loss", "steps_to_target", "time_to_ta
 def class_name(task_key: str) -> str:
     """``'loss/linear_cross_entropy'`` -> ``'LinearCrossEntropy'`` (the store inverts this)."""
     return "".join(part.capitalize() for part in task_key.split("/", 1)[1].split("_"))
+
+
+def shard_from_env() -> tuple[int, int] | None:
+    """``EFFBENCH_SHARD=i/N`` -> (i, N), or None when unset. A bad value stops the import with one
+    line (asv would otherwise show a traceback of its own discovery)."""
+    spec = os.environ.get("EFFBENCH_SHARD", "").strip()
+    if not spec:
+        return None
+    try:
+        return parse_shard(spec)
+    except UsageError as exc:
+        raise SystemExit(f"EFFBENCH_SHARD: {exc}") from None
+
+
+def suite_cases(registry: Registry, task_key: str, config: RunConfig, shard: tuple[int, int] | None) -> list[Case]:
+    """The cases a suite's ``setup_cache`` runs: what ``effbench run --task T --shard i/N`` runs."""
+    cases = plan(registry, config, task=task_key)
+    return cases if shard is None else shard_of(registry, cases, *shard)
 
 
 def _aggregate(task: Any, outcomes: list[tuple[Case, Any]]) -> dict[str, Any]:
@@ -81,6 +102,8 @@ def _track(metric: str) -> Any:
 def make_suite(task_key: str) -> type:
     """The asv benchmark class for one task."""
     grid = os.environ.get("EFFBENCH_GRID", "smoke")
+    shard = shard_from_env()
+    not_run = "combination not run" + (f" (not in shard {shard[0]}/{shard[1]})" if shard else "")
     registry = discover()
     task = registry.task(task_key)
     device = default_device()
@@ -92,12 +115,10 @@ def make_suite(task_key: str) -> type:
 
     def setup_cache(self: Any) -> dict:
         config = make_config(grid, device)
-        cases = [
-            Case(task_key, m.name, impl, p, dtype, device, seed)
-            for m in methods for impl in m.impls for p in points.values()
-            for dtype in task.dtypes[grid] for seed in range(config.seeds)
-        ]
+        cases = suite_cases(registry, task_key, config, shard)
         outcomes: dict[tuple[str, str, str, str], list] = {}
+        if not cases:  # all of this task's cases are on other shards
+            return {}
         with tempfile.TemporaryDirectory() as shard_dir:  # asv's JSON is the record of this run
             run_cases(registry, cases, config, Path(shard_dir), command="asv",
                       on_case=lambda c, r: outcomes.setdefault(
@@ -114,7 +135,7 @@ def make_suite(task_key: str) -> type:
     def setup(self: Any, cache: dict, case: str, point: str, dtype: str, device: str, grid: str) -> None:
         entry = cache.get((case, point, dtype, device))
         if entry is None:
-            raise SkipNotImplemented("combination not run")
+            raise SkipNotImplemented(not_run)
         if entry["status"] in ("unavailable", "skipped"):
             raise SkipNotImplemented(entry["message"])  # asv records a skip (NaN), not a failure
 

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -69,7 +70,9 @@ def test_asv_run_then_ingest(tmp_path):
     from effbench.registry import discover
 
     cases = [f"{m.name}:{i}" for m in discover().methods_of("optimizer/step") for i in m.impls]
-    assert "runs +1" in first.stdout and f"results +{2 * len(cases)}" in first.stdout, first.stdout
+    added = re.search(r"results \+(\d+)", first.stdout)
+    # two tracks per case, less asv's skips (a missing peer package; Triton's interpreter is not timed)
+    assert "runs +1" in first.stdout and added and len(cases) < int(added[1]) <= 2 * len(cases), first.stdout
     second = subprocess.run([*effbench, "ingest", str(tmp_path / "results"), "--db", str(db)],
                             capture_output=True, text=True, check=True)
     assert "nothing new" in second.stdout
@@ -82,4 +85,4 @@ def test_asv_run_then_ingest(tmp_path):
     reference = [r for r in rows if r["impl"] == "reference"]
     assert reference and all(r["status"] == "ok" and r["value"] is not None for r in reference)
     assert all(r["value"] > 0 for r in reference if r["metric"] == "time_ms")
-    assert {r["status"] for r in rows} <= {"ok", "skipped"}  # nothing failed; Triton under the interpreter: skip
+    assert len(rows) == int(added[1]) and {r["status"] for r in rows} == {"ok"}  # nothing failed

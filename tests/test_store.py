@@ -154,6 +154,14 @@ def test_asv_ingest_is_idempotent(tmp_path):
         assert run == {"source": "asv", "git_commit": "c0ffee00", "grid": "smoke", "torch_version": "2.13"}
 
 
+def test_asv_skips_add_no_rows(tmp_path):
+    """A combination asv skipped (another shard's case) must not shadow the shard that ran it."""
+    with Store(tmp_path / "db.duckdb") as store:
+        store.ingest(fake_asv_results(tmp_path / "asv", [0.5, float("nan")]))
+        rows = store.query("SELECT impl, status FROM results").to_dicts()
+    assert rows == [{"impl": "reference", "status": "ok"}]
+
+
 def test_malformed_asv_file(tmp_path):
     root = fake_asv_results(tmp_path / "asv", [0.5])  # one value for two combinations
     with Store(tmp_path / "db.duckdb") as store:
