@@ -287,3 +287,19 @@ def test_plugins_load_only_from_named_paths(tmp_path):
     failing.write_text("raise RuntimeError('broken plugin')\n")
     result = CliRunner().invoke(cli, ["list", "--plugin", str(failing)])
     assert result.exit_code == 1 and "failed to import: RuntimeError: broken plugin" in result.output
+
+
+def test_a_shard_has_one_writer(shard, tmp_path):
+    from effbench.runner import Shard, ShardBusy
+
+    contents = read_shard(shard)
+    copy = tmp_path / shard.name
+    copy.write_bytes(shard.read_bytes())
+    first = Shard(copy, contents.header, resume_at=contents.good_bytes)
+    try:
+        with pytest.raises(ShardBusy, match="being written by another effbench process"):
+            Shard(copy, contents.header, resume_at=contents.good_bytes)
+    finally:
+        first.close()
+    Shard(copy, contents.header, resume_at=contents.good_bytes).close()  # free again once the first closes
+    assert copy.read_bytes() == shard.read_bytes()  # resuming at the trusted end keeps every byte
