@@ -227,9 +227,15 @@ def run(
             index, count = parse_shard(shard_spec)
             total = len(cases)
             cases = shard_of(registry, cases, index, count)
-        earlier = find_resumable(shard_dir, plan_fingerprint(config, cases, registry.plugins)) if cases else None
+        fingerprint = plan_fingerprint(config, cases, registry.plugins)
     except UsageError as exc:
         _fail(str(exc))
+    try:
+        earlier = find_resumable(shard_dir, fingerprint) if cases else None
+    except UsageError as exc:
+        if resume:
+            _fail(str(exc))
+        earlier = None  # a fresh run does not need the earlier shard
     if not cases:
         _fail("no cases match these filters" + (f" in shard {shard_spec}" if shard_spec else ""))
     if shard_spec is not None:
@@ -238,7 +244,7 @@ def run(
     def waiting(message: str) -> None:
         console.print(message)
 
-    def ingest(shard: Path) -> int:
+    def ingest_shard(shard: Path) -> int:
         with Store(db, on_wait=waiting) as store:
             return store.ingest_shard(shard).total
 
@@ -247,7 +253,7 @@ def run(
         path, contents = earlier
         if contents.complete:
             try:
-                added = ingest(path)  # idempotent: makes sure the finished run is in this DB
+                added = ingest_shard(path)  # idempotent: makes sure the finished run is in this DB
             except StoreError as exc:
                 _fail(str(exc))
             console.print(f"nothing to resume: run {contents.run.run_id} finished all {len(contents.done)} cases "
@@ -287,7 +293,7 @@ def run(
             saved = ""
             if shard.exists():
                 try:
-                    saved = f"; {ingest(shard)} rows of finished cases saved to {db}"
+                    saved = f"; {ingest_shard(shard)} rows of finished cases saved to {db}"
                 except StoreError as store_exc:
                     saved = f"; finished cases are in {shard} ({store_exc})"
             if isinstance(exc, KeyboardInterrupt):
@@ -295,7 +301,7 @@ def run(
                 sys.exit(130)
             _fail(f"{exc}{saved}")
     try:
-        added = ingest(summary.shard)
+        added = ingest_shard(summary.shard)
     except StoreError as exc:
         _fail(f"{exc} (the shard {summary.shard} holds every result: `effbench ingest` it later)")
     table = Table("status", "cases")

@@ -166,7 +166,9 @@ class Registry:
             self.methods[key] = obj
 
     def check(self) -> None:
-        """Every method belongs to a known task and has a reference."""
+        """Every task's grids are well formed; every method belongs to a known task and has a reference."""
+        for task in self.tasks.values():
+            _check_grids(task)
         for (task, name), method in self.methods.items():
             if task not in self.tasks:
                 raise suggest(f"task for method {name!r}:", task, self.tasks)
@@ -187,6 +189,37 @@ class Registry:
             if path and Path(path).is_file():
                 digest.update(Path(path).read_bytes())
         return digest.hexdigest()[:16]
+
+
+def _check_grids(task: Any) -> None:
+    """A plugin's task gets the same checks as ours: a list of flat points for every grid, known dtypes."""
+    from effbench.rows import point_key
+    from effbench.tasks import DTYPES
+
+    where = f"task {task.key!r}"
+    if task.family not in FAMILIES:
+        raise suggest(f"family of {where}:", str(task.family), FAMILIES)
+    for attr in ("grids", "dtypes"):
+        value = getattr(task, attr)
+        if not isinstance(value, dict) or set(value) != set(GRIDS):
+            raise UsageError(f"{where}: {attr} must name exactly the grids {', '.join(GRIDS)}")
+    for grid in GRIDS:
+        points = task.grids[grid]
+        if not isinstance(points, list | tuple):
+            raise UsageError(f"{where}: grid {grid!r} must be a list of points")
+        seen = set()
+        for point in points:
+            if not isinstance(point, dict) or not all(isinstance(k, str) for k in point):
+                raise UsageError(f"{where}: grid {grid!r} has a point that is not a dict of named values: {point!r}")
+            bad = {k: v for k, v in point.items() if not isinstance(v, bool | int | float | str | None)}
+            if bad:
+                raise UsageError(f"{where}: grid {grid!r}: point values must be numbers, strings or booleans: {bad!r}")
+            if point_key(point) in seen:
+                raise UsageError(f"{where}: grid {grid!r} repeats the point {point_key(point)}")
+            seen.add(point_key(point))
+        dtypes = task.dtypes[grid]
+        if not isinstance(dtypes, list | tuple) or any(d not in DTYPES for d in dtypes):
+            raise UsageError(f"{where}: dtypes of grid {grid!r} must be some of {', '.join(DTYPES)}: {dtypes!r}")
 
 
 def _objects_of(module: ModuleType) -> list[Any]:

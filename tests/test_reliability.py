@@ -303,3 +303,22 @@ def test_a_shard_has_one_writer(shard, tmp_path):
         first.close()
     Shard(copy, contents.header, resume_at=contents.good_bytes).close()  # free again once the first closes
     assert copy.read_bytes() == shard.read_bytes()  # resuming at the trusted end keeps every byte
+
+
+@pytest.mark.parametrize("grids, needle", [
+    ("{'smoke': [{'N': 4}], 'cpu': []}", "must name exactly the grids"),
+    ("{'smoke': {'N': 4}, 'cpu': [], 'gpu': []}", "must be a list of points"),
+    ("{'smoke': [[4, 8]], 'cpu': [], 'gpu': []}", "not a dict of named values"),
+    ("{'smoke': [{'N': [4]}], 'cpu': [], 'gpu': []}", "must be numbers, strings or booleans"),
+    ("{'smoke': [{'N': 4}, {'N': 4}], 'cpu': [], 'gpu': []}", "repeats the point N=4"),
+])
+def test_a_plugin_task_with_malformed_grid_points_is_one_line(tmp_path, grids, needle):
+    plugin = tmp_path / "bad_task.py"
+    plugin.write_text(
+        "import dataclasses\n"
+        "from effbench.tasks.linear_cross_entropy import task as base\n"
+        f"task = dataclasses.replace(base, name='malformed', grids={grids})\n"
+    )
+    result = CliRunner().invoke(cli, ["list", "--plugin", str(plugin)])
+    assert result.exit_code == 1 and needle in result.output, result.output
+    assert len(result.output.splitlines()) == 1 and "Traceback" not in result.output
