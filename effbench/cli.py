@@ -38,7 +38,16 @@ def _registry(plugins: tuple[Path, ...]):
         _fail(str(exc))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:  # a path that cannot be a file here: too long, under a file, unreadable
+            where = f": {exc.filename}" if exc.filename else ""
+            _fail(f"{exc.strerror or exc}{where}")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="effbench")
 def cli() -> None:
     """effbench: losses, optimizers, samplers and sparse attention, measured the same way.
@@ -439,7 +448,7 @@ def compare(base: str, head: str, db: Path, metrics: tuple[str, ...], threshold:
     from effbench.analysis import COMPARED, changes
     from effbench.store import StoreError
 
-    if threshold <= 1:
+    if not threshold > 1:  # NaN too
         _fail(f"--threshold must be above 1, got {threshold}")
     if not 0 < alpha < 1:
         _fail(f"--alpha must be between 0 and 1, got {alpha}")

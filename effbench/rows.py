@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,11 @@ def from_json_line(line: str) -> Any:
     for name, annotation in fields.items():
         if not _type_ok(data[name], str(annotation)):
             raise ValueError(f"{cls.__name__}.{name} should be {annotation}, got {type(data[name]).__name__}")
+    if cls is Run:
+        try:
+            datetime.fromisoformat(data["started_at"])
+        except ValueError:
+            raise ValueError(f"Run.started_at is not an ISO 8601 time: {data['started_at'][:40]!r}") from None
     return cls(**data)
 
 
@@ -204,6 +210,8 @@ def _type_ok(value: Any, annotation: str) -> bool:
         return "None" in options
     if isinstance(value, bool):
         return False
+    if isinstance(value, int) and not -(1 << 63) <= value < 1 << 63:
+        return False  # the store's integers are 64-bit
     return any(isinstance(value, _TYPES.get(option, ())) for option in options)
 
 

@@ -76,6 +76,7 @@ GRID_TIMING: dict[str, TimingConfig] = {
 }
 GRID_TIMEOUT_S: dict[str, float] = {"smoke": 120.0, "cpu": 900.0, "gpu": 1800.0}
 DEFAULT_SEEDS: dict[str, int] = {"smoke": 2, "cpu": 3, "gpu": 3}
+MAX_SEEDS = 1000  # beyond it a plan is a typo, not a study (and would not fit in memory)
 
 WORKER_ENV = {"PYTHONUNBUFFERED": "1"}
 
@@ -166,8 +167,8 @@ def make_config(
     grid = grid or ("gpu" if device == "cuda" else "cpu")
     if grid not in GRIDS:
         raise suggest("grid", grid, GRIDS)
-    if seeds is not None and seeds < 1:
-        raise suggest("seed count", str(seeds), ("an integer >= 1",))
+    if seeds is not None and not 1 <= seeds <= MAX_SEEDS:
+        raise suggest("seed count", str(seeds), (f"an integer from 1 to {MAX_SEEDS}",))
     if timeout_s is not None and not timeout_s > 0:
         raise suggest("timeout", str(timeout_s), ("a number of seconds > 0",))
     if memory_limit_gib is not None and not (0 < memory_limit_gib < 1 << 20):
@@ -196,7 +197,9 @@ def _names(spec: str | None) -> set[str] | None:
     if spec is None:
         return None
     names = {n.strip() for n in spec.split(",") if n.strip()}
-    return names or None
+    if not names:
+        raise UsageError(f"empty name filter {spec!r}: give one name or several, comma-separated")
+    return names
 
 
 def parse_shard(spec: str) -> tuple[int, int]:
@@ -789,8 +792,7 @@ class Shard:
             raise ShardBusy(f"{path} is being written by another effbench process") from None
         if resume_at is not None:
             self.file.truncate(resume_at)  # drop the tail a killed writer left mid-case
-        elif header is not None:
-            self._append([to_json_line(header)])
+        self.header = header
         self.run_id = header.run_id if header else ""
         self.cases = 0
 
@@ -800,9 +802,9 @@ class Shard:
         self.file.flush()
         os.fsync(self.file.fileno())
 
-    def write(self, records: Sequence[Any]) -> None:
-        """Records outside any case (the run and method records)."""
-        self._append([to_json_line(r) for r in records])
+    def start(self, records: Sequence[Any]) -> None:
+        """The header and the records outside any case (run, methods), in one write."""
+        self._append([to_json_line(r) for r in ([self.header] if self.header else []) + list(records)])
 
     def write_case(self, case: Case, status: str, rows: Sequence[Any]) -> None:
         lines = [to_json_line(r) for r in rows]
@@ -889,7 +891,7 @@ def run_cases(
         run = run or new_run(config, command)
         header = ShardHeader(SHARD_FORMAT, run.run_id, plan_fingerprint(config, cases, registry.plugins), len(cases))
         shard = Shard(shard_path(shard_dir, run), header)
-        shard.write([run, *method_infos(registry, cases)])
+        shard.start([run, *method_infos(registry, cases)])
         earlier = {}
     counts = dict.fromkeys(STATUSES, 0)
     failures: list[tuple[Case, CaseResult]] = []

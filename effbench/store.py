@@ -233,14 +233,14 @@ class Store:
         if contents.header is not None and not contents.complete:
             report.warnings.append(f"{path}: run {contents.run.run_id} did not finish: {len(contents.done)} of "
                                    f"{contents.header.cases} cases (`effbench run --resume` finishes it)")
-        report.frames = record_frames(contents.records)
+        report.frames = _frames(contents.records, path)
         return report
 
     def _collect_asv(self, path: Path) -> list[IngestReport]:
         files = [path] if path.is_file() else sorted(
             p for p in path.rglob("*.json") if p.name not in ("machine.json", "benchmarks.json")
         )
-        return [IngestReport(str(file), frames=record_frames(asv_records(file))) for file in files]
+        return [IngestReport(str(file), frames=_frames(asv_records(file), file)) for file in files]
 
     def _collect_db(self, path: Path) -> IngestReport:
         """Every table of another effbench DB (one of an older or equal schema)."""
@@ -259,10 +259,15 @@ class Store:
         return self.ingest_all([path])
 
     def _ingest_reports(self, reports: list[IngestReport]) -> list[IngestReport]:
-        with self._transaction():
-            for report in reports:
-                report.added = self._insert_frames(report.frames)
-                report.frames = {}
+        current = ""
+        try:
+            with self._transaction():
+                for report in reports:
+                    current = report.path
+                    report.added = self._insert_frames(report.frames)
+                    report.frames = {}
+        except duckdb.Error as exc:  # a value the schema refuses: the transaction is rolled back
+            raise StoreError(f"{current}: cannot be stored: {_first_line(exc)}; nothing was ingested") from None
         return reports
 
     # ----------------------------------------------------------------- queries
@@ -283,6 +288,13 @@ class Store:
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _frames(records: Sequence[Any], source: Path) -> dict[str, pl.DataFrame]:
+    try:
+        return record_frames(records)
+    except (pl.exceptions.PolarsError, OverflowError, TypeError, ValueError) as exc:
+        raise StoreError(f"{source}: values of the wrong type ({_first_line(exc)[:200]})") from None
 
 
 def record_frames(records: Sequence[Any]) -> dict[str, pl.DataFrame]:
@@ -326,6 +338,15 @@ def _literal(text: str) -> Any:
 
 def asv_records(file: Path) -> list[Any]:
     """Runs and results from one asv result file (asv >= 0.6, format version 2)."""
+    try:
+        return _asv_records(file)
+    except (TypeError, ValueError, AttributeError, OverflowError, KeyError) as exc:
+        # asv's JSON is trusted for nothing: a field of the wrong type is a malformed file
+        raise StoreError(f"{file}: not a valid asv result file ({type(exc).__name__}: "
+                         f"{_first_line(exc)[:200]})") from None
+
+
+def _asv_records(file: Path) -> list[Any]:
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
         benchmarks = json.loads(_find_benchmarks_json(file).read_text(encoding="utf-8"))

@@ -38,8 +38,20 @@ def test_suite_params_cover_every_impl(registry):
 
 
 @pytest.mark.slow
-def test_asv_run_then_ingest(tmp_path):
-    """`asv run --python=same --quick` on one suite, then `effbench ingest` twice: rows once, source asv."""
+def test_asv_run_then_ingest(tmp_path, registry):
+    """`asv run --python=same --quick` on one shard of one suite, then `effbench ingest` twice: the
+    shard's rows once, source asv, and none of the other shards' (asv skips them)."""
+    from effbench.asv_suites import suite_cases
+    from effbench.runner import make_config
+
+    config = make_config("smoke", "cpu")
+    whole = suite_cases(registry, "optimizer/step", config, None)
+    # the shard of 4 that holds adamw's fused impl (the split is a fixed hash): a quarter of the work
+    shards = {i: {f"{c.method}:{c.impl}" for c in suite_cases(registry, "optimizer/step", config, (i, 4))}
+              for i in range(1, 5)}
+    index = next(i for i, cases in shards.items() if "adamw:torch_fused" in cases)
+    mine = shards[index]
+    assert mine < {f"{c.method}:{c.impl}" for c in whole}
     if shutil.which("git") is None:
         pytest.skip("git is needed by asv")
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
@@ -52,7 +64,7 @@ def test_asv_run_then_ingest(tmp_path):
         "results_dir": str(tmp_path / "results"), "html_dir": str(tmp_path / "html"),
         "env_dir": str(tmp_path / "env"),
     }))
-    env = dict(os.environ, HOME=str(tmp_path), EFFBENCH_GRID="smoke")
+    env = dict(os.environ, HOME=str(tmp_path), EFFBENCH_GRID="smoke", EFFBENCH_SHARD=f"{index}/4")
     bin_dir = Path(sys.executable).parent
     asv = [str(bin_dir / "asv"), "--config", str(config)]
     subprocess.run([*asv, "machine", "--yes", "--machine", "effbench-test"], env=env, check=True,
@@ -67,21 +79,20 @@ def test_asv_run_then_ingest(tmp_path):
     effbench = [sys.executable, "-m", "effbench"]
     first = subprocess.run([*effbench, "ingest", str(tmp_path / "results"), "--db", str(db)],
                            capture_output=True, text=True, check=True)
-    from effbench.registry import discover
-
-    cases = [f"{m.name}:{i}" for m in discover().methods_of("optimizer/step") for i in m.impls]
     added = re.search(r"results \+(\d+)", first.stdout)
-    # two tracks per case, less asv's skips (a missing peer package; Triton's interpreter is not timed)
-    assert "runs +1" in first.stdout and added and len(cases) < int(added[1]) <= 2 * len(cases), first.stdout
+    # two tracks per case of the shard, less asv's skips (a missing peer package; Triton's interpreter
+    # is not timed)
+    assert "runs +1" in first.stdout and added and len(mine) < int(added[1]) <= 2 * len(mine), first.stdout
     second = subprocess.run([*effbench, "ingest", str(tmp_path / "results"), "--db", str(db)],
                             capture_output=True, text=True, check=True)
     assert "nothing new" in second.stdout
     rows = json.loads(subprocess.run(
-        [*effbench, "query", "SELECT r.impl, r.metric, r.value, r.status, u.source FROM results r "
+        [*effbench, "query", "SELECT r.method, r.impl, r.metric, r.value, r.status, u.source FROM results r "
          "JOIN runs u USING (run_id)", "--db", str(db), "--json"], capture_output=True, text=True, check=True,
     ).stdout)
     assert {r["source"] for r in rows} == {"asv"}
     assert {r["impl"] for r in rows} >= {"reference", "torch_foreach", "torch_fused"}
+    assert {f"{r['method']}:{r['impl']}" for r in rows} <= mine  # nothing of the other shards
     reference = [r for r in rows if r["impl"] == "reference"]
     assert reference and all(r["status"] == "ok" and r["value"] is not None for r in reference)
     assert all(r["value"] > 0 for r in reference if r["metric"] == "time_ms")

@@ -58,6 +58,11 @@ def test_list_shows_the_optimizer_catalog_with_papers():
         (["query", "SELECT 1", "--db", "/no/such/dir/x.duckdb"], "no database at"),
         (["ingest", "/no/such/shard.jsonl", "--db", "DBPATH"], "no such file or directory"),
         (["site", "--db", "/no/such/x.duckdb"], "no database at"),
+        (["run", "--method", ",,", "--impl", " , "], "empty name filter ',,'"),
+        (["run", "--seeds", "100000000"], "seed count '100000000'; valid: an integer from 1 to 1000"),
+        (["run", "--memory-limit", "nan"], "unknown memory limit 'nan'"),
+        (["compare", "a", "b", "--threshold", "nan"], "--threshold must be above 1"),
+        (["ingest", "x" * 300, "--db", "DBPATH"], "File name too long"),
     ],
 )
 def test_bad_input_is_one_clear_line(args, needle, tmp_path):
