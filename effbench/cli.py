@@ -250,11 +250,8 @@ def run(
     if shard_spec is not None:
         console.print(f"shard {shard_spec}: {len(cases)} of {total} cases")
 
-    def waiting(message: str) -> None:
-        console.print(message)
-
     def ingest_shard(shard: Path) -> int:
-        with Store(db, on_wait=waiting) as store:
+        with Store(db, on_wait=console.print) as store:
             return store.ingest_shard(shard).total
 
     resume_from = None
@@ -274,7 +271,7 @@ def run(
         console.print(f"note: run {earlier[1].run.run_id} of this same command stopped after "
                       f"{len(earlier[1].done)} of {len(cases)} cases; --resume would finish it")
     try:
-        Store(db, on_wait=waiting).close()  # fail before hours of work if the DB is unusable
+        Store(db, on_wait=console.print).close()  # fail before hours of work if the DB is unusable
     except StoreError as exc:
         _fail(str(exc))
     limit = f", memory limit {memory_limit_gib:g} GiB" if memory_limit_gib else ""

@@ -328,7 +328,7 @@ def read_shard(path: str | Path) -> ShardContents:
     if contents.header is not None and contents.header.run_id != contents.run.run_id:
         raise ShardError(f"{path}: header of run {contents.header.run_id!r}, run record {contents.run.run_id!r}")
     if pending:
-        cases = {row_case_key(r) for r, _ in pending if not isinstance(r, MethodInfo)}
+        cases = {row_case_key(r) for r, _ in pending}
         contents.warnings.append(f"{path}: dropped {len(pending)} rows of {len(cases)} unfinished case(s): "
                                  "the run was stopped while writing")
     return contents

@@ -59,10 +59,12 @@ from effbench.rows import (
     ShardError,
     ShardHeader,
     case_key,
+    from_json_line,
     lines_digest,
     point_json,
     point_key,
     read_shard,
+    row_case_key,
     to_json_line,
 )
 from effbench.stats import ALPHA, compare
@@ -662,14 +664,19 @@ def new_run(config: RunConfig, command: str, source: str = "effbench") -> Run:
     )
 
 
+def _known_status(result: CaseResult) -> CaseResult:
+    if result.status in STATUSES:
+        return result
+    return CaseResult(status="error", message=f"unknown status {result.status!r}: {result.message}")
+
+
 def result_rows(
     registry: Registry, run: Run, case: Case, result: CaseResult
 ) -> list[Result | Sample | CurvePoint]:
     """Rows of one case. A failed case gets one row per metric its task declares, valued NULL."""
     task = registry.tasks[case.task]
     method = registry.methods[(case.task, case.method)]
-    if result.status not in STATUSES:
-        result = CaseResult(status="error", message=f"unknown status {result.status!r}: {result.message}")
+    result = _known_status(result)
     if result.status in ("ok", "wrong"):
         metrics = dict(result.metrics)
     else:
@@ -812,9 +819,9 @@ class Shard:
         self._append([*lines, to_json_line(done)])
         self.cases += 1
 
-    def write_end(self, rows: Sequence[Any], cases: int) -> None:
+    def write_end(self, rows: Sequence[Any]) -> None:
         lines = [to_json_line(r) for r in rows]
-        self._append([*lines, to_json_line(RunDone(self.run_id, cases, len(lines), lines_digest(lines)))])
+        self._append([*lines, to_json_line(RunDone(self.run_id, self.cases, len(lines), lines_digest(lines)))])
 
     def close(self) -> None:
         self.file.close()
@@ -828,11 +835,11 @@ def find_resumable(shard_dir: Path, fingerprint: str) -> tuple[Path, ShardConten
     for path in shard_dir.glob("*.jsonl"):
         try:
             with open(path, "rb") as file:
-                first = json.loads(file.readline() or b"{}")
+                first = from_json_line(file.readline().decode("utf-8"))
         except (OSError, ValueError):
             continue  # not ours to judge here: ingest reports unreadable shards
-        if isinstance(first, dict) and first.get("type") == "shard" and first.get("plan") == fingerprint:
-            found.append((str(first.get("run_id")), path))
+        if isinstance(first, ShardHeader) and first.plan == fingerprint:
+            found.append((first.run_id, path))
     if not found:
         return None
     path = max(found)[1]  # run ids start with their UTC start time
@@ -847,8 +854,7 @@ def _results_from_rows(records: Sequence[Any]) -> dict[str, CaseResult]:
     results: dict[str, CaseResult] = {}
     for r in records:
         if isinstance(r, Result) and r.seed >= 0:
-            key = case_key(r.task, r.method, r.impl, r.point_key, r.dtype, r.device, r.seed)
-            result = results.setdefault(key, CaseResult(status=r.status, message=r.message))
+            result = results.setdefault(row_case_key(r), CaseResult(status=r.status, message=r.message))
             result.metrics[r.metric] = r.value
     return results
 
@@ -917,8 +923,7 @@ def run_cases(
                 if worker is None or not worker.alive():
                     worker = Worker(registry.plugins)
                 result = worker.run(case, config)
-            if result.status not in STATUSES:
-                result = CaseResult(status="error", message=f"unknown status {result.status!r}: {result.message}")
+            result = _known_status(result)
             shard.write_case(case, result.status, result_rows(registry, run, case, result))
             counts[result.status] = counts.get(result.status, 0) + 1
             if result.status not in ("ok", "skipped", "unavailable"):
@@ -927,7 +932,7 @@ def run_cases(
                 finished.append((case, result))
             if on_case is not None:
                 on_case(case, result)
-        shard.write_end(significance_rows(registry, run, finished), shard.cases)
+        shard.write_end(significance_rows(registry, run, finished))
     except BaseException:
         if worker is not None:
             worker.kill()  # interrupted: the case in flight is lost, everything before it is in the shard
