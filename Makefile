@@ -2,7 +2,6 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-GRID ?=
 DB ?= results/effbench.duckdb
 SITE ?= site
 # The CPU build of torch: on this project's machines `pip install torch==2.13.0` takes a local CPU
@@ -10,11 +9,17 @@ SITE ?= site
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+# Without a GPU the default is the smoke grid (every method once; about 1.5 minutes on 2 cores). GRID=cpu is
+# the full CPU grid (about 18 hours on 2 cores: `effbench run --grid cpu --dry-run` says what and how long).
+GRID ?= $(if $(HAS_GPU),gpu,smoke)
+# Extra flags for `effbench run`, e.g. ARGS=--resume after an interruption, ARGS="--family loss".
+ARGS ?=
 
 .PHONY: bench test lint install asv-smoke site help
 
 help:
-	@echo "make bench [GRID=smoke|cpu|gpu]   install into $(VENV), run the grid, write $(DB), build $(SITE)/"
+	@echo "make bench [GRID=smoke|cpu|gpu] [ARGS=...]   install into $(VENV), run the grid (default: $(GRID)),"
+	@echo "                                  write $(DB), build $(SITE)/; ARGS go to effbench run (e.g. --resume)"
 	@echo "make test                         install into $(VENV) and run the tests"
 	@echo "make lint                         ruff over the code"
 	@echo "make asv-smoke                    asv run of the smoke grid, then effbench ingest results/asv"
@@ -32,9 +37,14 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 bench: install
-	$(BIN)/effbench run $(if $(GRID),--grid $(GRID)) --db $(DB)
+	$(BIN)/effbench run --grid $(GRID) --db $(DB) $(ARGS)
 	$(BIN)/effbench site --db $(DB) --out $(SITE)
-	@echo "results: $(DB) (shards in $(dir $(DB))runs/)   site: $(SITE)/index.html"
+	@echo "results: $(DB) (this machine's shards in $(dir $(DB))local/runs/)   site: $(SITE)/index.html"
+	@if [ "$(GRID)" = smoke ]; then \
+		echo "smoke checks that every method runs; its times are not for comparison. For timings:"; \
+		echo "  make bench GRID=cpu    # $$($(BIN)/effbench run --grid cpu --dry-run --db $(DB) | tail -n 1)"; \
+		echo "  effbench ingest results/runs --db $(DB)   # the committed cpu results, then make site"; \
+	fi
 
 site: install
 	$(BIN)/effbench site --db $(DB) --out $(SITE)

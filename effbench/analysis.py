@@ -13,6 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
+from effbench.rows import TIMED_GRIDS
 from effbench.store import DEFAULT_DB, Store
 
 KERNEL_COLUMNS = ("time_ms", "peak_mem_bytes", "rel_error")
@@ -20,11 +21,12 @@ CASE = ["task", "method", "impl", "point_key", "dtype", "device"]
 
 
 def open_results(db: str | Path = DEFAULT_DB, latest: bool = True) -> pl.DataFrame:
-    """Result rows joined with run provenance; ``latest`` keeps each case's newest run only."""
+    """Result rows joined with run provenance (``grid`` included); ``latest`` keeps each case's newest run only."""
     with Store(db, read_only=True) as store:
         if latest:
-            return store.query("SELECT * FROM latest")
-        return store.query("SELECT r.*, u.started_at, u.source, u.gpu_name FROM results r JOIN runs u USING (run_id)")
+            return store.query("SELECT l.*, u.grid FROM latest l JOIN runs u USING (run_id)")
+        return store.query("SELECT r.*, u.started_at, u.source, u.gpu_name, u.grid "
+                           "FROM results r JOIN runs u USING (run_id)")
 
 
 def runs(db: str | Path = DEFAULT_DB) -> pl.DataFrame:
@@ -73,7 +75,8 @@ def kernel_summary(frame: pl.DataFrame) -> pl.DataFrame:
         .agg(pl.col("status").first(),
              pl.col("message").filter(pl.col("status") != "ok").first().fill_null(""),
              pl.col("family").first(),
-             pl.col("gpu_name").first(), pl.col("point").first())
+             pl.col("gpu_name").first(), pl.col("point").first(),
+             *([pl.col("grid").first()] if "grid" in rows.columns else []))
     )
     values = rows.group_by([*CASE, "metric"]).agg(pl.col("value").max()).pivot(
         on="metric", index=CASE, values="value"
@@ -187,7 +190,7 @@ def _side(db: str | Path, run_ids: list[str], metrics: tuple[str, ...]) -> tuple
         values = store.query(
             """
             SELECT r.task, r.method, r.impl, r.point_key, r.dtype, r.device, r.metric, r.value, r.status,
-                   r.message, r.run_id
+                   r.message, r.run_id, u.grid
             FROM results r JOIN runs u USING (run_id)
             WHERE list_contains(?, r.run_id) AND r.seed = 0 AND list_contains(?, r.metric)
             QUALIFY row_number() OVER (PARTITION BY r.task, r.method, r.impl, r.point_key, r.dtype, r.device,
@@ -203,14 +206,21 @@ def _side(db: str | Path, run_ids: list[str], metrics: tuple[str, ...]) -> tuple
     return values, samples
 
 
+def timed_grid(grid: str | None) -> bool:
+    """A run's grid is for timing (asv runs may name several, comma-separated)."""
+    return bool(grid) and all(g in TIMED_GRIDS for g in grid.split(","))
+
+
 def changes(db: str | Path, base: str, head: str, metrics: tuple[str, ...] = COMPARED, threshold: float = 1.10,
-            alpha: float = 0.01) -> pl.DataFrame:
+            alpha: float = 0.01, judge_untimed: bool = False) -> pl.DataFrame:
     """One row per case and metric present in both ``base`` and ``head`` (run ids or commits).
 
     Columns: the case, ``metric``, ``base``, ``head`` (seed-0 values), ``ratio`` (head / base),
     ``p_value`` (Mann-Whitney on raw samples, None without enough), ``base_status``,
-    ``head_status`` and ``verdict``: ``regression``, ``improvement``, ``same`` (the rule above) or
-    ``not compared`` (no value on a side, e.g. a case skipped in both runs).
+    ``head_status`` and ``verdict``: ``regression``, ``improvement``, ``same`` (the rule above),
+    ``not compared`` (no value on a side, e.g. a case skipped in both runs) or ``untimed`` (a side ran on a
+    grid whose numbers are not for comparison, ``TIMED_GRIDS``: only a status that turns bad counts there;
+    ``judge_untimed`` judges them anyway, for tests of the rule).
     """
     from scipy import stats
 
@@ -253,8 +263,11 @@ def changes(db: str | Path, base: str, head: str, metrics: tuple[str, ...] = COM
             if None not in (b_lo, b_hi, h_lo, h_hi):
                 beyond_noise = h_lo > b_hi or h_hi < b_lo  # the p20-p80 intervals do not overlap
         verdict = "same" if ratio is not None else "not compared"  # e.g. skipped on both sides
+        untimed = not judge_untimed and not (timed_grid(r["grid"]) and timed_grid(r["grid_head"]))
         if r["status"] == "ok" and r["status_head"] in ("wrong", "error", "oom", "timeout"):
             verdict = "regression"
+        elif untimed:
+            verdict = "untimed"
         elif ratio is not None and beyond_noise:
             if ratio > threshold:
                 verdict = "regression"
@@ -267,7 +280,8 @@ def changes(db: str | Path, base: str, head: str, metrics: tuple[str, ...] = COM
 
 
 def time_history(db: str | Path = DEFAULT_DB, metric: str = "time_ms") -> pl.DataFrame:
-    """``metric`` of every ok case (seed 0) in every run, with the run's time and commit and raw samples."""
+    """``metric`` of every ok case (seed 0) in every run of a timed grid (``TIMED_GRIDS``: smoke's numbers
+    are checks, not timings), with the run's time and commit and raw samples."""
     sql = """
         SELECT r.task, r.method, r.impl, r.point_key, r.dtype, r.device, r.run_id, u.started_at, u.git_commit,
                u.source, r.value,
@@ -277,10 +291,11 @@ def time_history(db: str | Path = DEFAULT_DB, metric: str = "time_ms") -> pl.Dat
                   AND s.seed = r.seed AND s.metric = r.metric) AS samples
         FROM results r JOIN runs u USING (run_id)
         WHERE r.metric = ? AND r.seed = 0 AND r.status = 'ok' AND r.value IS NOT NULL
+          AND list_has_all(?, string_split(u.grid, ','))
         ORDER BY r.task, r.method, r.impl, r.point_key, r.dtype, r.device, u.started_at, r.run_id
     """
     with Store(db, read_only=True) as store:
-        return store.query(sql, [metric])
+        return store.query(sql, [metric, list(TIMED_GRIDS)])
 
 
 def history_changes(history: pl.DataFrame, threshold: float = 1.10, alpha: float = 0.01) -> pl.DataFrame:

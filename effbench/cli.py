@@ -102,15 +102,14 @@ def list_cmd(family: str | None, as_json: bool, plugins: tuple[Path, ...]) -> No
     if as_json:
         click.echo(json.dumps(entries, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from effbench.console import print_table
 
-    table = Table("family", "task", "method", "impls", "paper")
+    rows = []
     for e in entries:
         paper = f"{e['paper']} (arXiv:{e['arxiv']})" if e["arxiv"] else (e["paper"] or "")
         impls = "(schedule)" if e["kind"] == "schedule" else ", ".join(e["impls"])
-        table.add_row(e["family"], e["task"], e["method"], impls, paper)
-    Console().print(table)
+        rows.append([e["family"], e["task"], e["method"], impls, paper])
+    print_table(["family", "task", "method", "impls", "paper"], rows)
 
 
 @cli.command()
@@ -148,19 +147,30 @@ def zoo(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"datasets": datasets, "models": models}, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from effbench.console import print_table
 
-    console = Console()
-    table = Table("dataset", "kind", "train", "eval", "classes/vocab", "metric", "content hash")
-    for d in datasets:
-        table.add_row(d["name"], d["kind"], str(d["train"]), str(d["eval"]), str(d["classes_or_vocab"]), d["metric"],
-                      d["content_hash"])
-    console.print(table)
-    table = Table("model", "parameters", "counted for")
-    for m in models:
-        table.add_row(m["name"], f"{m['parameters']:,}", m["counted_for"])
-    console.print(table)
+    print_table(["dataset", "kind", "train", "eval", "classes/vocab", "metric", "content hash"],
+                [[d["name"], d["kind"], d["train"], d["eval"], d["classes_or_vocab"], d["metric"], d["content_hash"]]
+                 for d in datasets])
+    print_table(["model", "parameters", "counted for"],
+                [[m["name"], f"{m['parameters']:,}", m["counted_for"]] for m in models])
+
+
+class Interrupted(BaseException):
+    """A signal asked the run to stop (SIGTERM: CI cancellation, `timeout`, a scheduler)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+def _say(text: str) -> None:
+    """One plain line on stderr (never read as markup: case messages hold brackets)."""
+    click.echo(text, err=True)
 
 
 @cli.command()
@@ -168,27 +178,37 @@ def zoo(as_json: bool) -> None:
 @click.option("--task", help="Only this task ('family/name' or its name).")
 @click.option("--method", help="Only this method, or several comma-separated (adamw,lion).")
 @click.option("--impl", help="Only this implementation, or several comma-separated.")
-@click.option("--grid", help="smoke | cpu | gpu  [default: gpu when CUDA is there, else cpu]")
+@click.option("--grid", help="smoke | cpu | gpu  [default: gpu when CUDA is there, else cpu]. smoke checks that "
+              "everything runs (each method once, at its first covered point, one seed, in about a minute on "
+              "2 cores); its times are not for comparison.")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
-@click.option("--seeds", type=int, help="Seeds per case  [default: 2 on smoke, else 3]")
+@click.option("--seeds", type=int, help="Seeds per case  [default: 1 on smoke, else 3]")
 @click.option("--timeout", "timeout_s", type=float, help="Per-case timeout in seconds  [default: per grid]")
 @click.option("--shard", "shard_spec", metavar="i/N",
               help="Run only shard i of N: a deterministic split of the cases (the same on every machine).")
 @click.option("--resume", is_flag=True,
-              help="Finish the newest run of this same command (same cases, options, plugins and commit) in the "
-              "shard directory: only its missing cases run. Starts afresh when there is none; does nothing when "
-              "it already finished.")
+              help="Finish an interrupted run of this same command (same cases, options, plugins and commit) in "
+              "the shard directory, the one with the most finished cases: only its missing cases run. Starts "
+              "afresh when there is none; does nothing when it already finished.")
+@click.option("--dry-run", is_flag=True,
+              help="List the planned cases by task with an estimated time (from earlier runs in the DB, else "
+              "each task's declared cost), and run nothing.")
+@click.option("--all-points", is_flag=True,
+              help="Run every point of the grid for every method (smoke otherwise stops at a method's first point "
+              "that it covers).")
 @click.option("--memory-limit", "memory_limit_gib", type=float, metavar="GIB",
               help="Cap each worker process's memory: a case that allocates past it is recorded oom (on the CPU the "
               "cap covers the whole worker, Python and torch included).")
 @DB_OPTION
 @click.option("--shard-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where the run's JSONL shard goes  [default: runs/ beside the DB]")
+              help="Where the run's JSONL shard goes  [default: local/runs/ beside the DB, which git ignores; "
+              "the committed runs are in results/runs/]")
 @PLUGIN_OPTION
 def run(
     family: str | None, task: str | None, method: str | None, impl: str | None, grid: str | None,
     device: str, seeds: int | None, timeout_s: float | None, shard_spec: str | None, resume: bool,
-    memory_limit_gib: float | None, db: Path, shard_dir: Path | None, plugins: tuple[Path, ...],
+    dry_run: bool, all_points: bool, memory_limit_gib: float | None, db: Path, shard_dir: Path | None,
+    plugins: tuple[Path, ...],
 ) -> None:
     """Run cases and store every outcome, failures included.
 
@@ -196,20 +216,23 @@ def run(
     timeout is recorded (error / oom / timeout) and the run goes on. Each finished
     case is appended to the run's shard and synced to disk before the next starts;
     at the end the shard is ingested into the DB (several runs may share one DB:
-    each waits its turn). After a kill, the same command with --resume finishes
-    only the missing cases.
+    each waits its turn). Ctrl-C or SIGTERM stops the run: the worker ends, the
+    finished cases go into the DB, and the same command with --resume finishes it
+    (so does --resume after a kill -9).
+
+    Progress: a live bar on a terminal; in a pipe or a file (CI), plain lines: one per
+    failing case and a summary every minute. The run's estimate comes first.
 
     \b
     Example:
         effbench run --grid smoke
+        effbench run --grid cpu --dry-run        # what it would run, and for how long
         effbench run --family loss --impl chunked --seeds 5
         effbench run --plugin my_methods.py --task linear_cross_entropy
         effbench run --grid gpu --shard 2/4      # one of four machines
-        effbench run --grid gpu --resume         # after a crash or kill -9
+        effbench run --grid gpu --resume         # after Ctrl-C, SIGTERM or kill -9
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
+    import signal
 
     from effbench.registry import UsageError
     from effbench.runner import (
@@ -226,32 +249,35 @@ def run(
     )
     from effbench.store import Store, StoreError
 
-    console = Console(stderr=True)
     registry = _registry(plugins)
-    shard_dir = shard_dir or db.parent / "runs"
+    shard_dir = shard_dir or db.parent / "local" / "runs"
     try:
-        config = make_config(grid, device, seeds, timeout_s, memory_limit_gib)
+        config = make_config(grid, device, seeds, timeout_s, memory_limit_gib, all_points=all_points)
         cases = plan(registry, config, family=family, task=task, method=method, impl=impl)
+        total = len(cases)
         if shard_spec is not None:
             index, count = parse_shard(shard_spec)
-            total = len(cases)
             cases = shard_of(registry, cases, index, count)
         fingerprint = plan_fingerprint(config, cases, registry.plugins)
     except UsageError as exc:
         _fail(str(exc))
+    if not cases:
+        _fail("no cases match these filters" + (f" in shard {shard_spec}" if shard_spec else ""))
+    by_task, per_case = _plan_estimates(registry, config, cases, db)
+    if dry_run:
+        _print_plan(config, by_task, shard_spec, len(cases), total)
+        return
     try:
-        earlier = find_resumable(shard_dir, fingerprint) if cases else None
+        earlier = find_resumable(shard_dir, fingerprint)
     except UsageError as exc:
         if resume:
             _fail(str(exc))
         earlier = None  # a fresh run does not need the earlier shard
-    if not cases:
-        _fail("no cases match these filters" + (f" in shard {shard_spec}" if shard_spec else ""))
     if shard_spec is not None:
-        console.print(f"shard {shard_spec}: {len(cases)} of {total} cases")
+        _say(f"shard {shard_spec}: {len(cases)} of {total} cases")
 
     def ingest_shard(shard: Path) -> int:
-        with Store(db, on_wait=console.print) as store:
+        with Store(db, on_wait=_say) as store:
             return store.ingest_shard(shard).total
 
     resume_from = None
@@ -262,62 +288,136 @@ def run(
                 added = ingest_shard(path)  # idempotent: makes sure the finished run is in this DB
             except StoreError as exc:
                 _fail(str(exc))
-            console.print(f"nothing to resume: run {contents.run.run_id} finished all {len(contents.done)} cases "
-                          f"({path}; {added} rows added to {db})")
+            _say(f"nothing to resume: run {contents.run.run_id} finished all its cases ({len(contents.done)}; "
+                 f"{path}; {added} rows added to {db})")
             return
         resume_from = contents
-        console.print(f"resuming run {contents.run.run_id}: {len(contents.done)} of {len(cases)} cases done")
+        _say(f"resuming run {contents.run.run_id}: {len(contents.done)} of {len(cases)} cases done")
     elif earlier is not None and not earlier[1].complete:
-        console.print(f"note: run {earlier[1].run.run_id} of this same command stopped after "
-                      f"{len(earlier[1].done)} of {len(cases)} cases; --resume would finish it")
+        _say(f"note: run {earlier[1].run.run_id} of this same command stopped after {len(earlier[1].done)} of "
+             f"{len(cases)} cases; --resume would finish it")
     try:
-        Store(db, on_wait=console.print).close()  # fail before hours of work if the DB is unusable
+        Store(db, on_wait=_say).close()  # fail before hours of work if the DB is unusable
     except StoreError as exc:
         _fail(str(exc))
     limit = f", memory limit {memory_limit_gib:g} GiB" if memory_limit_gib else ""
-    console.print(f"[bold]{len(cases)} cases[/] on grid [bold]{config.grid}[/], device {config.device}, "
-                  f"{config.seeds} seed(s), timeout {config.timeout_s:g} s{limit}")
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        done_before = len(resume_from.done) if resume_from else 0
-        bar = progress.add_task("starting", total=len(cases), completed=done_before)
+    expected = sum(e.cases for e in by_task.values())
+    unknown = sum(e.sources["unknown"] for e in by_task.values())
+    _say(f"{len(cases)} cases on grid {config.grid}, device {config.device}, {config.seeds} seed(s), timeout "
+         f"{config.timeout_s:g} s{limit}"
+         + (f"; each method stops at its first covered point (about {expected} cases run)"
+            if config.points == "first_covered" else "")
+         + f"; estimated {_duration(sum(e.seconds for e in by_task.values()))}"
+         + (f" + {unknown} cases of unknown cost" if unknown else "")
+         + ("" if config.timed else "; smoke: times are for checking, not for comparison"))
 
-        def on_case(case: Any, result: Any) -> None:
-            if result.status not in ("ok", "skipped", "unavailable"):
-                progress.console.print(f"[red]{result.status}[/] {case.label()}: {result.message}", markup=False)
-            progress.update(bar, advance=1, description=f"{case.task} {case.method}/{case.impl}")
+    argv = ["effbench", *sys.argv[1:]]
+    run_info = resume_from.run if resume_from else new_run(config, shlex.join(argv))
+    shard = shard_path(shard_dir, run_info)
+    previous_term = signal.signal(signal.SIGTERM, _raise_interrupted)
+    summary = None
+    from effbench.progress import RunProgress
 
-        run_info = resume_from.run if resume_from else new_run(config, shlex.join(["effbench", *sys.argv[1:]]))
-        try:
-            summary = run_cases(registry, cases, config, shard_dir, on_case=on_case, run=run_info,
-                                resume=resume_from)
-        except UsageError as exc:  # the shard is busy: another process runs or resumes this run
-            _fail(str(exc))
-        except (WorkerError, KeyboardInterrupt) as exc:
-            # Keep what finished: the shard holds every completed case; put it in the DB now.
-            shard = shard_path(shard_dir, run_info)
-            saved = ""
-            if shard.exists():
-                try:
-                    saved = f"; {ingest_shard(shard)} rows of finished cases saved to {db}"
-                except StoreError as store_exc:
-                    saved = f"; finished cases are in {shard} ({store_exc})"
-            if isinstance(exc, KeyboardInterrupt):
-                console.print(f"interrupted{saved}; `--resume` finishes the run")
-                sys.exit(130)
-            _fail(f"{exc}{saved}")
     try:
+        with RunProgress(len(cases), done_before=len(resume_from.done) if resume_from else 0,
+                         estimates=per_case, interval_s=_progress_interval()) as progress:
+            summary = run_cases(registry, cases, config, shard_dir, on_case=progress.finish,
+                                on_start=progress.start, on_drop=progress.drop, run=run_info, resume=resume_from)
         added = ingest_shard(summary.shard)
+    except UsageError as exc:  # the shard is busy: another process runs or resumes this run
+        _fail(str(exc))
     except StoreError as exc:
-        _fail(f"{exc} (the shard {summary.shard} holds every result: `effbench ingest` it later)")
-    table = Table("status", "cases")
-    for status, count in summary.counts.items():
-        if count:
-            table.add_row(status, str(count))
-    console.print(table)
+        _fail(f"{exc} (the shard {shard} holds every result: `effbench ingest` it later)")
+    except (WorkerError, KeyboardInterrupt, Interrupted) as exc:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the saving short
+        saved = _save_finished(shard, ingest_shard, db)
+        if isinstance(exc, WorkerError):
+            _fail(f"{exc}; {saved}")
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        again = argv if "--resume" in argv else [*argv, "--resume"]
+        _say(f"interrupted by {signal.Signals(signum).name}; {saved}; to finish the run: {shlex.join(again)}")
+        sys.exit(128 + signum)
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+    rows = [[task_key, sum(c.values()), *[c.get(s) or "" for s in _STATUS_ORDER]]
+            for task_key, c in sorted(summary.by_task.items())]
+    from effbench.console import print_table
+
+    print_table(["task", "cases", *_STATUS_ORDER], rows, stream=sys.stderr)
     resumed = f" ({summary.resumed} of them before the resume)" if summary.resumed else ""
-    console.print(f"run {summary.run.run_id}: {len(cases)} cases{resumed}, shard {summary.shard}, "
-                  f"{added} rows added to {db}")
+    counts = ", ".join(f"{s} {n}" for s, n in summary.counts.items() if n)
+    _say(f"run {summary.run.run_id}: {summary.ran} cases{resumed} ({counts}), shard {summary.shard}, "
+         f"{added} rows added to {db}")
+
+
+def _progress_interval() -> float:
+    """Seconds between summary lines in a log (``EFFBENCH_PROGRESS_INTERVAL_S``, default 60)."""
+    import os
+
+    try:
+        return max(0.2, float(os.environ.get("EFFBENCH_PROGRESS_INTERVAL_S", "60")))
+    except ValueError:
+        return 60.0
+
+
+_STATUS_ORDER = ("ok", "wrong", "error", "oom", "timeout", "unavailable", "skipped")
+
+
+def _duration(seconds: float | None) -> str:
+    from effbench.console import duration
+
+    return duration(seconds)
+
+
+def _save_finished(shard: Path, ingest_shard: Any, db: Path) -> str:
+    """Put an interrupted run's finished cases in the DB; says what was saved."""
+    from effbench.rows import ShardError, read_shard
+    from effbench.store import StoreError
+
+    if not shard.exists():
+        return "no case had finished; nothing to save"
+    try:
+        finished = len(read_shard(shard).done)
+    except ShardError as exc:
+        return f"the shard {shard} is unreadable ({exc})"
+    if not finished:
+        return "no case had finished; nothing to save"
+    try:
+        ingest_shard(shard)
+    except StoreError as exc:
+        return f"{finished} finished cases are in {shard} ({exc})"
+    return f"{finished} finished cases saved to {db}"
+
+
+def _plan_estimates(registry: Any, config: Any, cases: list[Any], db: Path) -> tuple[dict[str, Any], dict]:
+    """Per task (``estimate.TaskEstimate``) and per case key (seconds or None)."""
+    from effbench.estimate import History, estimate
+
+    history = History(db)
+    declared = {key: task.cost_s.get(config.grid) for key, task in registry.tasks.items()}
+    keys = [(c.task, c.method, c.impl, c.point_key, c.dtype, c.device, c.seed) for c in cases]
+    by_task = estimate(keys, config.grid, declared, history, config.points == "first_covered")
+    per_case = {c.key: history.seconds(k, config.grid, declared[c.task])[0] for c, k in zip(cases, keys, strict=True)}
+    return by_task, per_case
+
+
+def _print_plan(config: Any, tasks: dict[str, Any], shard_spec: str | None, planned: int, total: int) -> None:
+    from effbench.console import print_table
+
+    first = config.points == "first_covered"
+    rows = []
+    for name, e in sorted(tasks.items()):
+        count = f"{e.cases} (of {e.planned} planned)" if first and e.planned != e.cases else str(e.cases)
+        rows.append([name, count, _duration(e.seconds) + ("" if e.complete else " + unknown"),
+                     e.describe_sources()])
+    print_table(["task", "cases", "estimate", "from"], rows)
+    runs = sum(e.cases for e in tasks.values())
+    unknown = sum(e.sources["unknown"] for e in tasks.values())
+    where = f" (shard {shard_spec}: {planned} of {total} planned cases)" if shard_spec else ""
+    click.echo(f"grid {config.grid} on {config.device}, {config.seeds} seed(s){where}: {runs} cases, estimated "
+               f"{_duration(sum(e.seconds for e in tasks.values()))}"
+               + (f" + {unknown} cases of unknown cost" if unknown else "")
+               + ("" if config.timed else "; smoke times are for checking, not for comparison"))
 
 
 def _ingest_into(db: Path, paths: tuple[Path, ...]) -> list[Any]:
@@ -405,13 +505,9 @@ def query(sql: str, db: Path, as_json: bool, as_csv: bool) -> None:
         writer.writerow(frame.columns)
         writer.writerows(frame.iter_rows())
     else:
-        from rich.console import Console
-        from rich.table import Table
+        from effbench.console import print_table
 
-        table = Table(*frame.columns)
-        for row in frame.iter_rows():
-            table.add_row(*("" if v is None else str(v) for v in row))
-        Console().print(table)
+        print_table(frame.columns, list(frame.iter_rows()))
 
 
 @cli.command()
@@ -426,14 +522,18 @@ def query(sql: str, db: Path, as_json: bool, as_csv: bool) -> None:
               help="Significance level of the Mann-Whitney test on raw timing samples.")
 @click.option("--all", "show_all", is_flag=True, help="List unchanged cases too.")
 @click.option("--json", "as_json", is_flag=True, help="Print every compared row as JSON.")
+@click.option("--judge-untimed", is_flag=True,
+              help="Judge the numbers of smoke-grid runs too (they are checks, not timings: for testing the rule).")
 def compare(base: str, head: str, db: Path, metrics: tuple[str, ...], threshold: float, alpha: float,
-            show_all: bool, as_json: bool) -> None:
+            show_all: bool, as_json: bool, judge_untimed: bool) -> None:
     """Compare two runs (run ids or git commits) case by case; exit 1 on a regression (a CI gate).
 
     A metric changed when head/base is beyond --threshold either way and beyond the noise
     (Mann-Whitney U on the raw timing samples at --alpha when both sides have 5 or more;
     the ratio alone otherwise). Lower is better for every compared metric. A case that was
-    ok in BASE and is wrong, error, oom or timeout in HEAD is a regression.
+    ok in BASE and is wrong, error, oom or timeout in HEAD is a regression. Runs of the
+    smoke grid are checks, not timings: their numbers are never judged (verdict
+    "untimed"), only statuses that turn bad.
 
     \b
     Example:
@@ -450,7 +550,8 @@ def compare(base: str, head: str, db: Path, metrics: tuple[str, ...], threshold:
     if not 0 < alpha < 1:
         _fail(f"--alpha must be between 0 and 1, got {alpha}")
     try:
-        frame = changes(db, base, head, metrics or COMPARED, threshold=threshold, alpha=alpha)
+        frame = changes(db, base, head, metrics or COMPARED, threshold=threshold, alpha=alpha,
+                        judge_untimed=judge_untimed)
     except KeyError as exc:
         _fail(str(exc.args[0]))
     except StoreError as exc:
@@ -462,21 +563,22 @@ def compare(base: str, head: str, db: Path, metrics: tuple[str, ...], threshold:
     if as_json:
         click.echo(json.dumps(frame.to_dicts(), indent=2, default=str))
     else:
-        from rich.console import Console
-        from rich.table import Table
+        from effbench.console import print_table
 
         shown = frame if show_all else frame.filter(pl.col("verdict").is_in(["regression", "improvement"]))
-        table = Table("verdict", "task", "method/impl", "point", "dtype", "device", "metric", "base", "head",
-                      "ratio", "p")
-        for r in shown.iter_rows(named=True):
-            table.add_row(r["verdict"], r["task"], f"{r['method']}/{r['impl']}", r["point_key"], r["dtype"],
-                          r["device"], r["metric"], _num(r["base"]), _num(r["head"]),
-                          "" if r["ratio"] is None else f"{r['ratio']:.3f}x",
-                          "" if r["p_value"] is None else f"{r['p_value']:.2g}")
-        if shown.height:
-            Console().print(table)
+        rows = [[r["verdict"], r["task"], f"{r['method']}/{r['impl']}", r["point_key"], r["dtype"], r["device"],
+                 r["metric"], _num(r["base"]), _num(r["head"]), "" if r["ratio"] is None else f"{r['ratio']:.3f}x",
+                 "" if r["p_value"] is None else f"{r['p_value']:.2g}"] for r in shown.iter_rows(named=True)]
+        if rows:
+            print_table(["verdict", "task", "method/impl", "point", "dtype", "device", "metric", "base", "head",
+                         "ratio", "p"], rows)
         click.echo(f"{frame.height} compared: {regressions} regression(s), {improvements} improvement(s) "
                    f"(rule: ratio beyond {threshold:g}x and Mann-Whitney p < {alpha:g} where samples allow)")
+        untimed = frame.filter(pl.col("verdict") == "untimed").height
+        if untimed:
+            click.echo(f"{untimed} compared row(s) come from a grid whose times are not for comparison (smoke: no "
+                       "warm-up, a few repetitions): their numbers were not judged, only statuses that turned bad. "
+                       "Compare runs of the cpu or gpu grid for timings.")
     if regressions:
         sys.exit(1)
 
@@ -512,6 +614,9 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except Interrupted as exc:  # outside `run`'s own handling (a second signal while it saves)
+        click.echo("interrupted", err=True)
+        sys.exit(128 + exc.signum)
 
 
 if __name__ == "__main__":

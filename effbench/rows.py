@@ -16,10 +16,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: runs.ended_at and the cases table (each case's wall time)
 
 # Every case ends with exactly one of these.
 STATUSES = ("ok", "error", "oom", "timeout", "unavailable", "skipped", "wrong")
+# Grids whose times are for comparison. The smoke grid's are not (no warm-up, a few repetitions): enough to
+# check that a number comes out, too few to compare two numbers. ``compare`` and the site honour this.
+TIMED_GRIDS = ("cpu", "gpu")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class Run:
     grid: str
     source: str  # "effbench" or "asv"
     command: str
+    ended_at: str | None = None  # ISO 8601, UTC; the store fills it from the shard's RunDone
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,8 @@ class CaseDone:
     status: str
     rows: int
     sha256: str
+    wall_s: float | None = None  # the case's wall time in the runner, worker start included (format 3 on)
+    finished_at: str | None = None  # ISO 8601, UTC (format 3 on)
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,24 @@ class RunDone:
     cases: int
     rows: int
     sha256: str
+    ended_at: str | None = None  # ISO 8601, UTC (format 3 on)
+
+
+@dataclass(frozen=True)
+class CaseTime:
+    """How long one case took in the runner (the store's ``cases`` table; estimates of later runs read it)."""
+
+    run_id: str
+    task: str
+    method: str
+    impl: str
+    point_key: str
+    dtype: str
+    device: str
+    seed: int
+    status: str
+    wall_s: float | None
+    finished_at: str | None
 
 
 RECORD_TYPES: dict[str, type] = {
@@ -158,7 +182,9 @@ RECORD_TYPES: dict[str, type] = {
     "case_done": CaseDone,
     "run_done": RunDone,
 }
-SHARD_FORMAT = 2  # 1: no header and no commit records (still read); 2: ShardHeader, CaseDone, RunDone
+# 1: no header and no commit records (still read); 2: ShardHeader, CaseDone, RunDone;
+# 3: CaseDone carries the case's wall time, RunDone the run's end
+SHARD_FORMAT = 3
 TYPE_OF: dict[type, str] = {cls: name for name, cls in RECORD_TYPES.items()}
 
 
@@ -186,20 +212,26 @@ def from_json_line(line: str) -> Any:
         raise ValueError("record without a known 'type'")
     cls = RECORD_TYPES[data.pop("type")]
     fields = {f.name: f.type for f in dataclasses.fields(cls)}
-    if set(data) != set(fields):
-        missing, extra = sorted(set(fields) - set(data)), sorted(set(data) - set(fields))
+    # fields added later have defaults: records written before them still read
+    optional = {f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+    if not set(fields) - optional <= set(data) <= set(fields):
+        missing, extra = sorted(set(fields) - optional - set(data)), sorted(set(data) - set(fields))
         raise ValueError(f"{cls.__name__} record fields differ: missing {missing}, unexpected {extra}")
     for name, annotation in fields.items():
-        if not _type_ok(data[name], str(annotation)):
+        if name in data and not _type_ok(data[name], str(annotation)):
             raise ValueError(f"{cls.__name__}.{name} should be {annotation}, got {type(data[name]).__name__}")
-    if cls is Run:
-        try:
-            datetime.fromisoformat(data["started_at"])
-        except ValueError:
-            raise ValueError(f"Run.started_at is not an ISO 8601 time: {data['started_at'][:40]!r}") from None
+    for name in _TIMES.get(cls, ()):
+        if data.get(name) is not None:
+            try:
+                datetime.fromisoformat(data[name])
+            except ValueError:
+                raise ValueError(f"{cls.__name__}.{name} is not an ISO 8601 time: {data[name][:40]!r}") from None
     return cls(**data)
 
 
+_TIMES: dict[type, tuple[str, ...]] = {
+    Run: ("started_at", "ended_at"), CaseDone: ("finished_at",), RunDone: ("ended_at",),
+}
 _TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (float, int)}
 
 
@@ -230,6 +262,12 @@ def case_key(task: str, method: str, impl: str, point_key: str, dtype: str, devi
     return "\x1f".join((task, method, impl, point_key, dtype, device, str(seed)))
 
 
+def split_case_key(key: str) -> tuple[str, str, str, str, str, str, int]:
+    """The inverse of ``case_key``."""
+    task, method, impl, pkey, dtype, device, seed = key.split("\x1f")
+    return task, method, impl, pkey, dtype, device, int(seed)
+
+
 def row_case_key(row: Result | Sample | CurvePoint) -> str:
     return case_key(row.task, row.method, row.impl, row.point_key, row.dtype, row.device, row.seed)
 
@@ -257,6 +295,12 @@ class ShardContents:
     complete: bool  # the run wrote its RunDone
     good_bytes: int  # the byte length of the shard up to the last trusted line: resume cuts there
     warnings: list[str]
+    ended_at: str | None = None  # from the RunDone (format 3 on)
+
+    def case_times(self) -> list[CaseTime]:
+        """Each finished case's wall time (None in shards before format 3)."""
+        return [CaseTime(done.run_id, *split_case_key(key), done.status, done.wall_s, done.finished_at)
+                for key, done in self.done.items()]
 
 
 def read_shard(path: str | Path) -> ShardContents:
@@ -346,7 +390,12 @@ def _close(record: CaseDone | RunDone, pending: list[tuple[Any, str]], contents:
         if record.cases != len(contents.done):
             raise ShardError(f"{where}: the run's end counts {record.cases} cases, the shard {len(contents.done)}")
         contents.complete = True
+        contents.ended_at = record.ended_at
         return
+    try:
+        split_case_key(record.case)
+    except ValueError:
+        raise ShardError(f"{where}: a commit record with a malformed case key") from None
     if record.case in contents.done:
         raise ShardError(f"{where}: case {record.case.replace(chr(31), ' ')!r} appears twice")
     if any(row_case_key(r) != record.case for r, _ in pending):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -48,6 +49,7 @@ from effbench.registry import (
 from effbench.rows import (
     SHARD_FORMAT,
     STATUSES,
+    TIMED_GRIDS,
     CaseDone,
     CurvePoint,
     MethodInfo,
@@ -77,7 +79,10 @@ GRID_TIMING: dict[str, TimingConfig] = {
     "gpu": TimingConfig(),
 }
 GRID_TIMEOUT_S: dict[str, float] = {"smoke": 120.0, "cpu": 900.0, "gpu": 1800.0}
-DEFAULT_SEEDS: dict[str, int] = {"smoke": 2, "cpu": 3, "gpu": 3}
+DEFAULT_SEEDS: dict[str, int] = {"smoke": 1, "cpu": 3, "gpu": 3}
+# Which points of its grid a method runs at. "all"; or "first_covered": each (method, impl) at the first
+# point of the grid (tasks list their smallest first) that it covers, i.e. where it is not skipped.
+GRID_POINTS: dict[str, str] = {"smoke": "first_covered", "cpu": "all", "gpu": "all"}
 MAX_SEEDS = 1000  # beyond it a plan is a typo, not a study (and would not fit in memory)
 
 WORKER_ENV = {"PYTHONUNBUFFERED": "1"}
@@ -107,6 +112,11 @@ class Case:
     def key(self) -> str:
         return case_key(self.task, self.method, self.impl, self.point_key, self.dtype, self.device, self.seed)
 
+    @property
+    def lineage(self) -> tuple[str, ...]:
+        """The case but for its grid point: what ``first_covered`` runs at one point only."""
+        return (self.task, self.method, self.impl, self.dtype, self.device, str(self.seed))
+
     def label(self) -> str:
         return f"{self.task} {self.method}/{self.impl} [{self.point_key}] {self.dtype} {self.device} seed={self.seed}"
 
@@ -119,6 +129,12 @@ class RunConfig:
     timeout_s: float
     timing: TimingConfig
     memory_limit_bytes: int | None = None  # per worker process: RLIMIT_DATA on the CPU, a CUDA memory fraction
+    points: str = "all"  # GRID_POINTS' choices
+
+    @property
+    def timed(self) -> bool:
+        """Whether this grid's times are for comparison (``TIMED_GRIDS``)."""
+        return self.grid in TIMED_GRIDS
 
 
 @dataclass
@@ -163,8 +179,10 @@ def make_config(
     seeds: int | None = None,
     timeout_s: float | None = None,
     memory_limit_gib: float | None = None,
+    all_points: bool = False,
 ) -> RunConfig:
-    """A run configuration with the grid's defaults filled in."""
+    """A run configuration with the grid's defaults filled in. ``all_points``: every point of the grid for
+    every method, even on a grid that runs each method at its first covered point (smoke)."""
     device = resolve_device(device)
     grid = grid or ("gpu" if device == "cuda" else "cpu")
     if grid not in GRIDS:
@@ -182,6 +200,7 @@ def make_config(
         timeout_s=timeout_s or GRID_TIMEOUT_S[grid],
         timing=GRID_TIMING[grid],
         memory_limit_bytes=None if memory_limit_gib is None else int(memory_limit_gib * (1 << 30)),
+        points="all" if all_points else GRID_POINTS[grid],
     )
 
 
@@ -375,7 +394,7 @@ def _kernel_case(
     elif case.seed == 0 and forward_only:
         result.metrics.update(time_ms=None, peak_mem_bytes=None)
         result.notes["time_ms"] = result.notes["peak_mem_bytes"] = forward_only
-        _add_derived(task, impl, inputs, case, method, result, None)
+        _add_derived(task, impl, inputs, case, method, result, None, config.timing)
     elif case.seed == 0:
         call = task.timed_call(impl.fn, inputs, case.point)
         timing = time_call(call, case.device, config.timing)
@@ -388,7 +407,7 @@ def _kernel_case(
             peak_mem_abs_bytes=float(memory.abs_bytes),
         )
         result.samples["time_ms"] = timing.samples_ms
-        _add_derived(task, impl, inputs, case, method, result, timing.median_ms)
+        _add_derived(task, impl, inputs, case, method, result, timing.median_ms, config.timing)
         for name in ("time_ms", "time_p20_ms", "time_p80_ms"):
             result.measure_methods[name] = timing.method
         result.measure_methods["peak_mem_bytes"] = memory.method
@@ -397,11 +416,13 @@ def _kernel_case(
 
 
 def _add_derived(task: KernelTask, impl: Any, inputs: dict[str, Any], case: Case, method: Method,
-                 result: CaseResult, time_ms: float | None) -> None:
-    """The task's own seed-0 metrics; ``time_ms`` is None for a forward-only case."""
+                 result: CaseResult, time_ms: float | None, timing: TimingConfig) -> None:
+    """The task's own seed-0 metrics; ``time_ms`` is None for a forward-only case. A ``derived`` that takes
+    ``timing`` times what it measures with the grid's settings, like the case itself."""
     if task.derived is None:
         return
-    for name, value in task.derived(impl.fn, inputs, case.point, method, time_ms).items():
+    extra = {"timing": timing} if "timing" in inspect.signature(task.derived).parameters else {}
+    for name, value in task.derived(impl.fn, inputs, case.point, method, time_ms, **extra).items():
         result.metrics[name] = value
         result.measure_methods[name] = f"by {case.task}'s derived metrics (its docstring)"
 
@@ -498,7 +519,7 @@ class Worker:
 
     def __init__(self, plugins: Sequence[str], startup_timeout_s: float = 300.0) -> None:
         env = dict(os.environ)
-        env.update(WORKER_ENV)
+        env.update(WORKER_ENV, EFFBENCH_WORKER_PARENT=str(os.getpid()))
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "effbench.worker", json.dumps(list(plugins))],
@@ -506,6 +527,9 @@ class Worker:
             stdout=subprocess.PIPE,
             stderr=self.stderr,
             env=env,
+            # its own session: signals to the terminal's process group (Ctrl-C, a CI cancel) reach the
+            # parent only, which ends the worker itself instead of losing the case in flight as an error
+            start_new_session=True,
         )
         self.buffer = b""
         self.eof = False
@@ -779,6 +803,10 @@ def plan_fingerprint(config: RunConfig, cases: Sequence[Case], plugins: Sequence
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
 class ShardBusy(UsageError):
     """Another process is writing this shard (it is running or resuming the same run)."""
 
@@ -813,22 +841,24 @@ class Shard:
         """The header and the records outside any case (run, methods), in one write."""
         self._append([to_json_line(r) for r in ([self.header] if self.header else []) + list(records)])
 
-    def write_case(self, case: Case, status: str, rows: Sequence[Any]) -> None:
+    def write_case(self, case: Case, status: str, rows: Sequence[Any], wall_s: float | None = None) -> None:
         lines = [to_json_line(r) for r in rows]
-        done = CaseDone(self.run_id, case.key, status, len(lines), lines_digest(lines))
+        done = CaseDone(self.run_id, case.key, status, len(lines), lines_digest(lines), wall_s, _now())
         self._append([*lines, to_json_line(done)])
         self.cases += 1
 
     def write_end(self, rows: Sequence[Any]) -> None:
         lines = [to_json_line(r) for r in rows]
-        self._append([*lines, to_json_line(RunDone(self.run_id, self.cases, len(lines), lines_digest(lines)))])
+        self._append([*lines, to_json_line(RunDone(self.run_id, self.cases, len(lines), lines_digest(lines), _now()))])
 
     def close(self) -> None:
         self.file.close()
 
 
 def find_resumable(shard_dir: Path, fingerprint: str) -> tuple[Path, ShardContents] | None:
-    """The newest shard in ``shard_dir`` of a run with this fingerprint, finished or not."""
+    """The run of this fingerprint in ``shard_dir`` to resume: of the unfinished ones, the one with the most
+    finished cases (the newest of equals), so that a fresh run started and stopped after an interruption
+    does not strand the earlier run's work; when every one finished, the newest."""
     if not shard_dir.is_dir():
         return None
     found = []
@@ -842,11 +872,17 @@ def find_resumable(shard_dir: Path, fingerprint: str) -> tuple[Path, ShardConten
             found.append((first.run_id, path))
     if not found:
         return None
-    path = max(found)[1]  # run ids start with their UTC start time
-    try:
-        return path, read_shard(path)
-    except ShardError as exc:
-        raise UsageError(f"cannot resume from {path}: {exc}") from None
+    candidates = []
+    for run_id, path in found:
+        try:
+            contents = read_shard(path)
+        except ShardError as exc:
+            raise UsageError(f"cannot resume from {path}: {exc}") from None
+        # run ids start with their UTC start time: the last key breaks ties by age
+        candidates.append(((not contents.complete, len(contents.done) if not contents.complete else 0, run_id),
+                           path, contents))
+    _, path, contents = max(candidates, key=lambda c: c[0])
+    return path, contents
 
 
 def _results_from_rows(records: Sequence[Any]) -> dict[str, CaseResult]:
@@ -866,6 +902,12 @@ class RunSummary:
     counts: dict[str, int]
     failures: list[tuple[Case, CaseResult]]
     resumed: int = 0  # cases finished by the earlier part of a resumed run
+    dropped: int = 0  # planned cases not run: an earlier point covered the method (GRID_POINTS)
+    by_task: dict[str, dict[str, int]] = field(default_factory=dict)  # task -> status -> cases
+
+    @property
+    def ran(self) -> int:
+        return sum(self.counts.values())
 
 
 def run_cases(
@@ -875,6 +917,8 @@ def run_cases(
     shard_dir: Path,
     command: str = "",
     on_case: Callable[[Case, CaseResult], None] | None = None,
+    on_start: Callable[[Case], None] | None = None,
+    on_drop: Callable[[Case], None] | None = None,
     in_process: bool = False,
     run: Run | None = None,
     resume: ShardContents | None = None,
@@ -883,6 +927,11 @@ def run_cases(
 
     ``resume``: the contents of an unfinished shard of the same plan (``find_resumable``); the run
     goes on in that shard under its run id, and the cases it finished are not run again.
+    ``on_start(case)`` is called as a case starts, ``on_case(case, result)`` once it is in the shard,
+    ``on_drop(case)`` for a planned case that does not run because an earlier point of the grid covered
+    its method (``config.points == "first_covered"``).
+    An exception (an interrupt) ends the worker and propagates; every case finished before it is in
+    the shard.
     ``in_process=True`` runs cases in this process (no isolation from crashes or hangs):
     for tests and debugging only.
     """
@@ -904,15 +953,31 @@ def run_cases(
     finished: list[tuple[Case, CaseResult]] = []
     worker: Worker | None = None
     cache = _TruthCache()
+    first_covered = config.points == "first_covered"
+    covered: set[tuple[str, ...]] = set()  # lineages that ran at an earlier point
+    dropped = 0
+    by_task: dict[str, dict[str, int]] = {}
     try:
         for case in cases:
             is_workload = isinstance(registry.tasks[case.task], WorkloadTask)
+            if case.lineage in covered:
+                dropped += 1  # an earlier point of the grid covered this method (GRID_POINTS)
+                if on_drop is not None:
+                    on_drop(case)
+                continue
             if resume is not None and case.key in resume.done:
                 previous = earlier.get(case.key) or CaseResult(status=resume.done[case.key].status)
                 counts[previous.status] = counts.get(previous.status, 0) + 1
+                tally = by_task.setdefault(case.task, {})
+                tally[previous.status] = tally.get(previous.status, 0) + 1
+                if first_covered and previous.status != "skipped":
+                    covered.add(case.lineage)
                 if is_workload:
                     finished.append((case, previous))
                 continue
+            if on_start is not None:
+                on_start(case)
+            started = time.perf_counter()
             impl = registry.methods[(case.task, case.method)].impls[case.impl]
             blocked = impl.why_not(case.device, case.dtype)
             if blocked:  # no need to start a process to learn that a package is missing
@@ -924,8 +989,13 @@ def run_cases(
                     worker = Worker(registry.plugins)
                 result = worker.run(case, config)
             result = _known_status(result)
-            shard.write_case(case, result.status, result_rows(registry, run, case, result))
+            shard.write_case(case, result.status, result_rows(registry, run, case, result),
+                             wall_s=round(time.perf_counter() - started, 4))
             counts[result.status] = counts.get(result.status, 0) + 1
+            tally = by_task.setdefault(case.task, {})
+            tally[result.status] = tally.get(result.status, 0) + 1
+            if first_covered and result.status != "skipped":
+                covered.add(case.lineage)
             if result.status not in ("ok", "skipped", "unavailable"):
                 failures.append((case, result))
             if is_workload:
@@ -943,4 +1013,4 @@ def run_cases(
     finally:
         shard.close()
     resumed = len(resume.done) if resume is not None else 0
-    return RunSummary(run, shard.path, counts, failures, resumed)
+    return RunSummary(run, shard.path, counts, failures, resumed, dropped, by_task)

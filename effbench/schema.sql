@@ -1,4 +1,4 @@
--- effbench store, schema version 1: long/tidy tables whose keys make every ingest idempotent.
+-- effbench store, schema version 2: long/tidy tables whose keys make every ingest idempotent.
 -- Statements are split on semicolons: keep semicolons out of comments.
 CREATE TABLE IF NOT EXISTS meta (
     key VARCHAR PRIMARY KEY,
@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS runs (
     effbench_version VARCHAR,
     grid VARCHAR,
     source VARCHAR,            -- 'effbench' or 'asv'
-    command VARCHAR
+    command VARCHAR,
+    ended_at TIMESTAMP         -- UTC, when the run wrote its end (NULL: unfinished, or asv)
 );
 
 CREATE TABLE IF NOT EXISTS results (
@@ -76,6 +77,22 @@ CREATE TABLE IF NOT EXISTS curves (
     eval_loss DOUBLE,
     eval_metric DOUBLE,
     PRIMARY KEY (run_id, task, method, impl, point_key, dtype, device, seed, step)
+);
+
+-- How long each case took in the runner (worker start included): what `run --dry-run` estimates from.
+CREATE TABLE IF NOT EXISTS cases (
+    run_id VARCHAR NOT NULL,
+    task VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,
+    impl VARCHAR NOT NULL,
+    point_key VARCHAR NOT NULL,
+    dtype VARCHAR NOT NULL,
+    device VARCHAR NOT NULL,
+    seed INTEGER NOT NULL,
+    status VARCHAR NOT NULL,
+    wall_s DOUBLE,
+    finished_at TIMESTAMP,
+    PRIMARY KEY (run_id, task, method, impl, point_key, dtype, device, seed)
 );
 
 CREATE TABLE IF NOT EXISTS methods (

@@ -350,8 +350,10 @@ def headline(frame: pl.DataFrame, kind: str) -> list[str]:
             where = _device_label(device, best["gpu_name"])
             speed = f", {best['speedup']:.2f}x the reference's speed" if best["speedup"] else ""
             memory = f", {best['memory_ratio']:.2f}x less memory" if best["memory_ratio"] else ""
+            untimed = ("" if analysis.timed_grid(best.get("grid", "cpu")) else
+                       f" (grid {best['grid']}: a check that it runs, not a timing to compare)")
             lines.append(f"{where}, {dtype}, largest point {order[-1]}: fastest correct is "
-                         f"{best['method']}/{best['impl']} at {_fmt(best['time_ms'], 'ms')}{speed}{memory}.")
+                         f"{best['method']}/{best['impl']} at {_fmt(best['time_ms'], 'ms')}{speed}{memory}{untimed}.")
         return lines
     summary = analysis.workload_summary(frame)
     if summary.is_empty():
@@ -369,6 +371,13 @@ def headline(frame: pl.DataFrame, kind: str) -> list[str]:
         lines.append(f"{device}, {pkey}: best final metric {best['method']}/{best['impl']} "
                      f"{_fmt(best['final_metric_mean'])}{note}.")
     return lines
+
+
+def _untimed_grids(rows: pl.DataFrame) -> str:
+    """The grids among ``rows`` whose times are checks, not timings (e.g. "smoke"), comma-separated."""
+    if rows.is_empty() or "grid" not in rows.columns:
+        return ""
+    return ", ".join(sorted(g for g in rows["grid"].drop_nulls().unique().to_list() if not analysis.timed_grid(g)))
 
 
 def coverage(frame: pl.DataFrame, method_frame: pl.DataFrame) -> list[dict[str, str]]:
@@ -458,7 +467,8 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
                   if not task_rows.is_empty() else {})
         task_infos[task] = {"name": task, "kind": kind, "page": task_page(task), "status": counts,
                             "headline": headline(task_rows, kind) if not task_rows.is_empty() else [],
-                            "failures": sum(counts.get(s, 0) for s in FAIL_STATUSES)}
+                            "failures": sum(counts.get(s, 0) for s in FAIL_STATUSES),
+                            "untimed": _untimed_grids(task_rows)}
     for family in FAMILIES:
         infos = [task_infos[t] for t in tasks if t.split("/")[0] == family]
         status: dict[str, int] = {}

@@ -27,7 +27,17 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from effbench.rows import SCHEMA_VERSION, CurvePoint, MethodInfo, Result, Run, Sample, ShardError, read_shard
+from effbench.rows import (
+    SCHEMA_VERSION,
+    CaseTime,
+    CurvePoint,
+    MethodInfo,
+    Result,
+    Run,
+    Sample,
+    ShardError,
+    read_shard,
+)
 
 DEFAULT_DB = Path("results/effbench.duckdb")
 # DuckDB lets one process write a file (and no one read it meanwhile): others wait this long for it.
@@ -38,6 +48,7 @@ TABLES: dict[str, type] = {
     "samples": Sample,
     "curves": CurvePoint,
     "methods": MethodInfo,
+    "cases": CaseTime,
 }
 
 
@@ -144,7 +155,9 @@ class Store:
         return cursor.fetchall() if cursor is not None else []  # duckdb 2 returns None for DDL
 
     def _apply_schema(self, version: int | None) -> None:
-        # Migrations go here as `if version < N: ...`; version 1 is the first schema.
+        # Migrations of older files first, then schema.sql (CREATE ... IF NOT EXISTS) adds what is new.
+        if version is not None and version < 2:
+            self._all("ALTER TABLE runs ADD COLUMN IF NOT EXISTS ended_at TIMESTAMP")
         sql = resources.files("effbench").joinpath("schema.sql").read_text()
         for statement in sql.split(";"):
             if statement.strip():
@@ -184,10 +197,19 @@ class Store:
                 frame.select(names).write_parquet(file)
                 columns = ", ".join(names)
                 before = self._all(f"SELECT count(*) FROM {table}")[0][0]
-                # methods: the newest description wins; everything else: the first write wins.
-                conflict = "OR REPLACE" if table == "methods" else "OR IGNORE"
+                # methods: the newest description wins; a run's end fills in once it is known (a resumed
+                # run's shard is ingested when interrupted, then again when finished); everything else:
+                # the first write wins.
+                conflict, update = "OR IGNORE", ""
+                if table == "methods":
+                    conflict = "OR REPLACE"
+                elif table == "runs":
+                    conflict = ""
+                    update = (" ON CONFLICT (run_id) DO UPDATE SET "
+                              "ended_at = coalesce(runs.ended_at, CAST(excluded.ended_at AS TIMESTAMP))")
                 self._all(
-                    f"INSERT {conflict} INTO {table} ({columns}) SELECT DISTINCT {columns} FROM read_parquet(?)",
+                    f"INSERT {conflict} INTO {table} ({columns}) SELECT DISTINCT {columns} FROM read_parquet(?)"
+                    + update,
                     [str(file)],
                 )
                 added[table] = self._all(f"SELECT count(*) FROM {table}")[0][0] - before
@@ -233,7 +255,11 @@ class Store:
         if contents.header is not None and not contents.complete:
             report.warnings.append(f"{path}: run {contents.run.run_id} did not finish: {len(contents.done)} of "
                                    f"{contents.header.cases} cases (`effbench run --resume` finishes it)")
-        report.frames = _frames(contents.records, path)
+        records = list(contents.records)
+        if contents.ended_at is not None:
+            records = [dataclasses.replace(r, ended_at=contents.ended_at) if isinstance(r, Run) else r
+                       for r in records]
+        report.frames = _frames(records + contents.case_times(), path)
         return report
 
     def _collect_asv(self, path: Path) -> list[IngestReport]:
@@ -247,7 +273,14 @@ class Store:
         if path.resolve() == self.path.resolve():
             raise StoreError(f"{path} is the destination DB itself")
         with Store(path, read_only=True) as source:
-            frames = {table: source.query(f"SELECT * FROM {table}") for table in TABLES}
+            frames = {}
+            for table, cls in TABLES.items():  # an older schema may lack a table or a column: NULLs
+                have = {row[0] for row in source._all(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table])}
+                if have:
+                    columns = ", ".join(f.name if f.name in have else f"NULL AS {f.name}"
+                                        for f in dataclasses.fields(cls))
+                    frames[table] = source.query(f"SELECT {columns} FROM {table}")
         return IngestReport(str(path), frames={t: f for t, f in frames.items() if not f.is_empty()})
 
     def ingest_asv(self, path: str | Path) -> list[IngestReport]:

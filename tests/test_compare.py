@@ -1,4 +1,5 @@
-"""`effbench compare`: a planted 2x slowdown is flagged (exit 1); two runs of the same code stay quiet."""
+"""`effbench compare`: a planted 2x slowdown is flagged (exit 1); two runs of the same code stay quiet; the
+smoke grid's numbers are not judged unless asked (they are checks, not timings)."""
 
 import json
 
@@ -13,7 +14,7 @@ def _run(db, monkeypatch, slowdown):
     monkeypatch.setenv("EFFBENCH_TEST_SLOWDOWN", str(slowdown))  # workers inherit the environment
     result = CliRunner().invoke(cli, ["run", "--plugin", str(PLUGINS / "tunable_speed.py"), "--task",
                                       "linear_cross_entropy", "--method", "tunable_speed", "--grid", "smoke",
-                                      "--seeds", "1", "--db", str(db)])
+                                      "--seeds", "1", "--all-points", "--db", str(db)])
     assert result.exit_code == 0, result.output
     rows = json.loads(CliRunner().invoke(cli, ["query", "SELECT run_id FROM runs ORDER BY started_at DESC, "
                                                "run_id DESC LIMIT 1", "--db", str(db), "--json"]).output)
@@ -26,13 +27,21 @@ def test_planted_slowdown_is_a_regression_and_identical_runs_are_quiet(tmp_path,
     same = _run(db, monkeypatch, 1)
     slow = _run(db, monkeypatch, 2)
 
-    quiet = CliRunner().invoke(cli, ["compare", base, same, "--db", str(db), "--metric", "time_ms"])
+    # smoke runs: a 2x slowdown is not judged (exit 0), and every compared number says why
+    untimed = CliRunner().invoke(cli, ["compare", base, slow, "--db", str(db), "--metric", "time_ms"])
+    assert untimed.exit_code == 0, untimed.output
+    assert "0 regression(s)" in untimed.output and "not for comparison" in untimed.output
+    assert set(changes(db, base, slow, ("time_ms",)).filter(has_ratio())["verdict"]) == {"untimed"}
+
+    quiet = CliRunner().invoke(cli, ["compare", base, same, "--db", str(db), "--metric", "time_ms",
+                                     "--judge-untimed"])
     assert quiet.exit_code == 0, quiet.output
     assert "0 regression(s)" in quiet.output
 
-    flagged = CliRunner().invoke(cli, ["compare", base, slow, "--db", str(db), "--metric", "time_ms"])
+    flagged = CliRunner().invoke(cli, ["compare", base, slow, "--db", str(db), "--metric", "time_ms",
+                                       "--judge-untimed"])
     assert flagged.exit_code == 1, flagged.output
-    frame = changes(db, base, slow, ("time_ms",))
+    frame = changes(db, base, slow, ("time_ms",), judge_untimed=True)
     timed = frame.filter(frame["ratio"].is_not_null())  # the plugin skips the smoke point with z-loss options
     sleepy = timed.filter(timed["impl"] == "sleepy")
     assert sleepy.height == 2 and set(sleepy["verdict"]) == {"regression"}  # every timed smoke point
@@ -41,9 +50,28 @@ def test_planted_slowdown_is_a_regression_and_identical_runs_are_quiet(tmp_path,
     assert set(timed.filter(timed["impl"] == "reference")["verdict"]) == {"same"}
     assert set(frame.filter(frame["ratio"].is_null())["verdict"]) == {"not compared"}
     # and the other direction is an improvement, exit 0
-    back = CliRunner().invoke(cli, ["compare", slow, base, "--db", str(db), "--metric", "time_ms", "--json"])
+    back = CliRunner().invoke(cli, ["compare", slow, base, "--db", str(db), "--metric", "time_ms", "--json",
+                                    "--judge-untimed"])
     assert back.exit_code == 0
     assert {r["verdict"] for r in json.loads(back.output) if r["impl"] == "sleepy" and r["ratio"]} == {"improvement"}
+
+
+def test_a_status_that_turns_bad_is_a_regression_even_on_the_smoke_grid(tmp_path, monkeypatch):
+    db = tmp_path / "db.duckdb"
+    base = _run(db, monkeypatch, 1)
+    monkeypatch.setenv("EFFBENCH_TEST_WRONG", "1")
+    broken = _run(db, monkeypatch, 1)
+    result = CliRunner().invoke(cli, ["compare", base, broken, "--db", str(db), "--metric", "time_ms", "--json"])
+    assert result.exit_code == 1, result.output
+    rows = [r for r in json.loads(result.output) if r["impl"] == "sleepy" and r["head_status"] == "wrong"]
+    assert rows and {r["verdict"] for r in rows} == {"regression"}
+    assert {r["verdict"] for r in json.loads(result.output) if r["impl"] == "reference" and r["ratio"]} == {"untimed"}
+
+
+def has_ratio():
+    import polars as pl
+
+    return pl.col("ratio").is_not_null()
 
 
 def test_runs_are_named_by_id_or_commit_and_bad_names_are_one_line(tmp_path, monkeypatch):

@@ -23,7 +23,7 @@ from tests.conftest import PLUGINS, ROOT
 
 FAULTY = str(PLUGINS / "faulty.py")
 POINT = {"N": 16, "D": 8, "V": 37, "ignore_frac": 0.0}
-TABLES = ("runs", "results", "samples", "curves", "methods")
+TABLES = ("runs", "results", "samples", "curves", "methods", "cases")
 
 
 def invoke(*args):
@@ -66,12 +66,12 @@ def case_dones(path: Path) -> int:
 
 
 def test_run_killed_with_sigkill_and_resumed_has_every_case_exactly_once(tmp_path):
-    db, runs = tmp_path / "db.duckdb", tmp_path / "runs"
+    db, runs = tmp_path / "db.duckdb", tmp_path / "local" / "runs"  # the default shard dir beside the DB
     command = ("run", "--plugin", FAULTY, "--method", "planted_faults", "--impl", "reference,sleepy", "--grid",
-               "smoke", "--seeds", "3", "--db", db)
+               "smoke", "--seeds", "3", "--all-points", "--db", db)
     proc = effbench(*command)
     wait_for(lambda: any(case_dones(p) >= 3 for p in runs.glob("*.jsonl")), 180, "three finished cases")
-    os.kill(proc.pid, signal.SIGKILL)  # no chance to clean up; its worker sees its stdin close and exits
+    os.kill(proc.pid, signal.SIGKILL)  # no chance to clean up; the kernel kills its worker (PR_SET_PDEATHSIG)
     proc.communicate(timeout=60)
     (shard,) = runs.glob("*.jsonl")
     killed = read_shard(shard)
@@ -122,7 +122,7 @@ def test_four_concurrent_runs_land_every_row(tmp_path):
         holder.close()
     codes = [p.wait(timeout=600) for p in procs]
     assert codes == [0] * 4, [log.read_text() for log in logs]
-    shards = sorted((tmp_path / "runs").glob("*.jsonl"))
+    shards = sorted((tmp_path / "local" / "runs").glob("*.jsonl"))
     assert len(shards) == 4
     expected = sum(len([r for r in read_shard(s).records if type(r).__name__ == "Result"]) for s in shards)
     with Store(db, read_only=True) as store:

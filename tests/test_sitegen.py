@@ -52,10 +52,15 @@ def test_history_marks_a_planted_regression(smoke_db, tmp_path):
                            "AND seed = 0 AND status = 'ok' AND task = 'loss/linear_cross_entropy' "
                            "AND impl = 'chunked'")
         runs = store.query("SELECT * FROM runs")
-        later = dict(runs.row(0, named=True), run_id="later", started_at="2030-01-01T00:00:00+00:00")
+        later = dict(runs.row(0, named=True), run_id="later", started_at="2030-01-01T00:00:00+00:00", ended_at=None)
         store.insert([Run(**{k: (str(v) if k == "started_at" else v) for k, v in later.items()})])
         store.insert([Result(**{**{k: r[k] for k in Result.__dataclass_fields__}, "run_id": "later",
                                 "value": 2 * r["value"]}) for r in base.iter_rows(named=True)])
+    build(db, tmp_path / "site")
+    page = (tmp_path / "site" / "history.html").read_text()
+    assert ">regression<" not in page  # smoke times are checks: never marked
+    with Store(db) as store:
+        store.query("UPDATE runs SET grid = 'cpu'")  # as if both runs were of a timed grid
     build(db, tmp_path / "site")
     page = (tmp_path / "site" / "history.html").read_text()
     assert page.count(">regression<") == base.filter(base["metric"] == "time_ms").height > 0

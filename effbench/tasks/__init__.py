@@ -94,6 +94,10 @@ class Task:
     dtypes: dict[str, tuple[str, ...]]
     # keyword-only so that subclasses may add required fields after it
     source_file: str | None = field(default=None, repr=False, kw_only=True)
+    # Typical wall seconds per case by grid, worker overhead included, for estimates before a run (the
+    # DB's measured times win once there are any): smoke and cpu on the 2-core development CPU, gpu on
+    # one H100. A grid left out is unknown.
+    cost_s: dict[str, float] = field(default_factory=dict, kw_only=True)
 
     def __post_init__(self) -> None:
         if self.source_file is None:

@@ -192,6 +192,9 @@ task = WorkloadTask(
         "gpu": CPU,
     },
     dtypes={"smoke": ("float32",), "cpu": ("float32",), "gpu": ("float32",)},
+    # seconds per case on the 2-core development CPU; smoke: measured 2026-12-06 (a smoke run of each
+    # method once); cpu: the issue #16 report, 5-16 min a case (no committed cpu run); gpu: not measured yet
+    cost_s={"smoke": 1.1, "cpu": 600},
     run=run,
     prepare=lm_data,
     baseline="dense",

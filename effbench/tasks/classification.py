@@ -50,6 +50,9 @@ task = WorkloadTask(
                 _point("long_tail_mixture", 400, 0.67)],
     },
     dtypes={"smoke": ("float32",), "cpu": ("float32",), "gpu": ("float32",)},
+    # seconds per case on the 2-core development CPU; smoke: measured 2026-12-06 (a smoke run of each
+    # method once); cpu: run 20261123T015556Z's training wall times plus tuning; gpu: not measured yet
+    cost_s={"smoke": 0.45, "cpu": 2.0},
     run=run,
     prepare=lambda point: dataset(point["data"]),
     baseline="cross_entropy",

@@ -156,6 +156,9 @@ task = WorkloadTask(
         "gpu": _grid(4, lm=True),
     },
     dtypes={"smoke": ("float32",), "cpu": ("float32",), "gpu": ("float32",)},
+    # seconds per case on the 2-core development CPU; smoke: measured 2026-12-06 (a smoke run of each
+    # method once); cpu: run 20261202T064110Z, about 61 min for 756 cases; gpu: not measured yet
+    cost_s={"smoke": 0.5, "cpu": 5.0},
     run=run,
     prepare=lambda point: dataset(point["data"]) if point["data"] not in FUNCTIONS else None,
     baseline="adamw",

@@ -29,7 +29,10 @@ Targets (fixed, never moved to suit a method):
 - stdlib_windows / lm_nano (cpu, gpu): the control, the same windows with nothing off-distribution
   (selection has nothing to remove). Set the same way: 0.2957 (lr 0.003), rounded down to 0.29;
   uniform's final median 0.312.
-- stdlib_mixed_pool / lm_nano (smoke): plumbing only, like digits (smoke).
+- stdlib_mixed_pool / lm_nano (smoke): plumbing only, like digits (smoke). 0.25: the untrained
+  model's token accuracy is 0.214 and most methods pass 0.27 by step 10 of 20, so both outcomes
+  occur. The first smoke LM point's 0.2 was met at step 0 (time to target 0.0); it stays in the
+  grid for its results, and a smoke run stops at the first point a method covers.
 - digits / mlp (smoke): a plumbing check only; 0.85 is close to uniform's final
   accuracy there, so both outcomes (reached, missed) get exercised.
 """
@@ -73,6 +76,9 @@ task = WorkloadTask(
         "smoke": [{"data": "digits", "model": "mlp", "hidden": 64, "steps": 60, "batch": 32, "pool": 128,
                    "lr": 0.05, "eval_every": 10, "target": 0.85},
                   {"data": "stdlib_mixed_pool", "model": "lm_nano", "steps": 20, "batch": 8, "pool": 32,
+                   "lr": 0.003, "eval_every": 10, "target": 0.25},
+                  # kept for its results: its target is below the untrained model's accuracy (0.214)
+                  {"data": "stdlib_mixed_pool", "model": "lm_nano", "steps": 20, "batch": 8, "pool": 32,
                    "lr": 0.003, "eval_every": 10, "target": 0.2}],
         "cpu": [{"data": "digits", "model": "mlp", "hidden": 128, "steps": 400, "batch": 32, "pool": 128,
                  "lrs": "0.01,0.03,0.1", "eval_every": 10, "target": 0.93},
@@ -82,6 +88,9 @@ task = WorkloadTask(
                 *PROBLEMS],
     },
     dtypes={"smoke": ("float32",), "cpu": ("float32",), "gpu": ("float32",)},
+    # seconds per case on the 2-core development CPU; smoke: measured 2026-12-06 (a smoke run of each
+    # method once); cpu: runs 20261202T144649Z-151502Z, about 18 min for 231 cases; gpu: not measured yet
+    cost_s={"smoke": 1.1, "cpu": 4.7},
     run=run,
     prepare=lambda point: dataset(point["data"]),
     baseline="uniform",

@@ -64,6 +64,9 @@ task = WorkloadTask(
         "gpu": [_point("lm_tiny", 32, 1000)],
     },
     dtypes={"smoke": ("float32",), "cpu": ("float32",), "gpu": ("float32",)},
+    # seconds per case on the 2-core development CPU; smoke: measured 2026-12-06 (a smoke run of each
+    # method once); cpu: run 20261123T015556Z's training wall times; gpu: not measured yet
+    cost_s={"smoke": 1.6, "cpu": 16},
     run=run,
     prepare=lambda point: dataset(point["data"]),
     baseline="standard",

@@ -128,6 +128,9 @@ task = WorkloadTask(
                  "eval_every": 200}],
     },
     dtypes={"smoke": ("float32",), "cpu": ("float32",), "gpu": ("float32",)},
+    # seconds per case on the 2-core development CPU; smoke: measured 2026-12-06 (a smoke run of each
+    # method once); cpu: run 20261202T151502Z, about 10 min for 18 cases; gpu: not measured yet
+    cost_s={"smoke": 2.1, "cpu": 33},
     run=run,
     prepare=lambda point: dataset(point["data"]),
     baseline="full_training",

@@ -66,6 +66,12 @@ def sleepy(x, w, y, ignore_index=-100):
     return correct(x, w, y, ignore_index)
 
 
+@method.impl("slow")
+def slow(x, w, y, ignore_index=-100):
+    time.sleep(float(os.environ.get("EFFBENCH_TEST_SLOW_S", "5")))  # long enough to be caught in flight
+    return correct(x, w, y, ignore_index)
+
+
 @method.impl("oom")
 def oom(x, w, y, ignore_index=-100):
     raise torch.OutOfMemoryError("planted: CUDA out of memory. Tried to allocate 1 TiB")

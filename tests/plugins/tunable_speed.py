@@ -1,5 +1,6 @@
 """A plugin whose ``sleepy`` implementation takes EFFBENCH_TEST_SLOWDOWN times 10 ms (default 1): a planted
-slowdown. Both implementations sleep, so their times are steady from run to run (sleep jitter is ~1%)."""
+slowdown. Both implementations sleep, so their times are steady from run to run (sleep jitter is ~1%).
+EFFBENCH_TEST_WRONG=1 makes ``sleepy`` 1% off (a planted fault: the case turns ``wrong``)."""
 
 import os
 import time
@@ -25,4 +26,4 @@ def reference(x, w, y, ignore_index=-100):
 @method.impl("sleepy")
 def sleepy(x, w, y, ignore_index=-100):
     time.sleep(0.010 * float(os.environ.get("EFFBENCH_TEST_SLOWDOWN", "1")))
-    return exact(x, w, y, ignore_index)
+    return exact(x, w, y, ignore_index) * (1.01 if os.environ.get("EFFBENCH_TEST_WRONG") == "1" else 1.0)
