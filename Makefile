@@ -50,7 +50,7 @@ site: install
 	$(BIN)/effbench site --db $(DB) --out $(SITE)
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist worksteal
 
 lint: install
 	$(BIN)/ruff check effbench tests benchmarks examples

@@ -339,11 +339,12 @@ def run(
         sys.exit(128 + signum)
     finally:
         signal.signal(signal.SIGTERM, previous_term)
-    rows = [[task_key, sum(c.values()), *[c.get(s) or "" for s in _STATUS_ORDER]]
+    seen = [s for s in _STATUS_ORDER if summary.counts.get(s)]
+    rows = [[task_key, sum(c.values()), *[c.get(s) or "" for s in seen]]
             for task_key, c in sorted(summary.by_task.items())]
     from effbench.console import print_table
 
-    print_table(["task", "cases", *_STATUS_ORDER], rows, stream=sys.stderr)
+    print_table(["task", "cases", *seen], rows, stream=sys.stderr)
     resumed = f" ({summary.resumed} of them before the resume)" if summary.resumed else ""
     counts = ", ".join(f"{s} {n}" for s, n in summary.counts.items() if n)
     _say(f"run {summary.run.run_id}: {summary.ran} cases{resumed} ({counts}), shard {summary.shard}, "

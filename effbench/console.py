@@ -53,7 +53,9 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], stream: T
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(*[Text(cell(c)) for c in columns], title=Text(title) if title else None)
+    table = Table(title=Text(title) if title else None)
+    for c in columns:
+        table.add_column(Text(cell(c)))
     for row in rows:
         table.add_row(*[Text(cell(v)) for v in row])
     Console(file=stream).print(table)

@@ -1,9 +1,10 @@
 """Progress of a run for people (a rich bar on a terminal) and for logs (plain lines in a pipe).
 
 Both show cases done of the total, elapsed time, an ETA, the case in flight and the counts by
-status. On a terminal: a live bar, with a line per failing case above it. In a pipe or a file
-(a CI log): no markup and no wrapping, a line per failing case as it ends, and a summary line
-every ``interval_s`` seconds, also while one long case runs, so a log is never silent for long.
+status. On a terminal: a live bar, with a line per failing case (wrong, error, oom, timeout)
+above it. In a pipe or a file (a CI log): no markup and no wrapping, a line per case that is not
+``ok`` as it ends (status first, so ``grep`` finds them), and a summary line every
+``interval_s`` seconds, also while one long case runs, so a log is never silent for long.
 The ETA scales the remaining cases' estimates (``effbench.estimate``) by how the finished cases
 compared with theirs, or uses the mean time per finished case when there are no estimates.
 """
@@ -97,7 +98,7 @@ class RunProgress:
             if seconds is not None:
                 self.estimated_done += seconds
                 self.estimated_left -= seconds
-        if result.status in FAILING:
+        if result.status in FAILING or (self.plain and result.status != "ok"):
             self.failure(case, result)
         if self.progress is not None:
             self.progress.update(self.bar, completed=self.done, eta=self.eta_text(), counts=self.counts_text())
@@ -157,9 +158,8 @@ class RunProgress:
             return
         from rich.text import Text
 
-        line = Text(result.status, style=STATUS_STYLE.get(result.status, ""))
-        line.append(f" {case.label()}: {message}")
-        self.progress.console.print(line)
+        self.progress.console.print(Text.assemble((result.status, STATUS_STYLE.get(result.status, "")),
+                                                  f" {case.label()}: {message}"))
 
     def write(self, line: str) -> None:
         with self.lock:

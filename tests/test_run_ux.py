@@ -136,25 +136,29 @@ def test_a_stray_sigint_to_the_worker_does_not_fail_its_case(tmp_path):
 def test_piped_run_output_is_plain_lines_with_progress_and_a_summary_table(tmp_path):
     db = tmp_path / "db.duckdb"
     env = dict(os.environ, EFFBENCH_PROGRESS_INTERVAL_S="0.5", EFFBENCH_TEST_SLOW_S="2")
-    proc = subprocess.run([*RUN, "--impl", "reference,off,slow", "--db", str(db)], cwd=ROOT, env=env,
+    proc = subprocess.run([*RUN, "--impl", "reference,off,slow,missing_peer", "--db", str(db)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     err = proc.stderr
     assert "[red]" not in err and "[/]" not in err and "\x1b[" not in err and "━" not in err
     lines = err.splitlines()
-    assert lines[0].startswith("9 cases on grid smoke") and "estimated" in lines[0]
+    assert lines[0].startswith("12 cases on grid smoke") and "estimated" in lines[0]
     wrong = [line for line in lines if line.startswith("wrong [")]
     assert len(wrong) == 1 and "planted_faults/off" in wrong[0] and "above tolerance" in wrong[0]
+    missing = [line for line in lines if line.startswith("unavailable [")]
+    assert len(missing) == 1 and "surely_not_an_installed_package" in missing[0]
     progress = [line for line in lines if line.startswith("progress: ")]
     assert any("running loss/linear_cross_entropy planted_faults/slow" in line for line in progress)
     assert all("ETA" in line and "elapsed" in line for line in progress)
     header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["task", "cases", "ok"])
-    assert lines[header + 1].split() == ["loss/linear_cross_entropy", "3", "2", "1"]
-    assert lines[-1].startswith("run ") and "3 cases (ok 2, wrong 1)" in lines[-1]
+    assert lines[header].split() == ["task", "cases", "ok", "wrong", "unavailable"]
+    assert lines[header + 1].split() == ["loss/linear_cross_entropy", "4", "2", "1", "1"]
+    assert lines[-1].startswith("run ") and "4 cases (ok 2, unavailable 1, wrong 1)" in lines[-1]
     with Store(db, read_only=True) as store:
         cases = store.query("SELECT status, wall_s FROM cases")
         ended = store.query("SELECT started_at, ended_at FROM runs").row(0)
-    assert sorted(cases["status"]) == ["ok", "ok", "wrong"] and all(w > 0 for w in cases["wall_s"])
+    assert sorted(cases["status"]) == ["ok", "ok", "unavailable", "wrong"] and all(w >= 0 for w in cases["wall_s"])
+    assert max(cases["wall_s"]) >= 2  # 'slow' sleeps 2 s
     assert ended[1] is not None and ended[1] >= ended[0]
 
 
@@ -195,7 +199,7 @@ def test_smoke_runs_every_method_once_at_its_first_covered_point(registry, tmp_p
 
     config = make_config("smoke", "cpu")
     assert config.seeds == 1 and config.points == "first_covered" and not config.timed
-    cases = plan(registry, config, task="sampler/data_selection")
+    cases = plan(registry, config, task="sampler/data_selection", method="uniform,dsir,el2n")
     seen = []
     summary = run_cases(registry, cases, config, tmp_path, on_case=lambda c, r: seen.append((c, r.status)),
                         in_process=True)
@@ -204,6 +208,32 @@ def test_smoke_runs_every_method_once_at_its_first_covered_point(registry, tmp_p
         ran.setdefault(case.method, []).append((case.point["data"], status))
     # every method runs once, not skipped; one that does not cover the first point is skipped there first
     assert all(points[-1][1] == "ok" and all(s == "skipped" for _, s in points[:-1]) for points in ran.values())
-    assert ran["uniform"] == [("digits", "ok")]
-    assert ran["dsir"] == [("digits", "skipped"), ("stdlib_mixed_pool", "ok")]
+    assert ran == {"uniform": [("digits", "ok")], "el2n": [("digits", "ok")],
+                   "dsir": [("digits", "skipped"), ("stdlib_mixed_pool", "ok")]}
     assert summary.ran + summary.dropped == len(cases) and summary.dropped > 0
+
+
+def test_resume_picks_the_interrupted_run_with_the_most_finished_cases(faulty_registry, tmp_path):
+    """A fresh run started (and stopped) after an interruption must not strand the earlier run's cases."""
+    from effbench.runner import find_resumable, make_config, plan, plan_fingerprint, run_cases
+
+    config = make_config("smoke", "cpu")
+    cases = plan(faulty_registry, config, method="planted_faults", impl="reference,correct,sleepy")
+
+    def stop_after(n):
+        seen = []
+
+        def on_case(case, result):
+            seen.append(case)
+            if len(seen) == n:
+                raise KeyboardInterrupt
+
+        return on_case
+
+    for finished in (2, 1):  # the earlier run got further than the later one
+        with pytest.raises(KeyboardInterrupt):
+            run_cases(faulty_registry, cases, config, tmp_path, in_process=True, on_case=stop_after(finished))
+        time.sleep(1.1)  # run ids start with the second they started in
+    path, contents = find_resumable(tmp_path, plan_fingerprint(config, cases, faulty_registry.plugins))
+    assert len(contents.done) == 2 and not contents.complete
+    assert path == min(tmp_path.glob("*.jsonl"))  # the older run

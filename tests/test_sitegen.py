@@ -8,13 +8,14 @@ HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>&amp;'
 
 
 def test_site_from_a_real_smoke_run(smoke_db, tmp_path):
-    db, summary = smoke_db
-    assert not summary.failures, summary.failures
-    assert summary.counts["ok"] > 0
+    db, shard = smoke_db
+    statuses = {key.replace("\x1f", " "): done.status for key, done in shard.done.items()}
+    assert not {k: s for k, s in statuses.items() if s in ("error", "oom", "timeout", "wrong")}
+    assert list(statuses.values()).count("ok") > 0
     index = build(db, tmp_path / "site")
     site = tmp_path / "site"
     html = index.read_text()
-    assert summary.run.run_id in html
+    assert shard.run.run_id in html
     for family in ("loss", "optimizer", "sampler", "attention"):
         page = (site / f"{family}.html").read_text()
         assert "<table>" in page and 'href="task-' in page, family

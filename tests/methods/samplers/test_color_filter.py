@@ -41,9 +41,16 @@ def test_keeps_source_code_over_shuffled_bytes_and_repeats():
     assert pool.scored == 2 * n  # both models score the training split once
     # a prior fine-tuned on source code gains most on source code (0.99 with the defaults; chance: 0.5)
     assert in_distribution[kept].float().mean() > 0.95
-    again = {}
-    _select(data, again)
-    assert torch.equal(again["kept"], kept)  # the auxiliary runs are seeded
+    # the auxiliary runs are seeded: shortened runs, twice, keep the same rows
+    from effbench.methods.samplers.color_filter import method
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(method.extras, "prior_steps", 10)
+        patch.setitem(method.extras, "conditional_steps", 5)
+        first, again = {}, {}
+        _select(data, first)
+        _select(data, again)
+    assert torch.equal(again["kept"], first["kept"])
 
 
 def test_classification_data_is_skipped():
