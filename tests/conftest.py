@@ -28,31 +28,84 @@ def faulty_registry():
     return discover([PLUGINS / "faulty.py"])
 
 
+# --------------------------------------------------------------------------- the smoke run the site tests read
+
+SMOKE_USERS = ("test_sitegen.py", "test_site_browser.py")
+SMOKE_DIR_ENV = "EFFBENCH_TEST_SMOKE_DIR"
+
+
+def _selects_smoke_users(config: pytest.Config) -> bool:
+    """Whether the session's paths include a test module that reads the smoke run."""
+    args = [a.split("::")[0] for a in config.args] or [str(ROOT / p) for p in config.getini("testpaths")]
+    for arg in args:
+        path = Path(arg) if Path(arg).is_absolute() else Path(config.invocation_params.dir) / arg
+        if path.is_dir() and any(path.rglob(name) for name in SMOKE_USERS) or path.name in SMOKE_USERS:
+            return True
+    return False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start the smoke run that the site tests read at once, in the background (~100 s of CPU that would
+    otherwise hold a test worker idle while it waits): once per session, in the controller under xdist
+    (its workers inherit the directory through the environment)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get(SMOKE_DIR_ENV) or not _selects_smoke_users(config):
+        return
+    import subprocess
+    import sys
+    import tempfile
+
+    shared = Path(tempfile.mkdtemp(prefix="effbench-test-smoke-"))
+    command = [sys.executable, "-m", "effbench", "run", "--grid", "smoke", "--device", "cpu", "--db",
+               str(shared / "effbench.duckdb")]
+    script = f'{" ".join(map(repr, command))} > {str(shared / "log")!r} 2>&1; echo $? > {str(shared / "rc")!r}'
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # beside the test workers, one thread
+    env.pop("TRITON_INTERPRET", None)  # as a user's smoke run: Triton unavailable on the CPU, not interpreted
+    config._effbench_smoke = subprocess.Popen(["sh", "-c", script], cwd=ROOT, env=env, start_new_session=True)
+    os.environ[SMOKE_DIR_ENV] = str(shared)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    proc = getattr(config, "_effbench_smoke", None)
+    if proc is not None:
+        import shutil
+        import signal
+
+        if proc.poll() is None:  # a session that ended before the site tests needed it
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+        shutil.rmtree(os.environ.pop(SMOKE_DIR_ENV), ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def smoke_db(tmp_path_factory):
-    """A DB seeded by a real smoke run (every method once, all four families), through worker processes.
+    """A DB seeded by a real smoke run (`effbench run --grid smoke`: every method once, all four families,
+    through worker processes), and the run's verified shard.
 
-    Made once per test session, also under pytest-xdist: the first worker to get here runs it, the others
-    wait on a lock and read its shard (the temp dir's parent is shared by the workers of one session)."""
-    import fcntl
+    The run starts with the session, in the background (``pytest_configure``); a session that did not start
+    it (one test picked by node id) runs it here."""
+    import time
 
     from effbench.rows import read_shard
     from effbench.store import Store
 
-    shared = tmp_path_factory.getbasetemp().parent / "smoke-run"
-    shared.mkdir(exist_ok=True)
-    with open(shared / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        shards = sorted((shared / "runs").glob("*.jsonl"))
-        if not shards or not read_shard(shards[0]).complete:
-            from effbench.registry import discover
-            from effbench.runner import make_config, plan, run_cases
+    shared = os.environ.get(SMOKE_DIR_ENV)
+    if shared is None:
+        from effbench.registry import discover
+        from effbench.runner import make_config, plan, run_cases
 
-            registry = discover()
-            config = make_config("smoke", "cpu")
-            run_cases(registry, plan(registry, config), config, shared / "runs")
-            shards = sorted((shared / "runs").glob("*.jsonl"))
+        registry = discover()
+        config = make_config("smoke", "cpu")
+        shard = run_cases(registry, plan(registry, config), config, tmp_path_factory.mktemp("runs")).shard
+    else:
+        shared = Path(shared)
+        deadline = time.monotonic() + 900
+        while not (shared / "rc").exists() or not (shared / "rc").read_text().strip():
+            assert time.monotonic() < deadline, "the smoke run did not finish in 15 minutes"
+            time.sleep(0.5)
+        log = (shared / "log").read_text()
+        assert (shared / "rc").read_text().strip() == "0", f"the smoke run failed: {log[-3000:]}"
+        (shard,) = (shared / "local" / "runs").glob("*.jsonl")
     db = tmp_path_factory.mktemp("smoke") / "effbench.duckdb"
     with Store(db) as store:
-        store.ingest_shard(shards[0])
-    return db, read_shard(shards[0])
+        store.ingest_shard(shard)
+    return db, read_shard(shard)
