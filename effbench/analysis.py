@@ -162,12 +162,18 @@ def performance_profiles(
 # The stated rule (``changes``): a case's metric changed when the ratio head/base is beyond
 # ``threshold`` (either way) *and* beyond the measured noise: with at least 5 raw timing samples
 # on each side, a two-sided Mann-Whitney U test at ``alpha``; with fewer, the two runs' p20-p80
-# timing intervals must not overlap; without either (memory, workload metrics) the ratio alone.
+# timing intervals must not overlap; memory must also move by more than a floor (MEMORY_FLOOR_BYTES);
+# without either (workload metrics) the ratio alone.
 # Lower is better for every compared metric; a case that was ok and no longer is (wrong, error,
 # oom, timeout) is a regression whatever its numbers.
 COMPARED = ("time_ms", "peak_mem_bytes")
 MIN_SAMPLES = 5
 SPREAD = {"time_ms": ("time_p20_ms", "time_p80_ms")}  # the interval a metric's noise is read from
+# Memory is measured once per case, so its noise model is a floor: a change smaller than this is never a change.
+# CPU: the resident set moves by whole pages and the allocator's arenas (~1 MB between identical runs, seen);
+# CUDA: the caching allocator rounds large blocks to 2 MiB.
+MEMORY_FLOOR_BYTES = {"cpu": 4 << 20, "cuda": 2 << 20}
+MEMORY_METRICS = ("peak_mem_bytes", "peak_mem_abs_bytes", "peak_mem_fwd_bytes", "state_bytes")
 
 
 def resolve_runs(db: str | Path, ref: str) -> list[str]:
@@ -256,7 +262,9 @@ def changes(db: str | Path, base: str, head: str, metrics: tuple[str, ...] = COM
         if len(drawn["base"]) >= MIN_SAMPLES and len(drawn["head"]) >= MIN_SAMPLES:
             p = float(stats.mannwhitneyu(drawn["base"], drawn["head"], alternative="two-sided").pvalue)
         beyond_noise = p < alpha if p is not None else True
-        if p is None and r["metric"] in SPREAD:
+        if r["metric"] in MEMORY_METRICS and before is not None and after is not None:
+            beyond_noise = abs(after - before) > MEMORY_FLOOR_BYTES.get(r["device"], MEMORY_FLOOR_BYTES["cpu"])
+        elif p is None and r["metric"] in SPREAD:
             lo, hi = SPREAD[r["metric"]]
             got = intervals.get(tuple(r[k] for k in CASE), {})
             b_lo, b_hi, h_lo, h_hi = (got.get(f"{side}_{m}") for side in ("base", "head") for m in (lo, hi))

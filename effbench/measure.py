@@ -1,4 +1,4 @@
-"""Time, peak memory and numerical error of a zero-argument callable.
+"""Time and peak memory of a zero-argument callable (numerical checks: ``effbench.checks``).
 
 No I/O and no registry here: numbers in, numbers (with the name of the method that
 produced them) out.
@@ -35,11 +35,12 @@ class TimingConfig:
     """How long to warm up and measure. ``budget_s`` bounds the measured repetitions."""
 
     warmup_s: float = 0.1
-    min_reps: int = 5
+    min_reps: int = 5  # CPU samples, whatever a call's length (a noise model needs several)
     max_reps: int = 100
     budget_s: float = 1.0
     gpu_warmup_ms: int = 25
     gpu_rep_ms: int = 100
+    gpu_min_samples: int = 10  # GPU samples, whatever a call's length: do_bench is called again until there are
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def _time_cuda_events(fn: Callable[[], Any], config: TimingConfig) -> list[float
     torch.cuda.synchronize()
     estimate = max(begin.elapsed_time(end) / 5, 1e-3)
     n_warmup = max(1, int(config.gpu_warmup_ms / estimate))
-    n_rep = max(config.min_reps, min(1000, int(config.gpu_rep_ms / estimate)))
+    n_rep = max(config.gpu_min_samples, min(1000, int(config.gpu_rep_ms / estimate)))
     for _ in range(n_warmup):
         fn()
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(n_rep)]
@@ -124,6 +125,17 @@ def _time_cuda_events(fn: Callable[[], Any], config: TimingConfig) -> list[float
     return [s.elapsed_time(e) for s, e in zip(starts, ends, strict=True)]
 
 
+def _do_bench_samples(do_bench: Callable[..., Any], fn: Callable[[], Any], config: TimingConfig) -> list[float]:
+    """do_bench's samples, calling it again until there are ``gpu_min_samples``: for a call longer than about a
+    tenth of ``gpu_rep_ms`` one do_bench gives one or two, too few for a noise model (p20 = p80)."""
+    samples: list[float] = []
+    warmup = config.gpu_warmup_ms
+    while len(samples) < config.gpu_min_samples:
+        samples += [float(s) for s in do_bench(fn, warmup=warmup, rep=config.gpu_rep_ms, return_mode="all")]
+        warmup = 0  # warmed up by the first call
+    return samples
+
+
 def time_cuda(fn: Callable[[], Any], config: TimingConfig) -> Timing:
     """GPU time from CUDA events with the L2 flushed between repetitions."""
     try:
@@ -132,8 +144,7 @@ def time_cuda(fn: Callable[[], Any], config: TimingConfig) -> Timing:
         do_bench = None
     if do_bench is not None:
         try:
-            samples = do_bench(fn, warmup=config.gpu_warmup_ms, rep=config.gpu_rep_ms, return_mode="all")
-            return summarize([float(s) for s in samples], "triton.do_bench(cuda_events,l2_flush)")
+            return summarize(_do_bench_samples(do_bench, fn, config), "triton.do_bench(cuda_events,l2_flush)")
         except TypeError:  # an older triton without return_mode="all"
             pass
     return summarize(_time_cuda_events(fn, config), "cuda_events(l2_flush)")
@@ -209,26 +220,3 @@ def peak_memory(fn: Callable[[], Any], device: str) -> Memory:
     if device == "cuda":
         return cuda_peak_memory(fn)
     return cpu_peak_memory(fn)
-
-
-def rel_error(outputs: dict[str, torch.Tensor], truth: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
-    """Worst ``||out - ref|| / ||ref||`` over all named outputs, computed in float64.
-
-    A NaN or Inf anywhere gives ``inf``. When ``||ref|| == 0`` the absolute norm is used.
-    """
-    if set(outputs) != set(truth):
-        raise ValueError(f"outputs {sorted(outputs)} differ from reference outputs {sorted(truth)}")
-    errors: dict[str, float] = {}
-    for name, ref in truth.items():
-        out = outputs[name]
-        if out.shape != ref.shape:
-            raise ValueError(f"output {name!r} has shape {tuple(out.shape)}, reference {tuple(ref.shape)}")
-        out64 = out.detach().to(device="cpu", dtype=torch.float64)
-        ref64 = ref.detach().to(device="cpu", dtype=torch.float64)
-        if not torch.isfinite(out64).all():
-            errors[name] = math.inf
-            continue
-        diff = torch.linalg.vector_norm(out64 - ref64).item()
-        scale = torch.linalg.vector_norm(ref64).item()
-        errors[name] = diff / scale if scale > 0 else diff
-    return max(errors.values(), default=0.0), errors

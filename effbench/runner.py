@@ -34,7 +34,8 @@ from typing import Any
 import torch
 
 from effbench import __version__
-from effbench.measure import TimingConfig, peak_memory, rel_error, time_call
+from effbench.checks import Truth, Verdict, judge, make_truth, mutated, refill, snapshot
+from effbench.measure import TimingConfig, peak_memory, time_call
 from effbench.registry import (
     FAMILIES,
     GRIDS,
@@ -70,11 +71,11 @@ from effbench.rows import (
     to_json_line,
 )
 from effbench.stats import ALPHA, compare
-from effbench.tasks import DTYPES, METRIC_UNITS, KernelTask, WorkloadTask
+from effbench.tasks import DTYPES, METRIC_UNITS, KernelTask, WorkloadTask, metric_unit
 
 # Timing effort per grid: smoke must be quick, cpu and gpu careful.
 GRID_TIMING: dict[str, TimingConfig] = {
-    "smoke": TimingConfig(warmup_s=0.0, min_reps=3, max_reps=10, budget_s=0.05),
+    "smoke": TimingConfig(warmup_s=0.0, min_reps=5, max_reps=10, budget_s=0.05),
     "cpu": TimingConfig(warmup_s=0.2, min_reps=5, max_reps=100, budget_s=1.0),
     "gpu": TimingConfig(),
 }
@@ -292,17 +293,6 @@ def plan(
 # --------------------------------------------------------------------------- in the worker
 
 
-def _to_float64(inputs: dict[str, Any]) -> dict[str, Any]:
-    def convert(value: Any) -> Any:
-        if isinstance(value, torch.Tensor) and value.is_floating_point():
-            return value.to(torch.float64)
-        if isinstance(value, list):
-            return [convert(v) for v in value]
-        return value
-
-    return {k: convert(v) for k, v in inputs.items()}
-
-
 def _is_oom(exc: BaseException) -> bool:
     if isinstance(exc, MemoryError | torch.OutOfMemoryError):
         return True
@@ -320,17 +310,45 @@ def _describe(exc: BaseException) -> str:
 
 
 class _TruthCache:
-    """Keeps the float64 truth and naive error of the latest (method, point, dtype, seed)."""
+    """The float64 truths of the latest (method, point, dtype, device, seed) and of its refill check: every
+    implementation of a case shares them. Each is computed from a snapshot of freshly made inputs, before
+    any implementation ran, so none can depend on what an implementation did."""
 
-    def __init__(self) -> None:
-        self.key: tuple[Any, ...] | None = None
-        self.value: tuple[dict[str, torch.Tensor], float] | None = None
+    def __init__(self, size: int = 2) -> None:
+        self.size = size
+        self.entries: dict[tuple[Any, ...], Truth] = {}
 
-    def get(self, key: tuple[Any, ...], make: Callable[[], tuple[dict[str, torch.Tensor], float]]):
-        if key != self.key:
-            self.key, self.value = None, None  # free the old truth before building the new one
-            self.value, self.key = make(), key
-        return self.value
+    def get(self, key: tuple[Any, ...], make: Callable[[], Truth]) -> Truth:
+        if key not in self.entries:
+            while len(self.entries) >= self.size:  # free the oldest before building a new one
+                self.entries.pop(next(iter(self.entries)))
+            self.entries[key] = make()
+        return self.entries[key]
+
+
+REFILL_SEED = 1_000_003  # the refill check draws inputs of seed + this: values no timed call has seen
+
+
+def _truth_of(task: KernelTask, method: Method, point: dict[str, Any], pristine: Any, device: str) -> Truth:
+    return make_truth(lambda inputs: task.outputs(method.reference.fn, inputs, point), pristine, device)
+
+
+def _outputs(task: KernelTask, impl: Any, inputs: dict[str, Any], point: dict[str, Any],
+             forward_only: bool) -> dict[str, torch.Tensor]:
+    if forward_only:
+        assert task.forward_outputs is not None
+        return task.forward_outputs(impl.fn, inputs, point)
+    return task.outputs(impl.fn, inputs, point)
+
+
+def _mutation(task: KernelTask, inputs: dict[str, Any], pristine: dict[str, Any], when: str) -> CaseResult | None:
+    """``error`` naming the inputs an implementation changed (but those the task lets it update)."""
+    changed = [name for name in mutated(inputs, pristine) if name.split("[")[0].split(".")[0] not in task.in_place]
+    if not changed:
+        return None
+    more = f" (and {', '.join(repr(n) for n in changed[1:4])})" if len(changed) > 1 else ""
+    return CaseResult(status="error", message=f"mutated input {changed[0]!r}{more} {when}: an implementation "
+                                              "must not change its inputs")
 
 
 def _kernel_case(
@@ -339,6 +357,12 @@ def _kernel_case(
     impl = method.impls[case.impl]
     dtype = DTYPES[case.dtype]
     inputs = task.make_inputs(case.point, dtype, case.device, case.seed, method)
+    pristine = snapshot(inputs)  # before anything runs: the truth is made from this, never from `inputs`
+    key = (case.task, case.method, case.point_key, case.dtype, case.device, case.seed)
+    truth = cache.get(key, lambda: _truth_of(task, method, case.point, pristine, case.device))
+    if truth.broken:
+        return CaseResult(status="error", message=f"broken reference: the float64 truth of {truth.broken[0]!r} has "
+                                                  "non-finite values (a reference must be finite where it is checked)")
     forward_only = ""  # why the backward cannot run here, when only the forward is checked and measured
     try:
         outputs = task.outputs(impl.fn, inputs, case.point)
@@ -347,58 +371,31 @@ def _kernel_case(
             raise
         forward_only = f"forward only: {exc}"
         outputs = task.forward_outputs(impl.fn, inputs, case.point)
-
-    def truth_and_naive(impl_outputs: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-        truth = task.outputs(method.reference.fn, _to_float64(inputs), case.point)
-        truth = {k: v.detach().cpu() for k, v in truth.items()}  # off the GPU: leave it to the impls
-        if case.impl == "reference":
-            naive_outputs = impl_outputs
-        else:
-            naive_outputs = task.outputs(method.reference.fn, inputs, case.point)
-        return truth, rel_error(naive_outputs, truth)[1]
-
-    key = (case.task, case.method, case.point_key, case.dtype, case.device, case.seed)
-    truth, naive_per_output = cache.get(key, lambda: truth_and_naive(outputs))
-    # a forward-only case is compared on the outputs it has, against the naive error of those
-    truth = {name: truth[name] for name in outputs} if forward_only else truth
-    naive = max((naive_per_output[name] for name in truth), default=0.0)
-    error, per_output = rel_error(outputs, truth)
-    outputs.clear()  # free them before timing
-    slack = task.tolerance[case.dtype]
-    threshold = (2 * naive if math.isfinite(naive) else 0.0) + slack
-    worst = max(per_output, key=per_output.get) if per_output else "-"
-    detail = ", ".join(f"{k}={v:.2e}" for k, v in per_output.items())
-    result = CaseResult(status="ok", message=forward_only)
-    result.metrics["rel_error"] = error
-    result.metrics["naive_rel_error"] = naive
-    result.metrics["error_ratio"] = error / naive if naive > 0 and math.isfinite(naive) else None
-    result.notes["rel_error"] = f"worst output {worst}; {detail}; tolerance {threshold:.2e}"
-    result.measure_methods.update(
-        rel_error="max ||out-ref||/||ref|| vs float64 reference",
-        naive_rel_error="reference impl in case dtype vs float64",
-        error_ratio="rel_error / naive_rel_error",
-    )
-    if not math.isfinite(error):
-        result.status, result.message = "wrong", f"non-finite values in output {worst!r}"
-    elif error > threshold:
-        result.status = "wrong"
-        result.message = (
-            f"rel_error {error:.3e} in {worst!r} above tolerance {threshold:.3e} "
-            f"(2 x naive {naive:.2e} + slack {slack:.0e})"
-        )
+    bad = _mutation(task, inputs, pristine, "while computing its outputs")
+    if bad is not None:
+        return bad
+    names = sorted(outputs) if forward_only else None  # a forward-only case: the outputs it has
+    verdict = judge(outputs, truth, task.tolerance[case.dtype], names)
+    outputs = {}  # free them before timing
+    result = CaseResult(status=verdict.status, message=verdict.message or forward_only)
+    _error_metrics(result, verdict, truth)
     # Speed and memory once per (point, dtype): on the first seed. Never of Triton's CPU interpreter.
     interpreted = case.device == "cpu" and "triton" in impl.needs and os.environ.get("TRITON_INTERPRET") == "1"
-    if case.seed == 0 and interpreted:
+    if case.seed != 0:
+        return result
+    if interpreted:
         result.metrics.update(time_ms=None, peak_mem_bytes=None)
         result.notes["time_ms"] = result.notes["peak_mem_bytes"] = "not measured: Triton's CPU interpreter"
-    elif case.seed == 0 and forward_only:
+        return result
+    if forward_only:
         result.metrics.update(time_ms=None, peak_mem_bytes=None)
         result.notes["time_ms"] = result.notes["peak_mem_bytes"] = forward_only
         _add_derived(task, impl, inputs, case, method, result, None, config.timing)
-    elif case.seed == 0:
+    else:
         call = task.timed_call(impl.fn, inputs, case.point)
         timing = time_call(call, case.device, config.timing)
         memory = peak_memory(call, case.device)
+        del call
         result.metrics.update(
             time_ms=timing.median_ms,
             time_p20_ms=timing.p20_ms,
@@ -412,7 +409,54 @@ def _kernel_case(
             result.measure_methods[name] = timing.method
         result.measure_methods["peak_mem_bytes"] = memory.method
         result.measure_methods["peak_mem_abs_bytes"] = memory.method
+    bad = _mutation(task, inputs, pristine, "while it was timed")
+    if bad is not None:
+        return bad
+    if result.status == "ok":
+        _check_unseen_values(task, method, impl, case, inputs, cache, bool(forward_only), result)
     return result
+
+
+def _error_metrics(result: CaseResult, verdict: Verdict, truth: Truth) -> None:
+    """The case's worst error, the reference's own (naive) error, their ratio, and every output's error."""
+    naive = max((truth.naive[k] for k in verdict.errors if k in truth.naive), default=0.0)
+    ratios = [e / truth.naive[k] for k, e in verdict.errors.items()
+              if truth.naive.get(k, 0) > 0 and math.isfinite(truth.naive[k])]
+    result.metrics["rel_error"] = verdict.worst
+    result.metrics["naive_rel_error"] = naive
+    result.metrics["error_ratio"] = max(ratios) if ratios else None
+    detail = ", ".join(f"{k}={v:.2e} (tolerance {verdict.thresholds.get(k, math.nan):.2e})"
+                       for k, v in verdict.errors.items())
+    result.notes["rel_error"] = f"per output: {detail}"
+    result.measure_methods.update(
+        rel_error="max over outputs of ||out-ref||/||ref|| vs float64 reference",
+        naive_rel_error="reference impl in case dtype vs float64 (worst output)",
+        error_ratio="max over outputs of rel_error / naive_rel_error",
+    )
+    for name, error in verdict.errors.items():
+        metric = f"rel_error_{name}"
+        result.metrics[metric] = error
+        result.notes[metric] = (f"tolerance {verdict.thresholds.get(name, math.nan):.2e} "
+                                f"(naive {truth.naive.get(name, math.nan):.2e})")
+        result.measure_methods[metric] = "||out-ref||/||ref|| of this output vs float64 reference"
+
+
+def _check_unseen_values(task: KernelTask, method: Method, impl: Any, case: Case, inputs: dict[str, Any],
+                         cache: _TruthCache, forward_only: bool, result: CaseResult) -> None:
+    """What was timed, checked once more after new values were written into the very tensors the timed calls
+    reused: a result kept from an earlier call (keyed by the tensors' address or identity) is now stale."""
+    fresh = task.make_inputs(case.point, DTYPES[case.dtype], case.device, case.seed + REFILL_SEED, method)
+    pristine = snapshot(fresh)
+    refill(inputs, fresh)
+    del fresh
+    key = (case.task, case.method, case.point_key, case.dtype, case.device, case.seed + REFILL_SEED)
+    truth = cache.get(key, lambda: _truth_of(task, method, case.point, pristine, case.device))
+    outputs = _outputs(task, impl, inputs, case.point, forward_only)
+    verdict = judge(outputs, truth, task.tolerance[case.dtype], sorted(outputs) if forward_only else None)
+    if verdict.status != "ok" and not truth.broken:
+        result.status = "wrong"
+        result.message = (f"{verdict.message}, on new values written into the tensors the timed calls reused "
+                          "(is a result kept from an earlier call?)")
 
 
 def _add_derived(task: KernelTask, impl: Any, inputs: dict[str, Any], case: Case, method: Method,
@@ -720,7 +764,7 @@ def result_rows(
         rows.append(
             Result(
                 family=case.family, point=point_json(case.point), metric=metric,
-                value=None if value is None else float(value), unit=METRIC_UNITS.get(metric, ""),
+                value=None if value is None else float(value), unit=metric_unit(metric),
                 status=result.status, message=message,
                 measure_method=result.measure_methods.get(metric, ""), code_hash=code_hash, **common,
             )

@@ -337,10 +337,12 @@ def headline(frame: pl.DataFrame, kind: str) -> list[str]:
     """One sentence per device (kernel) or grid point (workload) saying what wins, with its numbers."""
     lines = []
     if kind == "kernel":
+        # Implementations of one method compute one function: compare within a method, never across methods
+        # (a sliding-window kernel is not a faster dense attention).
         summary = analysis.speedups(frame)
         if summary.is_empty():
             return lines
-        for (device, dtype), group in summary.group_by(["device", "dtype"], maintain_order=True):
+        for (device, dtype, method), group in summary.group_by(["device", "dtype", "method"], maintain_order=True):
             order = _ordered_points(group)
             at = group.filter((pl.col("point_key") == order[-1]) & (pl.col("status") == "ok")
                               & pl.col("time_ms").is_not_null())
@@ -348,12 +350,16 @@ def headline(frame: pl.DataFrame, kind: str) -> list[str]:
                 continue
             best = at.sort("time_ms").row(0, named=True)
             where = _device_label(device, best["gpu_name"])
-            speed = f", {best['speedup']:.2f}x the reference's speed" if best["speedup"] else ""
-            memory = f", {best['memory_ratio']:.2f}x less memory" if best["memory_ratio"] else ""
+            if best["impl"] == "reference":
+                verdict = "the reference is its fastest correct implementation"
+            else:
+                speed = f", {best['speedup']:.2f}x the reference's speed" if best["speedup"] else ""
+                memory = f", {best['memory_ratio']:.2f}x less memory" if best["memory_ratio"] else ""
+                verdict = f"fastest correct implementation {best['impl']}{speed}{memory}"
             untimed = ("" if analysis.timed_grid(best.get("grid", "cpu")) else
                        f" (grid {best['grid']}: a check that it runs, not a timing to compare)")
-            lines.append(f"{where}, {dtype}, largest point {order[-1]}: fastest correct is "
-                         f"{best['method']}/{best['impl']} at {_fmt(best['time_ms'], 'ms')}{speed}{memory}{untimed}.")
+            lines.append(f"{method} on {where}, {dtype}, largest point {order[-1]}: {verdict}, "
+                         f"{_fmt(best['time_ms'], 'ms')}{untimed}.")
         return lines
     summary = analysis.workload_summary(frame)
     if summary.is_empty():

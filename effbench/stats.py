@@ -69,9 +69,7 @@ def performance_profile(
     that misses a target counts as never solving that workload.
     """
     methods = sorted({m for per in costs.values() for m in per})
-    profile = {m: [0.0] * len(taus) for m in methods}
-    if not costs:
-        return profile
+    solved = {m: [0] * len(taus) for m in methods}  # counted, then divided once: rho(1) of all is exactly 1
     for per in costs.values():
         reached = [c for c in per.values() if c is not None and math.isfinite(c)]
         best = min(reached) if reached else None
@@ -82,5 +80,5 @@ def performance_profile(
             ratio = cost / best if best > 0 else (1.0 if cost == 0 else math.inf)
             for i, tau in enumerate(taus):
                 if ratio <= tau:
-                    profile[m][i] += 1.0 / len(costs)
-    return profile
+                    solved[m][i] += 1
+    return {m: [n / len(costs) if costs else 0.0 for n in counts] for m, counts in solved.items()}

@@ -115,7 +115,11 @@ def test_plugin_run_records_error_wrong_ok(tmp_path):
     rows = json.loads(invoke("query", "SELECT DISTINCT method, status FROM results WHERE method LIKE 'plugin_%' "
                              "AND status != 'skipped'", "--db", str(db), "--json").output)
     statuses = {r["method"]: r["status"] for r in rows}
-    assert len(rows) == 3 and statuses == {"plugin_raises": "error", "plugin_nan": "wrong", "plugin_correct": "ok"}
+    # plugin_nan's only implementation is its reference: a NaN truth is a broken reference (an error), never a pass
+    assert len(rows) == 3 and statuses == {"plugin_raises": "error", "plugin_nan": "error", "plugin_correct": "ok"}
+    nan = json.loads(invoke("query", "SELECT DISTINCT message FROM results WHERE method = 'plugin_nan' AND "
+                            "status = 'error'", "--db", str(db), "--json").output)
+    assert nan and all(m["message"].startswith("broken reference: the float64 truth of 'out'") for m in nan)
     skipped = json.loads(invoke("query", "SELECT DISTINCT message FROM results WHERE status = 'skipped'",
                                 "--db", str(db), "--json").output)
     assert skipped == [{"message": "this implementation takes no z_loss, label_smoothing option"}]

@@ -1,6 +1,7 @@
 """`effbench compare`: a planted 2x slowdown is flagged (exit 1); two runs of the same code stay quiet; the
 smoke grid's numbers are not judged unless asked (they are checks, not timings)."""
 
+import itertools
 import json
 
 from click.testing import CliRunner
@@ -23,27 +24,50 @@ def _run(db, monkeypatch, slowdown, grid="cpu"):
 
 def test_planted_slowdown_is_a_regression_and_identical_runs_are_quiet(tmp_path, monkeypatch):
     db = tmp_path / "db.duckdb"
-    base = _run(db, monkeypatch, 1)
-    same = _run(db, monkeypatch, 1)
-    slow = _run(db, monkeypatch, 2)
+    same = [_run(db, monkeypatch, 1) for _ in range(3)]
+    slow = _run(db, monkeypatch, 1.3)
 
-    quiet = CliRunner().invoke(cli, ["compare", base, same, "--db", str(db), "--metric", "time_ms"])
-    assert quiet.exit_code == 0, quiet.output
-    assert "0 regression(s)" in quiet.output
+    # three runs of the same code, every pair in both orders, time and memory: quiet (memory has a noise floor)
+    for base, head in itertools.permutations(same, 2):
+        frame = changes(db, base, head)
+        assert set(frame["metric"]) == {"time_ms", "peak_mem_bytes"}
+        assert set(frame["verdict"]) == {"same"}, frame.filter(frame["verdict"] != "same").to_dicts()
+    quiet = CliRunner().invoke(cli, ["compare", same[0], same[1], "--db", str(db)])
+    assert quiet.exit_code == 0 and "0 regression(s)" in quiet.output, quiet.output
 
-    flagged = CliRunner().invoke(cli, ["compare", base, slow, "--db", str(db), "--metric", "time_ms"])
+    flagged = CliRunner().invoke(cli, ["compare", same[0], slow, "--db", str(db), "--metric", "time_ms"])
     assert flagged.exit_code == 1, flagged.output
-    frame = changes(db, base, slow, ("time_ms",))
+    frame = changes(db, same[0], slow, ("time_ms",))
     sleepy = frame.filter(frame["impl"] == "sleepy")
     assert sleepy.height == 2 and set(sleepy["verdict"]) == {"regression"}  # both points
-    assert all(1.7 < r < 2.3 for r in sleepy["ratio"])
+    assert all(1.2 < r < 1.4 for r in sleepy["ratio"])
     assert all(p < 0.01 for p in sleepy["p_value"])  # Mann-Whitney on the raw samples (5 or more a side)
     # the reference beside it did not change: not flagged
     assert set(frame.filter(frame["impl"] == "reference")["verdict"]) == {"same"}
     # and the other direction is an improvement, exit 0
-    back = CliRunner().invoke(cli, ["compare", slow, base, "--db", str(db), "--metric", "time_ms", "--json"])
+    back = CliRunner().invoke(cli, ["compare", slow, same[0], "--db", str(db), "--metric", "time_ms", "--json"])
     assert back.exit_code == 0
     assert {r["verdict"] for r in json.loads(back.output) if r["impl"] == "sleepy"} == {"improvement"}
+
+
+def test_memory_changes_within_the_noise_floor_are_not_changes(tmp_path):
+    """1.31x of 3.1 MB is 1 MB of RSS jitter (seen between identical runs); 1.31x of 100 MB is a regression."""
+    from effbench.rows import Result, Run
+    from effbench.store import Store
+
+    db = tmp_path / "db.duckdb"
+    records = []
+    for run_id, started, factor in (("base", "2026-12-01T00:00:00+00:00", 1.0), ("head", "2026-12-02T00:00:00+00:00",
+                                                                                   1.31)):
+        records.append(Run(run_id, started, None, None, "m", "cpu", None, None, 2, "3", None, None, None, "0", "cpu",
+                           "effbench", "effbench run"))
+        for impl, mib in (("small", 3.1), ("large", 100.0)):
+            records.append(Result(run_id, "loss", "loss/x", "m", impl, "N=1", "{}", "float32", "cpu", 0,
+                                  "peak_mem_bytes", mib * factor * (1 << 20), "bytes", "ok", "", "", ""))
+    with Store(db) as store:
+        store.insert(records)
+    verdicts = {r["impl"]: r["verdict"] for r in changes(db, "base", "head").iter_rows(named=True)}
+    assert verdicts == {"small": "same", "large": "regression"}
 
 
 def test_smoke_timings_are_not_judged(tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ def case(impl, seed=0, method="planted_faults"):
         ("correct", "ok", ""),
         ("raises", "error", "ValueError: planted failure"),
         ("nan", "wrong", "non-finite"),
-        ("off", "wrong", "above tolerance"),
+        ("off", "wrong", "above its tolerance"),
         ("oom", "oom", "out of memory"),
         ("unavailable", "unavailable", "hardware"),
         # a task without forward_outputs records a backward-less impl unavailable whole

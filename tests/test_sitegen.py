@@ -1,3 +1,4 @@
+import re
 import shutil
 
 from effbench.rows import MethodInfo, Result, Run
@@ -36,7 +37,8 @@ def test_site_from_a_real_smoke_run(smoke_db, tmp_path):
     assert "significance against the task" in workload
     assert (site / method_page("loss/linear_cross_entropy", "linear_cross_entropy")).is_file()
     assert "arXiv:2411.09009" in (site / method_page("loss/linear_cross_entropy", "linear_cross_entropy")).read_text()
-    assert "fastest correct is" in html  # a headline finding per kernel task
+    assert re.search(r"linear_cross_entropy on cpu, float32, largest point [^:]+: (fastest correct implementation "
+                     r"\w+|the reference is its fastest correct implementation)", html)  # a headline per method
     assert (site / "history.html").is_file()
 
 
@@ -100,3 +102,27 @@ def test_hostile_strings_are_escaped(smoke_db, tmp_path):
     lce = (tmp_path / "site" / task_page("loss/linear_cross_entropy")).read_text()
     assert "&lt;script&gt;alert" in lce  # shown, escaped
     assert (tmp_path / "site" / method_page("loss/linear_cross_entropy", HOSTILE)).is_file()  # a safe file name
+
+
+def test_kernel_headlines_compare_implementations_of_one_method_only(tmp_path):
+    """A sliding-window kernel is not a faster dense attention: each method gets its own headline."""
+    db = tmp_path / "db.duckdb"
+    run = Run("r1", "2026-12-01T00:00:00+00:00", None, None, "m", "cpu", None, None, 2, "3", None, None, None, "0",
+              "cpu", "effbench", "effbench run")
+    rows = []
+    for method, impl, ms in (("dense", "reference", 10.0), ("dense", "sdpa", 5.0), ("sliding_window", "reference",
+                             8.0), ("sliding_window", "flex", 1.0)):
+        for metric, value in (("time_ms", ms), ("peak_mem_bytes", 1e6), ("rel_error", 1e-7)):
+            rows.append(Result("r1", "attention", "attention/masked_attention", method, impl, "N=64", '{"N":64}',
+                               "float32", "cpu", 0, metric, value, "", "ok", "", "", ""))
+    with Store(db) as store:
+        store.insert([run, *rows])
+    from effbench import analysis
+    from effbench.sitegen import headline
+
+    lines = headline(analysis.open_results(db), "kernel")
+    assert len(lines) == 2
+    assert lines[0].startswith("dense on cpu, float32, largest point N=64: fastest correct implementation sdpa, "
+                               "2.00x the reference's speed")
+    assert lines[1].startswith("sliding_window on cpu, float32, largest point N=64: fastest correct implementation "
+                               "flex, 8.00x the reference's speed")

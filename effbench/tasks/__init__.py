@@ -76,6 +76,13 @@ METRIC_UNITS: dict[str, str] = {
     "grad_rel_error": "relative",
 }
 KERNEL_METRICS = ("time_ms", "peak_mem_bytes", "rel_error")
+
+
+def metric_unit(metric: str) -> str:
+    """A metric's unit; ``rel_error_<output>`` (each checked output's own error) is relative."""
+    if metric in METRIC_UNITS:
+        return METRIC_UNITS[metric]
+    return "relative" if metric.startswith("rel_error_") else ""
 WORKLOAD_METRICS = ("final_loss", "final_metric", "steps_to_target", "time_to_target_s", "peak_mem_bytes")
 
 
@@ -132,6 +139,9 @@ class KernelTask(Task):
     # derived(fn, inputs, point, method, time_ms) -> extra metrics of seed 0 (state bytes, GB/s, ...)
     derived: Callable[..., dict[str, float]] | None = None
     forward_outputs: Callable[..., dict[str, torch.Tensor]] | None = None
+    # inputs an implementation may update in place (the task then checks the update itself); any other input
+    # an implementation changes makes its case an ``error`` naming it
+    in_place: tuple[str, ...] = ()
     metrics: tuple[str, ...] = KERNEL_METRICS
     kind: ClassVar[str] = "kernel"
 

@@ -2,7 +2,9 @@
 
 Every implementation gets the same parameters and the same K gradient sets. Checked
 outputs: each tensor's total update p_K - p_0 after K steps, compared with the
-method's reference in float64. Comparing updates rather than parameters keeps the
+method's reference in float64; and ``horizon_update<i>``, the updates of a small
+parameter set after 50 steps under a warm-up + cosine learning-rate schedule (step
+counters, bias corrections, schedules and weight decay far past K). Comparing updates rather than parameters keeps the
 check sharp: parameters barely move in K steps, so their relative error would hide
 a wrong rule. Timed: one steady-state ``step()`` (state already initialised).
 
@@ -17,6 +19,7 @@ time is the optimizer's own work).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -69,21 +72,61 @@ def make_inputs(point: dict[str, Any], dtype: torch.dtype, device: str, seed: in
     return {"params": params, "grads": SeededGrads(seed, dtype), "hyper": dict(method.extras.get("hyper", HYPER))}
 
 
-def outputs(factory: Callable[..., Any], inputs: dict[str, Any], point: dict[str, Any]) -> dict[str, torch.Tensor]:
-    start = inputs["params"]
+# The long-horizon check: a small parameter set stepped HORIZON_STEPS times under a warm-up + cosine learning-rate
+# schedule, so that bias corrections, step counters, schedules and weight decay are all exercised far past the
+# grid point's K steps (a rule exact for K steps and off at 10 passes a K-step check alone).
+HORIZON_STEPS = 50
+HORIZON_SHAPES = [(8, 16), (16,), (16, 8)]
+
+
+def horizon_lr(step: int, steps: int = HORIZON_STEPS, warmup: int = 5) -> float:
+    """The learning-rate factor at ``step``: a linear warm-up from 0.2, then a cosine decay to 0.1."""
+    if step < warmup:
+        return 0.2 + 0.8 * step / warmup
+    return 0.1 + 0.45 * (1 + math.cos(math.pi * (step - warmup) / (steps - warmup)))
+
+
+def run_steps(factory: Callable[..., Any], start: list[torch.Tensor], grads: SeededGrads, steps: int,
+              hyper: dict[str, Any], schedule: Callable[[int], float] | None = None) -> list[torch.Tensor]:
+    """``steps`` steps of the rule from ``start`` (cloned) on ``grads`` (a closure, for rules that take one,
+    sets the second gradient stream); ``schedule(step)`` scales every group's learning rate. The final
+    parameters."""
     params = [p.clone().requires_grad_(True) for p in start]
-    optimizer = factory(params, **inputs["hyper"])
-    second = dataclasses.replace(inputs["grads"], stream=1)
-    for step in range(point["steps"]):
+    optimizer = factory(params, **hyper)
+    base = [group["lr"] for group in optimizer.param_groups]
+    second = dataclasses.replace(grads, stream=grads.stream + 1)
+    for step in range(steps):
+        if schedule is not None:
+            for group, lr in zip(optimizer.param_groups, base, strict=True):
+                group["lr"] = lr * schedule(step)
         for i, p in enumerate(params):
-            p.grad = inputs["grads"].get(step, i, p)
+            p.grad = grads.get(step, i, p)
 
         def closure(step: int = step) -> None:
             for i, p in enumerate(params):
                 p.grad = second.get(step, i, p)
 
         take_step(optimizer, closure)
-    return {f"update{i}": (p.detach() - p0) for i, (p, p0) in enumerate(zip(params, start, strict=True))}
+    return [p.detach() for p in params]
+
+
+def horizon_start(grads: SeededGrads, like: torch.Tensor) -> list[torch.Tensor]:
+    """The horizon check's starting parameters, drawn from the case seed and rounded to the case dtype (so the
+    float64 truth starts from the very same values)."""
+    gen = torch.Generator().manual_seed(grads.seed + 7)
+    return [(torch.randn(s, generator=gen) * 0.1).to(grads.case_dtype).to(like.device, like.dtype)
+            for s in HORIZON_SHAPES]
+
+
+def outputs(factory: Callable[..., Any], inputs: dict[str, Any], point: dict[str, Any]) -> dict[str, torch.Tensor]:
+    start = inputs["params"]
+    final = run_steps(factory, start, inputs["grads"], point["steps"], inputs["hyper"])
+    updates = {f"update{i}": p - p0 for i, (p, p0) in enumerate(zip(final, start, strict=True))}
+    begin = horizon_start(inputs["grads"], start[0])
+    grads = dataclasses.replace(inputs["grads"], stream=2)
+    final = run_steps(factory, begin, grads, HORIZON_STEPS, inputs["hyper"], horizon_lr)
+    updates.update({f"horizon_update{i}": p - p0 for i, (p, p0) in enumerate(zip(final, begin, strict=True))})
+    return updates
 
 
 def _prepared(factory: Callable[..., Any], inputs: dict[str, Any]) -> tuple[Any, list[torch.Tensor], Callable]:

@@ -8,7 +8,8 @@ hashed to one bucket, ``(id * 0x9E3779B1) mod 2^32 mod buckets`` with bigram ids
 runs). Every implementation returns the (N, buckets) count matrix; counts must match exactly.
 
 - ``reference``: DSIR's own function: one ``scatter_add_`` into float64 counts, on the CPU
-  (tokens on a GPU are copied to the host first, as DSIR does).
+  (tokens on a GPU are copied to the host first, as DSIR does), returned as fp32 like every
+  implementation's (the task's outputs have one dtype; counts below 2^24 are exact in fp32).
 - ``bincount``: the same hashes offset by ``row * buckets`` and counted by one flat
   ``torch.bincount`` on the tokens' device; fp32 counts.
 - ``triton``: an atomic-add histogram kernel (``effbench.kernels.sample_scores``); fp32 counts.
@@ -34,7 +35,7 @@ method = Method(
 
 @method.impl("reference")
 def reference(tokens: torch.Tensor, buckets: int, vocab: int = 256) -> torch.Tensor:
-    return hashed_ngram_counts(tokens, buckets, vocab)
+    return hashed_ngram_counts(tokens, buckets, vocab).to(torch.float32)
 
 
 @method.impl("bincount")
