@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 # Without a GPU the default is the smoke grid (every method once; about 1.5 minutes on 2 cores). GRID=cpu is
-# the full CPU grid (about 18 hours on 2 cores: `effbench run --grid cpu --dry-run` says what and how long).
+# the full CPU grid (about 17 hours on 2 cores: `effbench run --grid cpu --dry-run` says what and how long).
 GRID ?= $(if $(HAS_GPU),gpu,smoke)
 # Extra flags for `effbench run`, e.g. ARGS=--resume after an interruption, ARGS="--family loss".
 ARGS ?=

@@ -144,7 +144,7 @@ def test_piped_run_output_is_plain_lines_with_progress_and_a_summary_table(tmp_p
     lines = err.splitlines()
     assert lines[0].startswith("12 cases on grid smoke") and "estimated" in lines[0]
     wrong = [line for line in lines if line.startswith("wrong [")]
-    assert len(wrong) == 1 and "planted_faults/off" in wrong[0] and "above tolerance" in wrong[0]
+    assert len(wrong) == 1 and "planted_faults/off" in wrong[0] and "above its tolerance" in wrong[0]
     missing = [line for line in lines if line.startswith("unavailable [")]
     assert len(missing) == 1 and "surely_not_an_installed_package" in missing[0]
     progress = [line for line in lines if line.startswith("progress: ")]

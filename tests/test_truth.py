@@ -106,3 +106,21 @@ def test_impl_filters_change_no_verdict(tmp_path, impls, expected):
     rows = json.loads(CliRunner().invoke(cli, ["query", "SELECT DISTINCT impl, status FROM results", "--db", str(db),
                                                "--json"]).output)
     assert {r["impl"]: r["status"] for r in rows} == expected
+
+
+def test_an_input_the_task_lets_implementations_update_is_not_a_mutation():
+    import types
+
+    import torch
+
+    from effbench.checks import snapshot
+    from effbench.runner import _mutation
+
+    inputs = {"params": [torch.zeros(2)], "x": torch.zeros(2)}
+    pristine = snapshot(inputs)
+    inputs["params"][0].add_(1)
+    assert _mutation(types.SimpleNamespace(in_place=("params",)), inputs, pristine, "while timed") is None
+    inputs["x"].add_(1)
+    bad = _mutation(types.SimpleNamespace(in_place=("params",)), inputs, pristine, "while timed")
+    assert (bad.status, bad.message) == ("error", "mutated input 'x' while timed: an implementation must not change "
+                                                  "its inputs")

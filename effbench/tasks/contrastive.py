@@ -44,10 +44,9 @@ task = KernelTask(
                 {"b": 32768, "d": 1024, "scale": 14.285714}],
     },
     dtypes={"smoke": ("float32",), "cpu": ("float32",), "gpu": ("bfloat16",)},
-    # seconds per case on the 2-core development CPU; smoke: measured 2026-12-06 (a smoke run of each
-    # method once); cpu: the loss family's run 20261123T015556Z, 52 min for 207 cases, most of it the kernel
-    # tasks; gpu: not measured yet
-    cost_s={"smoke": 0.17, "cpu": 20},
+    # seconds per case on the 2-core development CPU, measured 2026-12-06: smoke, a smoke run of each method
+    # once; cpu: run 20261206T141236Z-ab82cf98, 93 s for 27 cases; gpu: not measured yet
+    cost_s={"smoke": 0.17, "cpu": 3.5},
     make_inputs=make_inputs,
     outputs=outputs,
     tolerance={"float32": 1e-5, "bfloat16": 2e-2, "float16": 2e-3, "float64": 1e-12},

@@ -96,10 +96,9 @@ task = KernelTask(
         ],
     },
     dtypes={"smoke": ("float32",), "cpu": ("float32",), "gpu": ("bfloat16",)},
-    # seconds per case on the 2-core development CPU; smoke: measured 2026-12-06 (a smoke run of each
-    # method once); cpu: the loss family's run 20261123T015556Z, 52 min for 207 cases, most of it the kernel
-    # tasks; gpu: not measured yet
-    cost_s={"smoke": 0.17, "cpu": 20},
+    # seconds per case on the 2-core development CPU, measured 2026-12-06: smoke, a smoke run of each method
+    # once; cpu: run 20261206T140913Z-35bd78a0, 199 s for 84 cases; gpu: not measured yet
+    cost_s={"smoke": 0.17, "cpu": 2.4},
     make_inputs=make_inputs,
     outputs=outputs,
     tolerance={"float32": 1e-5, "bfloat16": 1e-2, "float16": 1e-3, "float64": 1e-12},

@@ -236,9 +236,9 @@ task = KernelTask(
         ],
     },
     dtypes={"smoke": ("float32",), "cpu": ("float32",), "gpu": ("float32", "bfloat16")},
-    # seconds per case on the 2-core development CPU; smoke: measured 2026-12-06 (a smoke run of each
-    # method once); cpu: a rough figure (seed 0 is timed for 1-2 s, later seeds only checked); gpu: not measured yet
-    cost_s={"smoke": 0.27, "cpu": 2.0},
+    # seconds per case on the 2-core development CPU, measured 2026-12-06: smoke, a smoke run of each method
+    # once; cpu: run 20261206T141541Z-96b1ee84, 349 s for 270 cases; gpu: not measured yet
+    cost_s={"smoke": 0.27, "cpu": 1.3},
     make_inputs=make_inputs,
     outputs=outputs,
     timed=timed,

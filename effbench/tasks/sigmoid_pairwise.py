@@ -46,10 +46,9 @@ task = KernelTask(
         "gpu": [{"b": 8192, "d": 768}, {"b": 32768, "d": 768}, {"b": 32768, "d": 1024}],
     },
     dtypes={"smoke": ("float32",), "cpu": ("float32",), "gpu": ("bfloat16",)},
-    # seconds per case on the 2-core development CPU; smoke: measured 2026-12-06 (a smoke run of each
-    # method once); cpu: the loss family's run 20261123T015556Z, 52 min for 207 cases, most of it the kernel
-    # tasks; gpu: not measured yet
-    cost_s={"smoke": 0.17, "cpu": 20},
+    # seconds per case on the 2-core development CPU, measured 2026-12-06: smoke, a smoke run of each method
+    # once; cpu: run 20261206T141412Z-01f3f6a0, 86 s for 27 cases; gpu: not measured yet
+    cost_s={"smoke": 0.17, "cpu": 3.2},
     make_inputs=make_inputs,
     outputs=outputs,
     tolerance={"float32": 1e-5, "bfloat16": 2e-2, "float16": 2e-3, "float64": 1e-12},
