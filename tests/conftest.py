@@ -32,6 +32,11 @@ def faulty_registry():
 
 SMOKE_USERS = ("test_sitegen.py", "test_site_browser.py")
 SMOKE_DIR_ENV = "EFFBENCH_TEST_SMOKE_DIR"
+# One or two methods of every task (every kind of page, every family, a baseline for each workload): the
+# whole smoke grid is `make bench GRID=smoke`'s to run; the site tests need its shape, not its size.
+SMOKE_METHODS = ("linear_cross_entropy,infonce,siglip,cross_entropy,label_smoothing,standard,goldfish,adamw,"
+                 "sgd_momentum,uniform,dsir,full_training,lisa,hashed_ngrams,last_layer_scores,dense,sliding_window,"
+                 "flashbias")
 
 
 def _selects_smoke_users(config: pytest.Config) -> bool:
@@ -55,8 +60,8 @@ def pytest_configure(config: pytest.Config) -> None:
     import tempfile
 
     shared = Path(tempfile.mkdtemp(prefix="effbench-test-smoke-"))
-    command = [sys.executable, "-m", "effbench", "run", "--grid", "smoke", "--device", "cpu", "--db",
-               str(shared / "effbench.duckdb")]
+    command = [sys.executable, "-m", "effbench", "run", "--grid", "smoke", "--device", "cpu", "--method",
+               SMOKE_METHODS, "--db", str(shared / "effbench.duckdb")]
     script = f'{" ".join(map(repr, command))} > {str(shared / "log")!r} 2>&1; echo $? > {str(shared / "rc")!r}'
     env = dict(os.environ, OMP_NUM_THREADS="1")  # beside the test workers, one thread
     env.pop("TRITON_INTERPRET", None)  # as a user's smoke run: Triton unavailable on the CPU, not interpreted
@@ -78,8 +83,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def smoke_db(tmp_path_factory):
-    """A DB seeded by a real smoke run (`effbench run --grid smoke`: every method once, all four families,
-    through worker processes), and the run's verified shard.
+    """A DB seeded by a real smoke run (`effbench run --grid smoke` of one or two methods per task, every task and
+    family, through worker processes), and the run's verified shard.
 
     The run starts with the session, in the background (``pytest_configure``); a session that did not start
     it (one test picked by node id) runs it here."""
@@ -95,7 +100,8 @@ def smoke_db(tmp_path_factory):
 
         registry = discover()
         config = make_config("smoke", "cpu")
-        shard = run_cases(registry, plan(registry, config), config, tmp_path_factory.mktemp("runs")).shard
+        cases = plan(registry, config, method=SMOKE_METHODS)
+        shard = run_cases(registry, cases, config, tmp_path_factory.mktemp("runs")).shard
     else:
         shared = Path(shared)
         deadline = time.monotonic() + 900

@@ -41,8 +41,10 @@ def forward(method: Method, name: str, q: torch.Tensor, k: torch.Tensor, v: torc
 def assert_forwards_equal(method: Method, expected: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
                           v: torch.Tensor, mask: torch.Tensor, point: dict[str, Any],
                           factors: tuple[torch.Tensor, ...] = ()) -> None:
-    """Every runnable implementation's output equals ``expected`` (the known answer)."""
-    for name in runnable(method):
+    """The known answer: the reference and every eager implementation equal ``expected``. FlexAttention
+    (compiled anew for every mask and shape) and the Triton kernel (the CPU interpreter) are checked against the
+    reference instead, on the task's own inputs (``assert_impls_match_reference``, ``tests/test_all_methods``)."""
+    for name in [n for n in runnable(method) if n not in FP32_ONLY]:
         out = forward(method, name, q, k, v, mask, point, factors)
         slack = {"atol": 1e-5, "rtol": 1e-4} if name in FP32_ONLY and q.dtype == torch.float64 else {}
         torch.testing.assert_close(out, expected, **slack, msg=lambda m, name=name: f"{name}: {m}")
@@ -51,12 +53,12 @@ def assert_forwards_equal(method: Method, expected: torch.Tensor, q: torch.Tenso
 def assert_impls_match_reference(method: Method, point: dict[str, Any], seeds: tuple[int, ...] = (0, 1, 2)) -> None:
     """fp32, the task's own inputs: outputs and gradients of every runnable impl equal the reference's
     (the forward only for flex, whose CPU backward torch refuses: that must say Unavailable)."""
-    for seed in seeds:
+    for i, seed in enumerate(seeds):
         inputs = make_inputs(point, torch.float32, "cpu", seed, method)
         truth = outputs(method.reference.fn, inputs, point)
         factors = (inputs["u"], inputs["w"]) if "u" in inputs else ()
         for name in runnable(method):
-            if name == "reference":
+            if name == "reference" or (name == "triton" and i >= 2):  # the interpreter: two seeds (~3 s each)
                 continue
             if name in FORWARD_ONLY:
                 out = forward(method, name, inputs["q"], inputs["k"], inputs["v"], inputs["mask"], point, factors)
