@@ -9,15 +9,24 @@ Example::
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
 
+from effbench.registry import UsageError
 from effbench.rows import TIMED_GRIDS
 from effbench.store import DEFAULT_DB, Store
 
 KERNEL_COLUMNS = ("time_ms", "peak_mem_bytes", "rel_error")
-CASE = ["task", "method", "impl", "point_key", "dtype", "device"]
+# A case is also keyed by the hardware it ran on (``hardware_of`` in schema.sql: the GPU or CPU model, else the
+# machine): numbers from two machines are two cases, never one case's values to divide or compare.
+CASE = ["task", "method", "impl", "point_key", "dtype", "device", "hardware"]
+HARDWARE_SQL = "hardware_of(r.device, u.gpu_name, u.cpu_name, u.machine)"  # r: results, u: runs
+
+
+class HardwareMismatch(UsageError):
+    """Two runs measured on different hardware were to be compared: their ratio would measure the machines."""
 
 
 def open_results(db: str | Path = DEFAULT_DB, latest: bool = True) -> pl.DataFrame:
@@ -25,7 +34,7 @@ def open_results(db: str | Path = DEFAULT_DB, latest: bool = True) -> pl.DataFra
     with Store(db, read_only=True) as store:
         if latest:
             return store.query("SELECT l.*, u.grid FROM latest l JOIN runs u USING (run_id)")
-        return store.query("SELECT r.*, u.started_at, u.source, u.gpu_name, u.grid "
+        return store.query(f"SELECT r.*, u.started_at, u.source, u.gpu_name, {HARDWARE_SQL} AS hardware, u.grid "
                            "FROM results r JOIN runs u USING (run_id)")
 
 
@@ -92,11 +101,12 @@ def speedups(frame: pl.DataFrame) -> pl.DataFrame:
     summary = kernel_summary(frame)
     if summary.is_empty():
         return summary
+    # the reference measured on the same hardware only: without one there, no speedup (never a cross-machine ratio)
+    same = ["task", "method", "point_key", "dtype", "device", "hardware"]
     ref = summary.filter(pl.col("impl") == "reference").select(
-        "task", "method", "point_key", "dtype", "device",
-        pl.col("time_ms").alias("ref_time_ms"), pl.col("peak_mem_bytes").alias("ref_mem_bytes"),
+        *same, pl.col("time_ms").alias("ref_time_ms"), pl.col("peak_mem_bytes").alias("ref_mem_bytes"),
     )
-    return summary.join(ref, on=["task", "method", "point_key", "dtype", "device"], how="left").with_columns(
+    return summary.join(ref, on=same, how="left").with_columns(
         (pl.col("ref_time_ms") / pl.col("time_ms")).alias("speedup"),
         (pl.col("ref_mem_bytes") / pl.col("peak_mem_bytes")).alias("memory_ratio"),
     )
@@ -130,31 +140,35 @@ def workload_summary(frame: pl.DataFrame) -> pl.DataFrame:
 def performance_profiles(
     frame: pl.DataFrame, cost: str = "steps_to_target", taus: tuple[float, ...] = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
 ) -> pl.DataFrame:
-    """AlgoPerf-style profile over workloads (task x point x device): rho(tau) per method/impl.
+    """AlgoPerf-style profiles, one per task: over the task's workloads (point x dtype x device), rho(tau) per
+    method/impl, the share of workloads it solved within tau x the best cost. Tasks are never pooled (a
+    sampler is not ranked against an optimizer); the ``task`` column says which profile a row belongs to.
 
-    A method's cost on a workload is the median over seeds of ``cost``; a workload where
-    any seed missed the target counts as not solved by that method.
+    A method's cost on a workload is the median over seeds of ``cost``; a workload where any seed missed
+    the target (or failed) counts as not solved by that method.
     """
     from effbench.stats import performance_profile
 
     rows = frame.filter((pl.col("metric") == cost) & (pl.col("seed") >= 0))
     if rows.is_empty():
         return pl.DataFrame()
-    per_case = rows.group_by(["task", "point_key", "device", "method", "impl"]).agg(
+    where = ["point_key", *(c for c in ("dtype", "device", "hardware") if c in rows.columns)]
+    value = pl.col("value")
+    if "status" in rows.columns:
+        value = pl.when(pl.col("status") == "ok").then(pl.col("value"))  # a failed seed is a miss
+    per_case = rows.with_columns(value.alias("value")).group_by(["task", *where, "method", "impl"]).agg(
         pl.col("value").median().alias("cost"), pl.col("value").null_count().alias("missed")
     )
-    costs: dict[str, dict[str, float | None]] = {}
-    for r in per_case.iter_rows(named=True):
-        workload = f"{r['task']} [{r['point_key']}] ({r['device']})"
-        costs.setdefault(workload, {})[f"{r['method']}/{r['impl']}"] = None if r["missed"] else r["cost"]
-    profile = performance_profile(costs, list(taus))
-    return pl.DataFrame(
-        [
-            {"method": m, "tau": tau, "rho": rho}
-            for m, values in profile.items()
-            for tau, rho in zip(taus, values, strict=True)
-        ]
-    )
+    out = []
+    for (task,), part in per_case.sort("task").group_by(["task"], maintain_order=True):
+        costs: dict[str, dict[str, float | None]] = {}
+        for r in part.iter_rows(named=True):
+            workload = " ".join(str(r[c]) for c in where)
+            costs.setdefault(workload, {})[f"{r['method']}/{r['impl']}"] = None if r["missed"] else r["cost"]
+        for m, values in performance_profile(costs, list(taus)).items():
+            out += [{"task": task, "method": m, "tau": tau, "rho": rho, "workloads": len(costs)}
+                    for tau, rho in zip(taus, values, strict=True)]
+    return pl.DataFrame(out)
 
 
 # --------------------------------------------------------------------------- comparing two runs
@@ -191,22 +205,23 @@ def resolve_runs(db: str | Path, ref: str) -> list[str]:
 
 
 def _side(db: str | Path, run_ids: list[str], metrics: tuple[str, ...]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Seed-0 values and statuses of ``run_ids`` (newest run wins per case), and their raw samples."""
+    """Seed-0 values and statuses of ``run_ids`` (newest run wins per case and hardware), and their raw samples."""
     with Store(db, read_only=True) as store:
         values = store.query(
-            """
-            SELECT r.task, r.method, r.impl, r.point_key, r.dtype, r.device, r.metric, r.value, r.status,
-                   r.message, r.run_id, u.grid
+            f"""
+            SELECT r.task, r.method, r.impl, r.point_key, r.dtype, r.device, {HARDWARE_SQL} AS hardware, r.metric,
+                   r.value, r.status, r.message, r.run_id, u.grid
             FROM results r JOIN runs u USING (run_id)
             WHERE list_contains(?, r.run_id) AND r.seed = 0 AND list_contains(?, r.metric)
             QUALIFY row_number() OVER (PARTITION BY r.task, r.method, r.impl, r.point_key, r.dtype, r.device,
-                                       r.metric ORDER BY u.started_at DESC, r.run_id DESC) = 1
+                                       {HARDWARE_SQL}, r.metric ORDER BY u.started_at DESC, r.run_id DESC) = 1
             """,
             [run_ids, list(metrics)],
         )
         samples = store.query(
-            "SELECT task, method, impl, point_key, dtype, device, metric, run_id, value FROM samples "
-            "WHERE list_contains(?, run_id) AND seed = 0 AND list_contains(?, metric)",
+            f"SELECT r.task, r.method, r.impl, r.point_key, r.dtype, r.device, {HARDWARE_SQL} AS hardware, r.metric, "
+            "r.run_id, r.value FROM samples r JOIN runs u USING (run_id) "
+            "WHERE list_contains(?, r.run_id) AND r.seed = 0 AND list_contains(?, r.metric)",
             [run_ids, list(metrics)],
         )
     return values, samples
@@ -218,10 +233,15 @@ def timed_grid(grid: str | None) -> bool:
 
 
 def changes(db: str | Path, base: str, head: str, metrics: tuple[str, ...] = COMPARED, threshold: float = 1.10,
-            alpha: float = 0.01, judge_untimed: bool = False) -> pl.DataFrame:
+            alpha: float = 0.01, judge_untimed: bool = False, across_hardware: bool = False) -> pl.DataFrame:
     """One row per case and metric present in both ``base`` and ``head`` (run ids or commits).
 
-    Columns: the case, ``metric``, ``base``, ``head`` (seed-0 values), ``ratio`` (head / base),
+    Cases are matched on the same hardware; when the two sides ran on different hardware this raises
+    :class:`HardwareMismatch` naming both, unless ``across_hardware`` (then cases are matched whatever their
+    hardware, and the ratios measure the machines as much as the code).
+
+    Columns: the case (``hardware``: head's), ``base_hardware``, ``metric``, ``base``, ``head`` (seed-0 values),
+    ``ratio`` (head / base),
     ``p_value`` (Mann-Whitney on raw samples, None without enough), ``base_status``,
     ``head_status`` and ``verdict``: ``regression``, ``improvement``, ``same`` (the rule above),
     ``not compared`` (no value on a side, e.g. a case skipped in both runs) or ``untimed`` (a side ran on a
@@ -237,27 +257,36 @@ def changes(db: str | Path, base: str, head: str, metrics: tuple[str, ...] = COM
     head_values, head_samples = _side(db, resolve_runs(db, head), metrics + spread)
     if base_values.is_empty() or head_values.is_empty():
         return pl.DataFrame()
-    key = [*CASE, "metric"]
+    base_hw, head_hw = (sorted(set(v["hardware"])) for v in (base_values, head_values))
+    if base_hw != head_hw and not across_hardware:
+        raise HardwareMismatch(
+            f"{base} ran on {' + '.join(base_hw)} but {head} on {' + '.join(head_hw)}: a ratio between them would "
+            "compare the hardware, not the code. Compare runs on the same hardware, or pass --across-hardware "
+            "(across_hardware=True) to compare them anyway")
+    key = [*CASE, "metric"]  # each side's own key, its hardware included
+    match = [k for k in key if k != "hardware"] if across_hardware else key
     intervals: dict[tuple, dict[str, float | None]] = {}
     for frame, side in ((base_values, "base"), (head_values, "head")):
         for r in frame.filter(pl.col("metric").is_in(list(spread))).iter_rows(named=True):
-            intervals.setdefault(tuple(r[k] for k in CASE), {})[f"{side}_{r['metric']}"] = r["value"]
+            intervals.setdefault((side, *(r[k] for k in CASE)), {})[r["metric"]] = r["value"]
     base_values = base_values.filter(pl.col("metric").is_in(list(metrics)))
     head_values = head_values.filter(pl.col("metric").is_in(list(metrics)))
-    joined = base_values.join(head_values, on=key, suffix="_head")
-    samples_of: dict[tuple, dict[str, list[float]]] = {}
+    joined = base_values.join(head_values, on=match, suffix="_head")
+    samples_of: dict[tuple, list[float]] = {}
     for frame, side, values in ((base_samples, "base", base_values), (head_samples, "head", head_values)):
         chosen = {tuple(r[:-1]): r[-1] for r in values.select(*key, "run_id").iter_rows()}
         for r in frame.iter_rows(named=True):
             case = tuple(r[k] for k in key)
             if chosen.get(case) == r["run_id"] and r["value"] is not None:
-                samples_of.setdefault(case, {"base": [], "head": []})[side].append(r["value"])
+                samples_of.setdefault((side, *case), []).append(r["value"])
     rows = []
     for r in joined.iter_rows(named=True):
-        case = tuple(r[k] for k in key)
+        hardware = r.get("hardware_head", r["hardware"])
+        base_case = tuple(r[k] for k in key)
+        head_case = tuple(hardware if k == "hardware" else r[k] for k in key)
         before, after = r["value"], r["value_head"]
         ratio = after / before if before and after is not None and before > 0 else None
-        drawn = samples_of.get(case, {"base": [], "head": []})
+        drawn = {"base": samples_of.get(("base", *base_case), []), "head": samples_of.get(("head", *head_case), [])}
         p = None
         if len(drawn["base"]) >= MIN_SAMPLES and len(drawn["head"]) >= MIN_SAMPLES:
             p = float(stats.mannwhitneyu(drawn["base"], drawn["head"], alternative="two-sided").pvalue)
@@ -266,8 +295,9 @@ def changes(db: str | Path, base: str, head: str, metrics: tuple[str, ...] = COM
             beyond_noise = abs(after - before) > MEMORY_FLOOR_BYTES.get(r["device"], MEMORY_FLOOR_BYTES["cpu"])
         elif p is None and r["metric"] in SPREAD:
             lo, hi = SPREAD[r["metric"]]
-            got = intervals.get(tuple(r[k] for k in CASE), {})
-            b_lo, b_hi, h_lo, h_hi = (got.get(f"{side}_{m}") for side in ("base", "head") for m in (lo, hi))
+            got = {side: intervals.get((side, *case[:-1]), {}) for side, case in (("base", base_case),
+                                                                                   ("head", head_case))}
+            b_lo, b_hi, h_lo, h_hi = (got[side].get(m) for side in ("base", "head") for m in (lo, hi))
             if None not in (b_lo, b_hi, h_lo, h_hi):
                 beyond_noise = h_lo > b_hi or h_hi < b_lo  # the p20-p80 intervals do not overlap
         verdict = "same" if ratio is not None else "not compared"  # e.g. skipped on both sides
@@ -281,7 +311,8 @@ def changes(db: str | Path, base: str, head: str, metrics: tuple[str, ...] = COM
                 verdict = "regression"
             elif ratio < 1 / threshold:
                 verdict = "improvement"
-        rows.append({**{k: r[k] for k in key}, "base": before, "head": after, "ratio": ratio, "p_value": p,
+        rows.append({**{k: r[k] for k in key}, "hardware": hardware, "base_hardware": r["hardware"],
+                     "base": before, "head": after, "ratio": ratio, "p_value": p,
                      "base_status": r["status"], "head_status": r["status_head"],
                      "message": r["message_head"] or "", "verdict": verdict})
     return pl.DataFrame(rows, infer_schema_length=None).sort(["verdict", *key])
@@ -289,10 +320,10 @@ def changes(db: str | Path, base: str, head: str, metrics: tuple[str, ...] = COM
 
 def time_history(db: str | Path = DEFAULT_DB, metric: str = "time_ms") -> pl.DataFrame:
     """``metric`` of every ok case (seed 0) in every run of a timed grid (``TIMED_GRIDS``: smoke's numbers
-    are checks, not timings), with the run's time and commit and raw samples."""
-    sql = """
-        SELECT r.task, r.method, r.impl, r.point_key, r.dtype, r.device, r.run_id, u.started_at, u.git_commit,
-               u.source, r.value,
+    are checks, not timings), with the run's time, commit and hardware and raw samples."""
+    sql = f"""
+        SELECT r.task, r.method, r.impl, r.point_key, r.dtype, r.device, {HARDWARE_SQL} AS hardware, r.run_id,
+               u.started_at, u.git_commit, u.source, r.value,
                (SELECT list(s.value ORDER BY s.idx) FROM samples s
                 WHERE s.run_id = r.run_id AND s.task = r.task AND s.method = r.method AND s.impl = r.impl
                   AND s.point_key = r.point_key AND s.dtype = r.dtype AND s.device = r.device
@@ -300,14 +331,15 @@ def time_history(db: str | Path = DEFAULT_DB, metric: str = "time_ms") -> pl.Dat
         FROM results r JOIN runs u USING (run_id)
         WHERE r.metric = ? AND r.seed = 0 AND r.status = 'ok' AND r.value IS NOT NULL
           AND list_has_all(?, string_split(u.grid, ','))
-        ORDER BY r.task, r.method, r.impl, r.point_key, r.dtype, r.device, u.started_at, r.run_id
+        ORDER BY r.task, r.method, r.impl, r.point_key, r.dtype, r.device, hardware, u.started_at, r.run_id
     """
     with Store(db, read_only=True) as store:
         return store.query(sql, [metric, list(TIMED_GRIDS)])
 
 
 def history_changes(history: pl.DataFrame, threshold: float = 1.10, alpha: float = 0.01) -> pl.DataFrame:
-    """Each run of a case against the case's previous run, by ``changes``' rule (ratio and noise)."""
+    """Each run of a case against the case's previous run on the same hardware (``CASE`` includes it), by
+    ``changes``' rule (ratio and noise)."""
     from scipy import stats
 
     rows = []
@@ -331,3 +363,88 @@ def history_changes(history: pl.DataFrame, threshold: float = 1.10, alpha: float
                                     "started_at": pl.Datetime, "git_commit": pl.Utf8, "value": pl.Float64,
                                     "ratio": pl.Float64, "p_value": pl.Float64, "verdict": pl.Utf8})
     return pl.DataFrame(rows, infer_schema_length=None)
+
+
+# --------------------------------------------------------------------------- workload verdicts
+
+# Differences smaller than these are never significant (seeds that agree to within them tie): a step of
+# training, a millisecond, 1e-4 of an accuracy, a loss or an order of magnitude of suboptimality.
+RESOLUTION = {"steps_to_target": 1.0, "time_to_target_s": 1e-3, "final_metric": 1e-4, "final_loss": 1e-4}
+
+
+def task_info(db: str | Path = DEFAULT_DB) -> pl.DataFrame:
+    """Each task's baseline (method and impl), compared metrics (JSON) and the targets' provenance."""
+    with Store(db, read_only=True) as store:
+        return store.query("SELECT * FROM tasks ORDER BY task")
+
+
+def _seed_value(seed: tuple[str, dict[str, float | None]], metric: str) -> float | None:
+    """A seed's value of ``metric``; None (a miss) when the seed failed or the metric has none (target missed)."""
+    status, values = seed
+    return values.get(metric) if status == "ok" else None
+
+
+def significance(frame: pl.DataFrame, tasks: pl.DataFrame, correction: str = "bh",
+                 alpha: float = 0.05) -> pl.DataFrame:
+    """Every workload (method, impl) against its task's baseline (method, impl) at each point, per compared
+    metric, over the scored seeds both have (``stats.compare``: a rank test; failed seeds are misses).
+
+    ``p_value`` is the raw p, ``p_adjusted`` the p corrected for the many comparisons of one task and
+    metric (``correction``: "bh" Benjamini-Hochberg or "holm"); ``significant`` uses the adjusted p and is
+    never true below the metric's ``RESOLUTION``. Computed from stored per-seed rows, so another baseline
+    or correction needs no re-run. ``tasks``: ``task_info(db)``."""
+    from effbench.stats import adjust, compare
+
+    keys = ["task", "point_key", "dtype", "device", *(["hardware"] if "hardware" in frame.columns else [])]
+    info = {r["task"]: r for r in tasks.iter_rows(named=True) if r["kind"] == "workload" and r["baseline"]}
+    rows = frame.filter(pl.col("task").is_in(list(info)) & (pl.col("seed") >= 0))
+    out: list[dict] = []
+    for group, part in rows.group_by(keys, maintain_order=True):
+        where = dict(zip(keys, group, strict=True))
+        task = info[where["task"]]
+        base = (task["baseline"], task["baseline_impl"])
+        # per (method, impl): seed -> (status, {metric: value})
+        seeds: dict[tuple[str, str], dict[int, tuple[str, dict[str, float | None]]]] = {}
+        for r in part.iter_rows(named=True):
+            entry = seeds.setdefault((r["method"], r["impl"]), {}).setdefault(r["seed"], (r["status"], {}))
+            entry[1][r["metric"]] = r["value"]
+        if base not in seeds:
+            continue
+        for (method, impl), ours in sorted(seeds.items()):
+            if (method, impl) == base:
+                continue
+            common = sorted(set(ours) & set(seeds[base]))
+            if len(common) < 2:
+                continue
+            for metric, higher in json.loads(task["compare"]):
+                mine = [_seed_value(ours[s], metric) for s in common]
+                theirs = [_seed_value(seeds[base][s], metric) for s in common]
+                result = compare(mine, theirs, higher, RESOLUTION.get(metric, 0.0))
+                out.append({**where, "method": method, "impl": impl, "metric": metric,
+                            "higher_is_better": higher, "baseline": f"{base[0]}/{base[1]}",
+                            "seeds": len(common), "failed": result.failed_method,
+                            "failed_baseline": result.failed_baseline, "delta": result.delta,
+                            "below_resolution": result.below_resolution, "p_value": result.p_value,
+                            "better_direction": result.better(higher)})
+    if not out:
+        return pl.DataFrame()
+    table = pl.DataFrame(out)
+    families: dict[tuple[str, str], list[int]] = {}
+    for i, r in enumerate(out):
+        families.setdefault((r["task"], r["metric"]), []).append(i)
+    adjusted = [0.0] * len(out)
+    for members in families.values():
+        for i, q in zip(members, adjust([out[i]["p_value"] for i in members], correction), strict=True):
+            adjusted[i] = q
+    name = {"bh": "Benjamini-Hochberg", "holm": "Holm"}[correction]
+    table = table.with_columns(pl.Series("p_adjusted", adjusted)).with_columns(
+        ((pl.col("p_adjusted") < alpha) & ~pl.col("below_resolution")).alias("significant"),
+    ).with_columns(
+        (pl.col("significant") & pl.col("better_direction")).alias("better"),
+        (pl.col("significant") & ~pl.col("better_direction")).alias("worse"),
+    )
+    return table.with_columns(pl.format(
+        "Mann-Whitney U vs {} over {} vs {} seeds ({} vs {} failed): median difference {}, p {}, {}-adjusted {}",
+        "baseline", "seeds", "seeds", "failed", "failed_baseline", pl.col("delta").round_sig_figs(4),
+        pl.col("p_value").round_sig_figs(3), pl.lit(name), pl.col("p_adjusted").round_sig_figs(3),
+    ).alias("message")).drop("better_direction")

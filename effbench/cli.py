@@ -182,7 +182,8 @@ def _say(text: str) -> None:
               "everything runs (each method once, at its first covered point, one seed, in about a minute on "
               "2 cores); its times are not for comparison.")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
-@click.option("--seeds", type=int, help="Seeds per case  [default: 1 on smoke, else 3]")
+@click.option("--seeds", type=int, help="Scored seeds per case  [default: 1 on smoke; else 3 for kernel tasks, "
+              "5 for workload tasks, whose tuning runs on a seed of its own]")
 @click.option("--timeout", "timeout_s", type=float, help="Per-case timeout in seconds  [default: per grid]")
 @click.option("--shard", "shard_spec", metavar="i/N",
               help="Run only shard i of N: a deterministic split of the cases (the same on every machine).")
@@ -303,7 +304,7 @@ def run(
     limit = f", memory limit {memory_limit_gib:g} GiB" if memory_limit_gib else ""
     expected = sum(e.cases for e in by_task.values())
     unknown = sum(e.sources["unknown"] for e in by_task.values())
-    _say(f"{len(cases)} cases on grid {config.grid}, device {config.device}, {config.seeds} seed(s), timeout "
+    _say(f"{len(cases)} cases on grid {config.grid}, device {config.device}, {config.describe_seeds()}, timeout "
          f"{config.timeout_s:g} s{limit}"
          + (f"; each method stops at its first covered point (about {expected} cases run)"
             if config.points == "first_covered" else "")
@@ -415,7 +416,7 @@ def _print_plan(config: Any, tasks: dict[str, Any], shard_spec: str | None, plan
     runs = sum(e.cases for e in tasks.values())
     unknown = sum(e.sources["unknown"] for e in tasks.values())
     where = f" (shard {shard_spec}: {planned} of {total} planned cases)" if shard_spec else ""
-    click.echo(f"grid {config.grid} on {config.device}, {config.seeds} seed(s){where}: {runs} cases, estimated "
+    click.echo(f"grid {config.grid} on {config.device}, {config.describe_seeds()}{where}: {runs} cases, estimated "
                f"{_duration(sum(e.seconds for e in tasks.values()))}"
                + (f" + {unknown} cases of unknown cost" if unknown else "")
                + ("" if config.timed else "; smoke times are for checking, not for comparison"))
@@ -525,8 +526,11 @@ def query(sql: str, db: Path, as_json: bool, as_csv: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print every compared row as JSON.")
 @click.option("--judge-untimed", is_flag=True,
               help="Judge the numbers of smoke-grid runs too (they are checks, not timings: for testing the rule).")
+@click.option("--across-hardware", is_flag=True,
+              help="Compare runs made on different hardware (GPU or CPU model); refused otherwise, since the "
+                   "ratios would measure the machines as much as the code.")
 def compare(base: str, head: str, db: Path, metrics: tuple[str, ...], threshold: float, alpha: float,
-            show_all: bool, as_json: bool, judge_untimed: bool) -> None:
+            show_all: bool, as_json: bool, judge_untimed: bool, across_hardware: bool) -> None:
     """Compare two runs (run ids or git commits) case by case; exit 1 on a regression (a CI gate).
 
     A metric changed when head/base is beyond --threshold either way and beyond the noise
@@ -534,7 +538,9 @@ def compare(base: str, head: str, db: Path, metrics: tuple[str, ...], threshold:
     the ratio alone otherwise). Lower is better for every compared metric. A case that was
     ok in BASE and is wrong, error, oom or timeout in HEAD is a regression. Runs of the
     smoke grid are checks, not timings: their numbers are never judged (verdict
-    "untimed"), only statuses that turn bad.
+    "untimed"), only statuses that turn bad. Cases are matched on the same hardware (GPU
+    model for cuda, else CPU model, else machine); runs on different hardware are refused
+    (exit 2) unless --across-hardware.
 
     \b
     Example:
@@ -543,7 +549,7 @@ def compare(base: str, head: str, db: Path, metrics: tuple[str, ...], threshold:
     """
     import polars as pl
 
-    from effbench.analysis import COMPARED, changes
+    from effbench.analysis import COMPARED, HardwareMismatch, changes
     from effbench.store import StoreError
 
     if not threshold > 1:  # NaN too
@@ -552,7 +558,11 @@ def compare(base: str, head: str, db: Path, metrics: tuple[str, ...], threshold:
         _fail(f"--alpha must be between 0 and 1, got {alpha}")
     try:
         frame = changes(db, base, head, metrics or COMPARED, threshold=threshold, alpha=alpha,
-                        judge_untimed=judge_untimed)
+                        judge_untimed=judge_untimed, across_hardware=across_hardware)
+    except HardwareMismatch as exc:  # exit 2, a usage error: exit 1 is the CI gate's "regression"
+        error = click.ClickException(" ".join(str(exc).split()))
+        error.exit_code = 2
+        raise error from None
     except KeyError as exc:
         _fail(str(exc.args[0]))
     except StoreError as exc:
@@ -575,6 +585,11 @@ def compare(base: str, head: str, db: Path, metrics: tuple[str, ...], threshold:
                          "ratio", "p"], rows)
         click.echo(f"{frame.height} compared: {regressions} regression(s), {improvements} improvement(s) "
                    f"(rule: ratio beyond {threshold:g}x and Mann-Whitney p < {alpha:g} where samples allow)")
+        crossed = frame.filter(pl.col("hardware") != pl.col("base_hardware"))
+        if not crossed.is_empty():
+            pairs = sorted(set(crossed.select("base_hardware", "hardware").iter_rows()))
+            click.echo("compared across hardware (the ratios measure the machines too): "
+                       + "; ".join(f"base on {b}, head on {h}" for b, h in pairs))
         untimed = frame.filter(pl.col("verdict") == "untimed").height
         if untimed:
             click.echo(f"{untimed} compared row(s) come from a grid whose times are not for comparison (smoke: no "

@@ -8,6 +8,7 @@ Method objects it finds. There is no global mutable registry: each call builds a
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import importlib.util
@@ -21,6 +22,15 @@ from typing import Any
 
 FAMILIES = ("loss", "optimizer", "sampler", "attention")
 GRIDS = ("smoke", "cpu", "gpu")
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+# Provenance roots besides a method's and its task's files: what every case's numbers pass through, whatever
+# the method. The runner plans, checks (checks.py), times and measures (measure.py) and writes each row; the
+# worker is the process each case runs in. Naming these two is enough: their import closures bring in
+# measure.py, checks.py, rows.py, registry.py, tasks/__init__.py (and workloads.py, train.py, data.py,
+# models.py where the runner or a task imports them), and a new import of theirs joins by itself. The CLI,
+# store, analysis and site never change a number and stay out: editing them keeps stored results current.
+HARNESS = (PACKAGE_DIR / "runner.py", PACKAGE_DIR / "worker.py")
 
 
 class UsageError(ValueError):
@@ -149,6 +159,12 @@ class Registry:
     tasks: dict[str, Any] = field(default_factory=dict)  # "family/name" -> Task
     methods: dict[tuple[str, str], Method] = field(default_factory=dict)  # (task, method) -> Method
     plugins: list[str] = field(default_factory=list)  # resolved plugin paths, so workers load the same
+    # Provenance caches, one snapshot per registry: a file is read and parsed once however many methods
+    # share it, and every row of one run gets the hash of the same sources.
+    _sources: dict[Path, _Source] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _edges: dict[tuple[Path, tuple[Path, ...]], list[Path]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
+    _hashes: dict[tuple[str, ...], str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def add(self, obj: Any, origin: str) -> None:
         from effbench.tasks import Task
@@ -182,13 +198,137 @@ class Registry:
     def methods_of(self, task_key: str) -> list[Method]:
         return [m for (t, _), m in sorted(self.methods.items()) if t == task_key]
 
+    def closure(self, method: Method) -> list[Path]:
+        """Every source file behind a method's numbers: the import closure of its file, its task's file and
+        the harness (``HARNESS``), within effbench and the plugin's directory, sorted by :func:`source_label`."""
+        return self._closure([method.source_file, self.tasks[method.task].source_file])
+
     def code_hash(self, method: Method) -> str:
-        """Hash of the sources behind a method's numbers: its file and its task's file."""
-        digest = hashlib.sha256()
-        for path in (method.source_file, self.tasks[method.task].source_file):
-            if path and Path(path).is_file():
-                digest.update(Path(path).read_bytes())
-        return digest.hexdigest()[:16]
+        """16 hex digits over :meth:`closure`: changes when any file a method's numbers depend on changes."""
+        return self._hash([method.source_file, self.tasks[method.task].source_file])
+
+    def suite_hash(self, task_key: str) -> str:
+        """One hash over the closures of a task and all its methods (asv's ``version`` of the task's suite:
+        asv drops the suite's stored results when it changes)."""
+        task = self.task(task_key)
+        return self._hash([task.source_file, *(m.source_file for m in self.methods_of(task_key))])
+
+    def _hash(self, roots: Sequence[str | None]) -> str:
+        key = tuple(sorted({str(r) for r in roots if r}))
+        if key not in self._hashes:
+            digest = hashlib.sha256()
+            locals_ = _local_dirs(key)
+            for path in self._closure(key):
+                # the label, not the absolute path: the same code hashes the same on every machine
+                digest.update(f"{source_label(path, locals_)}\0{self._source(path).digest}\n".encode())
+            self._hashes[key] = digest.hexdigest()[:16]
+        return self._hashes[key]
+
+    def _closure(self, roots: Sequence[str | None]) -> list[Path]:
+        paths = [Path(r).resolve() for r in roots if r and Path(r).is_file()]
+        locals_ = tuple(_local_dirs(paths))
+        seen: set[Path] = set()
+        todo = [*paths, *HARNESS]
+        while todo:
+            path = todo.pop()
+            if path in seen or not path.is_file():
+                continue
+            seen.add(path)
+            if (path, locals_) not in self._edges:
+                self._edges[(path, locals_)] = self._source(path).imported(path, locals_)
+            todo.extend(self._edges[(path, locals_)])
+        return sorted(seen, key=lambda p: source_label(p, locals_))
+
+    def _source(self, path: Path) -> _Source:
+        if path not in self._sources:
+            self._sources[path] = _Source.read(path)
+        return self._sources[path]
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A source file's content hash and the modules it imports (``(level, module, names)``, found statically)."""
+
+    digest: str
+    imports: tuple[tuple[int, str, tuple[str, ...]], ...]
+
+    @classmethod
+    def read(cls, path: Path) -> _Source:
+        data = path.read_bytes()
+        found: list[tuple[int, str, tuple[str, ...]]] = []
+        try:
+            tree = ast.parse(data, filename=str(path))
+        except (SyntaxError, ValueError):
+            tree = None  # still hashed by content; it imports nothing we can see
+        # ast.walk, not the top level: method files import their kernels lazily, inside the implementation.
+        for node in ast.walk(tree) if tree is not None else ():
+            if isinstance(node, ast.Import):
+                found.extend((0, alias.name, ()) for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                found.append((node.level, node.module or "", tuple(alias.name for alias in node.names)))
+        return cls(hashlib.sha256(data).hexdigest(), tuple(found))
+
+    def imported(self, path: Path, local_dirs: Sequence[Path]) -> list[Path]:
+        """Files of effbench or of ``local_dirs`` that importing this file (at ``path``) executes."""
+        files = _package_inits(path)
+        in_package = path.is_relative_to(PACKAGE_DIR)
+        for level, module, names in self.imports:
+            parts = module.split(".") if module else []
+            if level:  # relative: from the file's own directory, one level up per extra dot
+                ups = (path.parent, *path.parent.parents)
+                bases = [ups[level - 1]] if level <= len(ups) else []
+            elif parts and parts[0] == PACKAGE_DIR.name:
+                bases = [PACKAGE_DIR.parent]
+            else:  # any other module counts only where it lives beside a plugin: never stdlib or site-packages
+                bases = [] if in_package else list(local_dirs)
+            for base in bases:
+                hits = _module_files(base, parts)
+                for name in names:  # `from pkg import mod` runs the submodule mod when there is one
+                    hits += _module_files(base, [*parts, name])
+                if hits:
+                    files += hits
+                    break
+        return files
+
+
+def _local_dirs(roots: Iterable[str | Path]) -> list[Path]:
+    """Directories of the roots outside the effbench package (plugins): their sibling modules count."""
+    dirs = {Path(r).resolve().parent for r in roots}
+    return sorted(d for d in dirs if not d.is_relative_to(PACKAGE_DIR))
+
+
+def _package_inits(path: Path) -> list[Path]:
+    """The ``__init__.py`` of every effbench package enclosing ``path``: importing it runs them."""
+    if not path.is_relative_to(PACKAGE_DIR):
+        return []
+    return [d / "__init__.py" for d in (path.parent, *path.parent.parents)
+            if d.is_relative_to(PACKAGE_DIR) and (d / "__init__.py").is_file()]
+
+
+def _module_files(base: Path, parts: Sequence[str]) -> list[Path]:
+    """Files run by importing the dotted module ``parts`` from ``base``: each package's ``__init__.py``,
+    then the module's file. Stops where a part does not exist (an attribute, or a module elsewhere)."""
+    files: list[Path] = []
+    here = base
+    for i, part in enumerate(parts):
+        here = here / part
+        if (here / "__init__.py").is_file():
+            files.append(here / "__init__.py")
+        elif i == len(parts) - 1 and here.with_suffix(".py").is_file():
+            files.append(here.with_suffix(".py"))
+        elif not here.is_dir():  # a directory without __init__.py is a namespace package: go on
+            break
+    return files
+
+
+def source_label(path: Path, local_dirs: Sequence[Path] = ()) -> str:
+    """A closure file's machine-independent name: ``effbench/...`` or its path under a plugin's directory."""
+    if path.is_relative_to(PACKAGE_DIR):
+        return path.relative_to(PACKAGE_DIR.parent).as_posix()
+    for base in local_dirs:
+        if path.is_relative_to(base):
+            return path.relative_to(base).as_posix()
+    return path.name
 
 
 def _check_grids(task: Any) -> None:

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2  # 2: runs.ended_at and the cases table (each case's wall time)
+SCHEMA_VERSION = 3  # 2: runs.ended_at and the cases table (each case's wall time); 3: the tuning table
 
 # Every case ends with exactly one of these.
 STATUSES = ("ok", "error", "oom", "timeout", "unavailable", "skipped", "wrong")
@@ -122,6 +122,20 @@ class MethodInfo:
 
 
 @dataclass(frozen=True)
+class TaskInfo:
+    """A task as the analysis needs it without the registry (shards of format 4 on): which method and impl
+    every other one is compared with, on which metrics, and where its targets come from."""
+
+    family: str
+    task: str
+    kind: str  # "kernel" or "workload"
+    baseline: str | None
+    baseline_impl: str | None
+    compare: str  # JSON list of [metric, higher_is_better]
+    target: str  # the targets' provenance: a fixed constant and how it was set, or none
+
+
+@dataclass(frozen=True)
 class ShardHeader:
     """First line of a shard (format 2 on): its format, and the plan it runs so that it can be resumed."""
 
@@ -156,6 +170,45 @@ class RunDone:
 
 
 @dataclass(frozen=True)
+class TuningTrial:
+    """One setting tried while tuning a workload case on a tuning seed (never a scored seed), outside
+    every scored case's time and memory. ``score``: steps to the target (None: missed); the best score
+    wins, ties and misses by the higher final metric."""
+
+    run_id: str
+    task: str
+    method: str
+    impl: str
+    point_key: str
+    dtype: str
+    device: str
+    seed: int  # a tuning seed (``workloads.TUNING_SEED``), disjoint from the scored seeds
+    param: str  # e.g. "lr"
+    value: float
+    score: float | None
+    final_metric: float | None
+    chosen: bool
+    note: str
+
+
+@dataclass(frozen=True)
+class TuningDone:
+    """Closes one tuning job's trials (format 4 on): what it chose, for every scored seed of its group.
+
+    ``group`` is ``tuning_key()``: the case but for its seed. ``values`` is JSON: the tuned values the
+    scored cases are given (keyed by the workload's memo keys)."""
+
+    run_id: str
+    group: str
+    status: str
+    message: str
+    values: str
+    rows: int
+    sha256: str
+    wall_s: float | None = None
+
+
+@dataclass(frozen=True)
 class CaseTime:
     """How long one case took in the runner (the store's ``cases`` table; estimates of later runs read it)."""
 
@@ -178,13 +231,16 @@ RECORD_TYPES: dict[str, type] = {
     "sample": Sample,
     "curve": CurvePoint,
     "method": MethodInfo,
+    "task": TaskInfo,
     "shard": ShardHeader,
     "case_done": CaseDone,
     "run_done": RunDone,
+    "tuning": TuningTrial,
+    "tuning_done": TuningDone,
 }
 # 1: no header and no commit records (still read); 2: ShardHeader, CaseDone, RunDone;
-# 3: CaseDone carries the case's wall time, RunDone the run's end
-SHARD_FORMAT = 3
+# 3: CaseDone carries the case's wall time, RunDone the run's end; 4: tuning jobs (TuningTrial, TuningDone)
+SHARD_FORMAT = 4
 TYPE_OF: dict[type, str] = {cls: name for name, cls in RECORD_TYPES.items()}
 
 
@@ -232,7 +288,7 @@ def from_json_line(line: str) -> Any:
 _TIMES: dict[type, tuple[str, ...]] = {
     Run: ("started_at", "ended_at"), CaseDone: ("finished_at",), RunDone: ("ended_at",),
 }
-_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (float, int)}
+_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (float, int), "bool": (bool,)}
 
 
 def _type_ok(value: Any, annotation: str) -> bool:
@@ -241,7 +297,7 @@ def _type_ok(value: Any, annotation: str) -> bool:
     if value is None:
         return "None" in options
     if isinstance(value, bool):
-        return False
+        return "bool" in options
     if isinstance(value, int) and not -(1 << 63) <= value < 1 << 63:
         return False  # the store's integers are 64-bit
     return any(isinstance(value, _TYPES.get(option, ())) for option in options)
@@ -272,6 +328,11 @@ def row_case_key(row: Result | Sample | CurvePoint) -> str:
     return case_key(row.task, row.method, row.impl, row.point_key, row.dtype, row.device, row.seed)
 
 
+def tuning_key(task: str, method: str, impl: str, point_key: str, dtype: str, device: str) -> str:
+    """The group one tuning job serves: every scored seed of (task, method, impl, point, dtype, device)."""
+    return "\x1f".join((task, method, impl, point_key, dtype, device))
+
+
 def lines_digest(lines: list[str]) -> str:
     """sha256 of the lines as written (each followed by a newline)."""
     digest = hashlib.sha256()
@@ -296,6 +357,7 @@ class ShardContents:
     good_bytes: int  # the byte length of the shard up to the last trusted line: resume cuts there
     warnings: list[str]
     ended_at: str | None = None  # from the RunDone (format 3 on)
+    tuning: dict[str, TuningDone] = dataclasses.field(default_factory=dict)  # tuning_key -> its job (format 4)
 
     def case_times(self) -> list[CaseTime]:
         """Each finished case's wall time (None in shards before format 3)."""
@@ -348,15 +410,15 @@ def read_shard(path: str | Path) -> ShardContents:
                 raise ShardError(f"{where}: a second, different run record")
             contents.run = record
             contents.records.append(record)
-        elif isinstance(record, MethodInfo):
+        elif isinstance(record, MethodInfo | TaskInfo):
             contents.records.append(record)
         elif contents.header is None:
-            if isinstance(record, CaseDone | RunDone):
+            if isinstance(record, CaseDone | RunDone | TuningDone):
                 raise ShardError(f"{where}: a commit record in a shard without a header")
             contents.records.append(record)  # format 1: every row as written
         elif contents.complete:
             raise ShardError(f"{where}: records after the run's end")
-        elif isinstance(record, CaseDone | RunDone):
+        elif isinstance(record, CaseDone | RunDone | TuningDone):
             _close(record, pending, contents, where)
             contents.records.extend(r for r, _ in pending)
             pending = []
@@ -372,13 +434,14 @@ def read_shard(path: str | Path) -> ShardContents:
     if contents.header is not None and contents.header.run_id != contents.run.run_id:
         raise ShardError(f"{path}: header of run {contents.header.run_id!r}, run record {contents.run.run_id!r}")
     if pending:
-        cases = {row_case_key(r) for r, _ in pending}
+        cases = {row_case_key(r) for r, _ in pending if not isinstance(r, TuningTrial)}
         contents.warnings.append(f"{path}: dropped {len(pending)} rows of {len(cases)} unfinished case(s): "
                                  "the run was stopped while writing")
     return contents
 
 
-def _close(record: CaseDone | RunDone, pending: list[tuple[Any, str]], contents: ShardContents, where: str) -> None:
+def _close(record: CaseDone | RunDone | TuningDone, pending: list[tuple[Any, str]], contents: ShardContents,
+           where: str) -> None:
     """Check a commit record against the rows it closes."""
     run_id = contents.header.run_id if contents.header else ""
     if record.run_id != run_id:
@@ -392,12 +455,25 @@ def _close(record: CaseDone | RunDone, pending: list[tuple[Any, str]], contents:
         contents.complete = True
         contents.ended_at = record.ended_at
         return
+    if isinstance(record, TuningDone):
+        if record.group in contents.tuning:
+            raise ShardError(f"{where}: tuning of {record.group.replace(chr(31), ' ')!r} appears twice")
+        if any(not isinstance(r, TuningTrial) or tuning_key(r.task, r.method, r.impl, r.point_key, r.dtype, r.device)
+               != record.group for r, _ in pending):
+            raise ShardError(f"{where}: rows of something else inside the tuning of "
+                             f"{record.group.replace(chr(31), ' ')!r}")
+        try:
+            json.loads(record.values)
+        except ValueError:
+            raise ShardError(f"{where}: tuned values that are not JSON") from None
+        contents.tuning[record.group] = record
+        return
     try:
         split_case_key(record.case)
     except ValueError:
         raise ShardError(f"{where}: a commit record with a malformed case key") from None
     if record.case in contents.done:
         raise ShardError(f"{where}: case {record.case.replace(chr(31), ' ')!r} appears twice")
-    if any(row_case_key(r) != record.case for r, _ in pending):
+    if any(isinstance(r, TuningTrial) or row_case_key(r) != record.case for r, _ in pending):
         raise ShardError(f"{where}: rows of another case inside case {record.case.replace(chr(31), ' ')!r}")
     contents.done[record.case] = record

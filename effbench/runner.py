@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from effbench import __version__
+from effbench import __version__, workloads
 from effbench.checks import Truth, Verdict, judge, make_truth, mutated, refill, snapshot
 from effbench.measure import TimingConfig, peak_memory, time_call
 from effbench.registry import (
@@ -61,17 +61,19 @@ from effbench.rows import (
     ShardContents,
     ShardError,
     ShardHeader,
+    TaskInfo,
+    TuningDone,
+    TuningTrial,
     case_key,
     from_json_line,
     lines_digest,
     point_json,
     point_key,
     read_shard,
-    row_case_key,
     to_json_line,
+    tuning_key,
 )
-from effbench.stats import ALPHA, compare
-from effbench.tasks import DTYPES, METRIC_UNITS, KernelTask, WorkloadTask, metric_unit
+from effbench.tasks import DTYPES, KernelTask, WorkloadTask, metric_unit
 
 # Timing effort per grid: smoke must be quick, cpu and gpu careful.
 GRID_TIMING: dict[str, TimingConfig] = {
@@ -80,7 +82,11 @@ GRID_TIMING: dict[str, TimingConfig] = {
     "gpu": TimingConfig(),
 }
 GRID_TIMEOUT_S: dict[str, float] = {"smoke": 120.0, "cpu": 900.0, "gpu": 1800.0}
+# Scored seeds per case. Kernel tasks: accuracy checks on fresh inputs (seed 0 is timed). Workload tasks: the
+# significance of "A beats B" rests on them (5 at least: a rank test on fewer cannot reach p < 0.05 after the
+# correction for many comparisons).
 DEFAULT_SEEDS: dict[str, int] = {"smoke": 1, "cpu": 3, "gpu": 3}
+DEFAULT_WORKLOAD_SEEDS: dict[str, int] = {"smoke": 1, "cpu": 5, "gpu": 5}
 # Which points of its grid a method runs at. "all"; or "first_covered": each (method, impl) at the first
 # point of the grid (tasks list their smallest first) that it covers, i.e. where it is not skipped.
 GRID_POINTS: dict[str, str] = {"smoke": "first_covered", "cpu": "all", "gpu": "all"}
@@ -131,6 +137,15 @@ class RunConfig:
     timing: TimingConfig
     memory_limit_bytes: int | None = None  # per worker process: RLIMIT_DATA on the CPU, a CUDA memory fraction
     points: str = "all"  # GRID_POINTS' choices
+    workload_seeds: int | None = None  # scored seeds of workload tasks; None: ``seeds``
+
+    def seeds_of(self, task: Any) -> int:
+        return self.workload_seeds or self.seeds if isinstance(task, WorkloadTask) else self.seeds
+
+    def describe_seeds(self) -> str:
+        if (self.workload_seeds or self.seeds) == self.seeds:
+            return f"{self.seeds} seed(s)"
+        return f"{self.seeds} seed(s) per kernel case, {self.workload_seeds} per workload case"
 
     @property
     def timed(self) -> bool:
@@ -198,6 +213,7 @@ def make_config(
         grid=grid,
         device=device,
         seeds=seeds or DEFAULT_SEEDS[grid],
+        workload_seeds=seeds or DEFAULT_WORKLOAD_SEEDS[grid],
         timeout_s=timeout_s or GRID_TIMEOUT_S[grid],
         timing=GRID_TIMING[grid],
         memory_limit_bytes=None if memory_limit_gib is None else int(memory_limit_gib * (1 << 30)),
@@ -284,7 +300,7 @@ def plan(
             impls = [i for i in impls if i in wanted_impls]
         for point in t.grids[config.grid]:
             for dtype in t.dtypes[config.grid]:
-                for seed in range(config.seeds):
+                for seed in range(config.seeds_of(t)):
                     for name in impls:
                         cases.append(Case(m.task, m.name, name, dict(point), dtype, config.device, seed))
     return cases
@@ -471,16 +487,17 @@ def _add_derived(task: KernelTask, impl: Any, inputs: dict[str, Any], case: Case
         result.measure_methods[name] = f"by {case.task}'s derived metrics (its docstring)"
 
 
-def _workload_case(task: WorkloadTask, method: Method, case: Case) -> CaseResult:
+def _workload_case(task: WorkloadTask, method: Method, case: Case, tuned: dict[str, Any] | None) -> CaseResult:
     impl = method.impls[case.impl]
     if task.prepare is not None:
         task.prepare(case.point)
     holder: list[Any] = []
     start = time.perf_counter()
-    memory = peak_memory(
-        lambda: holder.append(task.run(method, impl, case.point, case.seed, case.device, DTYPES[case.dtype])),
-        case.device,
-    )
+    with workloads.preset(tuned):
+        memory = peak_memory(
+            lambda: holder.append(task.run(method, impl, case.point, case.seed, case.device, DTYPES[case.dtype])),
+            case.device,
+        )
     wall = time.perf_counter() - start
     outcome = holder[0]
     result = CaseResult(status="ok")
@@ -514,8 +531,61 @@ def apply_memory_limit(config: RunConfig) -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
 
 
-def execute(registry: Registry, case: Case, config: RunConfig, cache: _TruthCache | None = None) -> CaseResult:
-    """Run one case in this process; never raises for a failure of the case itself."""
+@dataclass
+class TuningResult:
+    """A tuning job's outcome: ``status`` as a case's; on ok, the values for the scored cases and every trial."""
+
+    status: str
+    message: str = ""
+    values: dict[str, Any] = field(default_factory=dict)
+    trials: list[dict[str, Any]] = field(default_factory=list)  # workloads.TrialRecord as dicts
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> TuningResult:
+        return cls(**json.loads(text))
+
+
+def needs_tuning(registry: Registry, case: Case) -> bool:
+    """A workload case whose point has a setting to tune: a tuning job runs before its scored seeds."""
+    return isinstance(registry.tasks[case.task], WorkloadTask) and workloads.needs_tuning(case.point)
+
+
+def execute_tuning(registry: Registry, case: Case) -> TuningResult:
+    """A workload case's tuning job, in this process: the task's run on the tuning seed, stopped where the
+    scored training would start (``workloads.TuningComplete``). ``case.seed`` is ignored."""
+    try:
+        task = registry.task(case.task)
+        method = registry.methods[(case.task, case.method)]
+        impl = method.impls[case.impl]
+        if task.prepare is not None:
+            task.prepare(case.point)
+        torch.manual_seed(workloads.TUNING_SEED)
+        with workloads.tuning_job() as job:
+            try:
+                task.run(method, impl, case.point, workloads.TUNING_SEED, case.device, DTYPES[case.dtype])
+            except workloads.TuningComplete:
+                pass
+        if not job.values:
+            return TuningResult("error", "the tuning job tuned nothing: the task never asked for a tuned value")
+        return TuningResult("ok", values=job.values, trials=[dataclasses.asdict(t) for t in job.trials])
+    except Unavailable as exc:
+        return TuningResult("unavailable", str(exc))
+    except Skipped as exc:
+        return TuningResult("skipped", str(exc))
+    except Exception as exc:  # noqa: BLE001 - a failed tuning job fails its scored cases, with the reason
+        return TuningResult("oom" if _is_oom(exc) else "error", _describe(exc))
+    finally:
+        if case.device == "cuda":
+            torch.cuda.empty_cache()
+
+
+def execute(registry: Registry, case: Case, config: RunConfig, cache: _TruthCache | None = None,
+            tuned: dict[str, Any] | None = None) -> CaseResult:
+    """Run one case in this process; never raises for a failure of the case itself. ``tuned``: a workload
+    case's values from its tuning job (``execute_tuning``); None tunes inline (outside the runner)."""
     cache = cache or _TruthCache()
     try:
         task = registry.task(case.task)
@@ -527,7 +597,7 @@ def execute(registry: Registry, case: Case, config: RunConfig, cache: _TruthCach
         torch.manual_seed(case.seed)
         if isinstance(task, KernelTask):
             return _kernel_case(task, method, case, config, cache)
-        return _workload_case(task, method, case)
+        return _workload_case(task, method, case, tuned)
     except Unavailable as exc:
         return CaseResult(status="unavailable", message=str(exc))
     except Skipped as exc:
@@ -611,25 +681,43 @@ class Worker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def run(self, case: Case, config: RunConfig) -> CaseResult:
+    def run(self, case: Case, config: RunConfig, tuned: dict[str, Any] | None = None) -> CaseResult:
+        reply = self._exchange({"job": "case", "case": dataclasses.asdict(case), "config": _config_dict(config),
+                                "tuned": tuned}, config.timeout_s)
+        if isinstance(reply, CaseResult):
+            return reply
+        try:
+            return CaseResult.from_json(reply)
+        except (ValueError, TypeError) as exc:
+            self.kill()  # the protocol is broken: start afresh
+            return CaseResult(status="error", message=f"unreadable worker reply ({exc}): {reply[:200]}")
+
+    def tune(self, case: Case, config: RunConfig, timeout_s: float) -> TuningResult:
+        reply = self._exchange({"job": "tune", "case": dataclasses.asdict(case), "config": _config_dict(config)},
+                               timeout_s)
+        if isinstance(reply, CaseResult):
+            return TuningResult(reply.status, reply.message)
+        try:
+            return TuningResult.from_json(reply)
+        except (ValueError, TypeError) as exc:
+            self.kill()
+            return TuningResult("error", f"unreadable worker reply ({exc}): {reply[:200]}")
+
+    def _exchange(self, message: dict[str, Any], timeout_s: float) -> str | CaseResult:
+        """Send one job; its reply line, or the failure (timeout, crash) as a CaseResult."""
         assert self.proc.stdin is not None
-        message = json.dumps({"case": dataclasses.asdict(case), "config": _config_dict(config)})
         self.oom_kills_before = oom_kills()
         try:
-            self.proc.stdin.write(message.encode() + b"\n")
+            self.proc.stdin.write(json.dumps(message).encode() + b"\n")
             self.proc.stdin.flush()
         except BrokenPipeError:
             return self._crashed()
-        line = self._read_line(time.monotonic() + config.timeout_s)
+        line = self._read_line(time.monotonic() + timeout_s)
         if line is not None:
-            try:
-                return CaseResult.from_json(line)
-            except (ValueError, TypeError) as exc:
-                self.kill()  # the protocol is broken: start afresh
-                return CaseResult(status="error", message=f"unreadable worker reply ({exc}): {line[:200]}")
+            return line
         if not self.eof and self.alive():
             self.kill()
-            return CaseResult(status="timeout", message=f"no result within {config.timeout_s:g} s; worker killed")
+            return CaseResult(status="timeout", message=f"no result within {timeout_s:g} s; worker killed")
         return self._crashed()
 
     def _crashed(self) -> CaseResult:
@@ -777,49 +865,32 @@ def result_rows(
     return rows
 
 
-def significance_rows(
-    registry: Registry, run: Run, finished: Sequence[tuple[Case, CaseResult]]
-) -> list[Result]:
-    """Each workload method against its task's baseline, across the seeds of this run (seed = -1 rows).
+def tuning_rows(run: Run, case: Case, result: TuningResult) -> list[TuningTrial]:
+    """The tuning table's rows of one tuning job (none when it failed: its status is in the TuningDone)."""
+    return [TuningTrial(run_id=run.run_id, task=case.task, method=case.method, impl=case.impl,
+                        point_key=case.point_key, dtype=case.dtype, device=case.device, seed=t["seed"],
+                        param=t["param"], value=float(t["value"]),
+                        score=None if t["score"] is None else float(t["score"]),
+                        final_metric=None if t["final_metric"] is None else float(t["final_metric"]),
+                        chosen=bool(t["chosen"]), note=t["note"]) for t in result.trials]
 
-    Welch's t-test on each of the task's ``compare`` metrics (by default ``final_metric``,
-    and ``steps_to_target`` when every seed of both sides reached the target).
-    """
-    groups: dict[tuple[str, str, str, str], dict[tuple[str, str], list[CaseResult]]] = {}
-    points: dict[str, dict[str, Any]] = {}
-    for case, result in finished:
-        if result.status == "ok":
-            key = (case.task, case.point_key, case.dtype, case.device)
-            groups.setdefault(key, {}).setdefault((case.method, case.impl), []).append(result)
-            points[case.point_key] = case.point
-    rows: list[Result] = []
-    for (task_key, pkey, dtype, device), by_method in groups.items():
-        baseline = registry.tasks[task_key].baseline
-        base_runs = [r for (m, _), rs in by_method.items() if m == baseline for r in rs]
-        if baseline is None or len(base_runs) < 2:
-            continue
-        for (method, impl), runs in sorted(by_method.items()):
-            if method == baseline or len(runs) < 2:
-                continue
-            for metric, higher in registry.tasks[task_key].compare:
-                ours = [r.metrics.get(metric) for r in runs]
-                theirs = [r.metrics.get(metric) for r in base_runs]
-                if any(v is None for v in ours + theirs):
-                    continue  # a missed target has no number to average
-                result = compare(ours, theirs, higher_is_better=higher)
-                message = (f"Welch t-test vs {baseline} over {result.n_method} vs {result.n_baseline} seeds: "
-                           f"delta {result.delta:+.4g}, p {result.p_value:.3g}"
-                           + (", better" if result.better else ", worse" if result.significant else ""))
-                code_hash = registry.code_hash(registry.methods[(task_key, method)])
-                for name, value in ((f"p_value_{metric}", result.p_value), (f"delta_{metric}", result.delta),
-                                    (f"significant_{metric}", float(result.significant))):
-                    rows.append(Result(
-                        run_id=run.run_id, family=task_key.split("/")[0], task=task_key, method=method, impl=impl,
-                        point_key=pkey, point=point_json(points[pkey]), dtype=dtype, device=device, seed=-1,
-                        metric=name, value=value, unit=METRIC_UNITS.get(name, ""), status="ok", message=message,
-                        measure_method=f"scipy ttest_ind(equal_var=False), alpha {ALPHA}", code_hash=code_hash,
-                    ))
-    return rows
+
+def _tuning_from_record(done: TuningDone) -> TuningResult:
+    return TuningResult(done.status, done.message, json.loads(done.values))
+
+
+def task_infos(registry: Registry, cases: Sequence[Case]) -> list[TaskInfo]:
+    infos = []
+    for key in sorted({c.task for c in cases}):
+        task = registry.tasks[key]
+        workload = isinstance(task, WorkloadTask)
+        baseline = task.baseline if workload else None
+        impls = registry.methods[(key, baseline)].impls if (key, baseline) in registry.methods else {}
+        baseline_impl = ("reference" if "reference" in impls else next(iter(impls))) if impls else None
+        compare = [[m, higher] for m, higher in task.compare] if workload else []
+        infos.append(TaskInfo(task.family, key, task.kind, baseline, baseline_impl, json.dumps(compare),
+                              task.target if workload else ""))
+    return infos
 
 
 def method_infos(registry: Registry, cases: Sequence[Case]) -> list[MethodInfo]:
@@ -891,6 +962,13 @@ class Shard:
         self._append([*lines, to_json_line(done)])
         self.cases += 1
 
+    def write_tuning(self, case: Case, result: TuningResult, rows: Sequence[Any], wall_s: float) -> None:
+        lines = [to_json_line(r) for r in rows]
+        group = tuning_key(case.task, case.method, case.impl, case.point_key, case.dtype, case.device)
+        done = TuningDone(self.run_id, group, result.status, result.message, json.dumps(result.values), len(lines),
+                          lines_digest(lines), wall_s)
+        self._append([*lines, to_json_line(done)])
+
     def write_end(self, rows: Sequence[Any]) -> None:
         lines = [to_json_line(r) for r in rows]
         self._append([*lines, to_json_line(RunDone(self.run_id, self.cases, len(lines), lines_digest(lines), _now()))])
@@ -927,16 +1005,6 @@ def find_resumable(shard_dir: Path, fingerprint: str) -> tuple[Path, ShardConten
                            path, contents))
     _, path, contents = max(candidates, key=lambda c: c[0])
     return path, contents
-
-
-def _results_from_rows(records: Sequence[Any]) -> dict[str, CaseResult]:
-    """Finished cases of an earlier part of the run, rebuilt from their rows (for the cross-seed tests)."""
-    results: dict[str, CaseResult] = {}
-    for r in records:
-        if isinstance(r, Result) and r.seed >= 0:
-            result = results.setdefault(row_case_key(r), CaseResult(status=r.status, message=r.message))
-            result.metrics[r.metric] = r.value
-    return results
 
 
 @dataclass
@@ -985,53 +1053,74 @@ def run_cases(
         run = resume.run
         shard = Shard(shard_path(shard_dir, run), resume.header, resume_at=resume.good_bytes)
         shard.cases = len(resume.done)
-        earlier = _results_from_rows(resume.records)
+        tunings = {group: _tuning_from_record(done) for group, done in resume.tuning.items()}
     else:
         run = run or new_run(config, command)
         header = ShardHeader(SHARD_FORMAT, run.run_id, plan_fingerprint(config, cases, registry.plugins), len(cases))
         shard = Shard(shard_path(shard_dir, run), header)
-        shard.start([run, *method_infos(registry, cases)])
-        earlier = {}
+        shard.start([run, *method_infos(registry, cases), *task_infos(registry, cases)])
+        tunings = {}
     counts = dict.fromkeys(STATUSES, 0)
     failures: list[tuple[Case, CaseResult]] = []
-    finished: list[tuple[Case, CaseResult]] = []
     worker: Worker | None = None
     cache = _TruthCache()
     first_covered = config.points == "first_covered"
     covered: set[tuple[str, ...]] = set()  # lineages that ran at an earlier point
     dropped = 0
     by_task: dict[str, dict[str, int]] = {}
+
+    def tune(case: Case) -> TuningResult:
+        """The tuning job of the case's group: run once (before its first scored seed), written to the shard
+        with every trial; a resumed run reuses the one its shard holds."""
+        nonlocal worker
+        group = tuning_key(case.task, case.method, case.impl, case.point_key, case.dtype, case.device)
+        if group not in tunings:
+            started = time.perf_counter()
+            if in_process:
+                result = execute_tuning(registry, case)
+            else:
+                if worker is None or not worker.alive():
+                    worker = Worker(registry.plugins)
+                # every lr of the grid, and a prior run per lr for a schedule built from one: a hang guard
+                budget = config.timeout_s * 2 * (len(workloads.learning_rates(case.point)) + 1)
+                result = worker.tune(case, config, budget)
+            shard.write_tuning(case, result, tuning_rows(run, case, result), round(time.perf_counter() - started, 4))
+            tunings[group] = result
+        return tunings[group]
+
     try:
         for case in cases:
-            is_workload = isinstance(registry.tasks[case.task], WorkloadTask)
             if case.lineage in covered:
                 dropped += 1  # an earlier point of the grid covered this method (GRID_POINTS)
                 if on_drop is not None:
                     on_drop(case)
                 continue
             if resume is not None and case.key in resume.done:
-                previous = earlier.get(case.key) or CaseResult(status=resume.done[case.key].status)
-                counts[previous.status] = counts.get(previous.status, 0) + 1
+                status = resume.done[case.key].status
+                counts[status] = counts.get(status, 0) + 1
                 tally = by_task.setdefault(case.task, {})
-                tally[previous.status] = tally.get(previous.status, 0) + 1
-                if first_covered and previous.status != "skipped":
+                tally[status] = tally.get(status, 0) + 1
+                if first_covered and status != "skipped":
                     covered.add(case.lineage)
-                if is_workload:
-                    finished.append((case, previous))
                 continue
             if on_start is not None:
                 on_start(case)
-            started = time.perf_counter()
             impl = registry.methods[(case.task, case.method)].impls[case.impl]
             blocked = impl.why_not(case.device, case.dtype)
+            tuning = None if blocked or not needs_tuning(registry, case) else tune(case)
+            started = time.perf_counter()  # after its group's tuning job: a case's time is its own
             if blocked:  # no need to start a process to learn that a package is missing
                 result = CaseResult(status=blocked[0], message=blocked[1])
+            elif tuning is not None and tuning.status != "ok":
+                failed = tuning.status not in ("skipped", "unavailable")
+                result = CaseResult(status=tuning.status,
+                                    message=f"tuning failed: {tuning.message}" if failed else tuning.message)
             elif in_process:
-                result = execute(registry, case, config, cache)
+                result = execute(registry, case, config, cache, None if tuning is None else tuning.values)
             else:
                 if worker is None or not worker.alive():
                     worker = Worker(registry.plugins)
-                result = worker.run(case, config)
+                result = worker.run(case, config, None if tuning is None else tuning.values)
             result = _known_status(result)
             shard.write_case(case, result.status, result_rows(registry, run, case, result),
                              wall_s=round(time.perf_counter() - started, 4))
@@ -1042,11 +1131,9 @@ def run_cases(
                 covered.add(case.lineage)
             if result.status not in ("ok", "skipped", "unavailable"):
                 failures.append((case, result))
-            if is_workload:
-                finished.append((case, result))
             if on_case is not None:
                 on_case(case, result)
-        shard.write_end(significance_rows(registry, run, finished))
+        shard.write_end([])
     except BaseException:
         if worker is not None:
             worker.kill()  # interrupted: the case in flight is lost, everything before it is in the shard

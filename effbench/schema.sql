@@ -1,4 +1,4 @@
--- effbench store, schema version 2: long/tidy tables whose keys make every ingest idempotent.
+-- effbench store, schema version 3: long/tidy tables whose keys make every ingest idempotent.
 -- Statements are split on semicolons: keep semicolons out of comments.
 CREATE TABLE IF NOT EXISTS meta (
     key VARCHAR PRIMARY KEY,
@@ -106,11 +106,54 @@ CREATE TABLE IF NOT EXISTS methods (
     PRIMARY KEY (task, method)
 );
 
--- The latest run's value of every case and metric.
+-- What the analysis needs of a task without the registry: the baseline (method and impl) every other
+-- method is compared with, on which metrics (JSON [[metric, higher_is_better], ...]), and the targets'
+-- provenance. The newest description wins.
+CREATE TABLE IF NOT EXISTS tasks (
+    family VARCHAR NOT NULL,
+    task VARCHAR PRIMARY KEY,
+    kind VARCHAR NOT NULL,
+    baseline VARCHAR,
+    baseline_impl VARCHAR,
+    compare VARCHAR,
+    target VARCHAR
+);
+
+-- Every setting a workload case's tuning job tried, on tuning seeds disjoint from the scored seeds
+-- (score: steps to the target, NULL when missed). Tuning runs outside every scored case's time and memory.
+CREATE TABLE IF NOT EXISTS tuning (
+    run_id VARCHAR NOT NULL,
+    task VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,
+    impl VARCHAR NOT NULL,
+    point_key VARCHAR NOT NULL,
+    dtype VARCHAR NOT NULL,
+    device VARCHAR NOT NULL,
+    seed INTEGER NOT NULL,
+    param VARCHAR NOT NULL,
+    value DOUBLE NOT NULL,
+    score DOUBLE,
+    final_metric DOUBLE,
+    chosen BOOLEAN NOT NULL,
+    note VARCHAR,
+    PRIMARY KEY (run_id, task, method, impl, point_key, dtype, device, seed, param, value)
+);
+
+-- The hardware a result was measured on, part of every case's key so that numbers of two machines are
+-- never taken for one another: the GPU model for cuda results, the CPU model otherwise, the machine's
+-- name where the run did not record the model (asv runs, old rows), else 'unknown'.
+CREATE OR REPLACE MACRO hardware_of(device, gpu_name, cpu_name, machine) AS coalesce(
+    nullif(trim(CASE WHEN starts_with(device, 'cuda') THEN gpu_name ELSE cpu_name END), ''),
+    nullif(trim(machine), ''),
+    'unknown'
+);
+
+-- The latest run's value of every case and metric on each hardware (one machine's run never hides another's).
 CREATE OR REPLACE VIEW latest AS
-SELECT r.*, u.started_at, u.source, u.gpu_name
+SELECT r.*, u.started_at, u.source, u.gpu_name, hardware_of(r.device, u.gpu_name, u.cpu_name, u.machine) AS hardware
 FROM results r JOIN runs u USING (run_id)
 QUALIFY row_number() OVER (
-    PARTITION BY r.task, r.method, r.impl, r.point_key, r.dtype, r.device, r.seed, r.metric
+    PARTITION BY r.task, r.method, r.impl, r.point_key, r.dtype, r.device, r.seed, r.metric,
+                 hardware_of(r.device, u.gpu_name, u.cpu_name, u.machine)
     ORDER BY u.started_at DESC, r.run_id DESC
 ) = 1;

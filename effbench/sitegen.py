@@ -89,6 +89,20 @@ def _device_label(device: str, gpu_name: str | None) -> str:
     return f"{device} ({gpu_name})" if gpu_name else device
 
 
+def _shared_devices(frame: pl.DataFrame) -> set[str]:
+    """Devices that ran on more than one hardware in ``frame``: their labels name the hardware."""
+    if frame.is_empty() or "hardware" not in frame.columns:
+        return set()
+    counts = frame.group_by("device").agg(pl.col("hardware").n_unique())
+    return {device for device, n in counts.iter_rows() if n > 1}
+
+
+def _where(device: str, hardware: str | None, gpu_name: str | None, shared: set[str]) -> str:
+    """``cpu`` or ``cuda (GPU)`` as ever; the hardware named where a device ran on several, so that two
+    machines' numbers never read as one's."""
+    return f"{device} ({hardware})" if device in shared else _device_label(device, gpu_name)
+
+
 def point_size(point_json: str | None) -> float:
     """A problem-size proxy for ordering grid points: the product of the point's numeric values."""
     try:
@@ -113,9 +127,11 @@ def _ordered_points(frame: pl.DataFrame) -> list[str]:
 
 def _kernel_figures(summary: pl.DataFrame, frame: pl.DataFrame, prefix: str) -> list[Figure]:
     figures: list[Figure] = []
-    for n, ((device,), by_device) in enumerate(summary.group_by(["device"], maintain_order=True)):
+    shared = _shared_devices(summary)
+    for n, ((device, hardware), by_device) in enumerate(summary.group_by(["device", "hardware"],
+                                                                          maintain_order=True)):
         gpu = by_device["gpu_name"].drop_nulls().first() if "gpu_name" in by_device.columns else None
-        where = _device_label(device, gpu)
+        where = _where(device, hardware, gpu, shared)
         order = _ordered_points(by_device)
         ok = by_device.filter(pl.col("status").is_in(["ok", "wrong"]))
         for metric, label in (("time_ms", "time (ms, median of seed 0's samples)"),
@@ -160,7 +176,8 @@ def _kernel_figures(summary: pl.DataFrame, frame: pl.DataFrame, prefix: str) -> 
                 figures.append(_figure(fig, f"{prefix}-{n}-pareto",
                                        f"time vs memory at the largest point {order[-1]} [{where}]"))
         # throughput metrics: the convention travels in the unit
-        rates = frame.filter((pl.col("device") == device) & (pl.col("seed") == 0) & pl.col("unit").is_not_null()
+        rates = frame.filter((pl.col("device") == device) & (pl.col("hardware") == hardware) & (pl.col("seed") == 0)
+                             & pl.col("unit").is_not_null()
                              & (pl.col("unit").str.contains("TFLOP/s") | pl.col("unit").str.contains("GB/s"))
                              & pl.col("value").is_not_null())
         for (metric, unit), group in rates.group_by(["metric", "unit"], maintain_order=True):
@@ -186,16 +203,17 @@ def _kernel_body(frame: pl.DataFrame, prefix: str, with_figures: bool = True) ->
         if column not in worst.columns:
             worst = worst.with_columns(pl.lit(None, dtype=pl.Float64).alias(column))
     checked = summary.join(worst, on=analysis.CASE, how="left", suffix="_worst")
+    shared = _shared_devices(summary)
     error_rows = [
         {"method": r["method"], "impl": r["impl"], "point": r["point_key"], "dtype": r["dtype"],
-         "device": _device_label(r["device"], r["gpu_name"]), "status": r["status"],
+         "device": _where(r["device"], r["hardware"], r["gpu_name"], shared), "status": r["status"],
          "worst rel_error over seeds": _fmt(r["rel_error"]), "naive (same dtype)": _fmt(r["naive_rel_error"]),
          "check": "FAIL" if r["status"] == "wrong" else "pass" if r["status"] == "ok" else r["status"]}
         for r in checked.filter(pl.col("status").is_in(["ok", "wrong"])).iter_rows(named=True)
     ]
     perf_rows = [
         {"method": r["method"], "impl": r["impl"], "point": r["point_key"], "dtype": r["dtype"],
-         "device": _device_label(r["device"], r["gpu_name"]), "status": r["status"],
+         "device": _where(r["device"], r["hardware"], r["gpu_name"], shared), "status": r["status"],
          "time": _fmt(r["time_ms"], "ms"), "speedup": _fmt(r["speedup"]) + ("×" if r["speedup"] is not None else ""),
          "memory": _fmt(r["peak_mem_bytes"], "bytes"),
          "memory saving": _fmt(r["memory_ratio"]) + ("×" if r["memory_ratio"] is not None else ""),
@@ -232,7 +250,8 @@ def _ci(values: list[float]) -> tuple[float, float] | None:
     return mean, _t95(len(values)) * sd / math.sqrt(len(values))
 
 
-def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, with_figures: bool = True) -> dict[str, Any]:
+def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, verdicts: pl.DataFrame,
+                   with_figures: bool = True) -> dict[str, Any]:
     summary = analysis.workload_summary(frame)
     figures: list[Figure] = []
     curves = analysis.curves(db, task) if with_figures else pl.DataFrame()
@@ -287,14 +306,14 @@ def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, with_f
                           yaxis_title="fraction of workloads solved within tau", yaxis_range=[0, 1.05])
         figures.append(_figure(fig, f"{prefix}-profile", "performance profile over this task's workloads "
                                                          "(grid points x devices; AlgoPerf-style, steps to target)"))
-    sig = frame.filter((pl.col("seed") == -1) & pl.col("metric").str.starts_with("p_value_"))
     sig_rows = [
         {"method": r["method"], "impl": r["impl"], "point": r["point_key"], "device": r["device"],
-         "metric": r["metric"].removeprefix("p_value_"), "p": _fmt(r["value"]),
-         "verdict": "significant" if r["value"] is not None and r["value"] < 0.05 else "not significant",
-         "detail": r["message"] or ""}
-        for r in sig.sort(["point_key", "method"]).iter_rows(named=True)
-    ]
+         "metric": r["metric"], "vs": r["baseline"], "seeds": f"{r['seeds']} ({r['failed']} vs "
+         f"{r['failed_baseline']} failed)", "p": _fmt(r["p_value"]), "adjusted p": _fmt(r["p_adjusted"]),
+         "verdict": "better" if r["better"] else "worse" if r["worse"] else "not significant",
+         "detail": r["message"]}
+        for r in verdicts.sort(["point_key", "method", "impl", "metric"]).iter_rows(named=True)
+    ] if not verdicts.is_empty() else []
     rows = [
         {"method": r["method"], "impl": r["impl"], "point": r["point_key"], "device": r["device"],
          "seeds ok": f"{r['ok_seeds']}/{r['seeds']}",
@@ -324,7 +343,9 @@ def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, with_f
              "rows": rows},
             {"title": "every other metric (median over seeds)", "columns": list(other_rows[0]) if other_rows else [],
              "rows": other_rows},
-            {"title": "significance against the task's baseline (Welch's t-test over seeds, p < 0.05)",
+            {"title": "significance against the task's baseline (Mann-Whitney U over the same scored seeds, failed "
+                      "seeds as misses; p adjusted per task and metric by Benjamini-Hochberg, significant below "
+                      "0.05 and beyond the metric's resolution)",
              "columns": list(sig_rows[0]) if sig_rows else [], "rows": sig_rows},
         ],
     }
@@ -333,7 +354,7 @@ def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, with_f
 # --------------------------------------------------------------------------- overview pieces
 
 
-def headline(frame: pl.DataFrame, kind: str) -> list[str]:
+def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = None) -> list[str]:
     """One sentence per device (kernel) or grid point (workload) saying what wins, with its numbers."""
     lines = []
     if kind == "kernel":
@@ -342,14 +363,16 @@ def headline(frame: pl.DataFrame, kind: str) -> list[str]:
         summary = analysis.speedups(frame)
         if summary.is_empty():
             return lines
-        for (device, dtype, method), group in summary.group_by(["device", "dtype", "method"], maintain_order=True):
+        shared = _shared_devices(summary)
+        for (device, hardware, dtype, method), group in summary.group_by(["device", "hardware", "dtype", "method"],
+                                                                         maintain_order=True):
             order = _ordered_points(group)
             at = group.filter((pl.col("point_key") == order[-1]) & (pl.col("status") == "ok")
                               & pl.col("time_ms").is_not_null())
             if at.is_empty():
                 continue
             best = at.sort("time_ms").row(0, named=True)
-            where = _device_label(device, best["gpu_name"])
+            where = _where(device, hardware, best["gpu_name"], shared)
             if best["impl"] == "reference":
                 verdict = "the reference is its fastest correct implementation"
             else:
@@ -364,16 +387,17 @@ def headline(frame: pl.DataFrame, kind: str) -> list[str]:
     summary = analysis.workload_summary(frame)
     if summary.is_empty():
         return lines
-    sig = frame.filter((pl.col("seed") == -1) & (pl.col("metric") == "significant_final_metric"))
-    flagged = {(r["method"], r["impl"], r["point_key"], r["device"]): r["value"] for r in sig.iter_rows(named=True)}
+    sig = (verdicts.filter(pl.col("metric") == "final_metric") if verdicts is not None and not verdicts.is_empty()
+           else pl.DataFrame())
+    flagged = {(r["method"], r["impl"], r["point_key"], r["device"]): r["better"] for r in sig.iter_rows(named=True)}
     for (pkey, device), group in summary.group_by(["point_key", "device"], maintain_order=True):
         ranked = group.drop_nulls("final_metric_mean").sort("final_metric_mean", descending=True)
         if ranked.is_empty():
             continue
         best = ranked.row(0, named=True)
         mark = flagged.get((best["method"], best["impl"], pkey, device))
-        note = (" (significant against the baseline)" if mark else " (not significant against the baseline)"
-                if mark is not None else "")
+        note = (" (significantly better than the baseline)" if mark
+                else " (not significantly better than the baseline)" if mark is not None else "")
         lines.append(f"{device}, {pkey}: best final metric {best['method']}/{best['impl']} "
                      f"{_fmt(best['final_metric_mean'])}{note}.")
     return lines
@@ -412,7 +436,10 @@ def history(db: Path) -> tuple[list[Figure], list[dict[str, str]]]:
         return [], []
     figures, table = [], []
     marks = analysis.history_changes(rows, HISTORY_THRESHOLD)
-    for n, ((task, device), group) in enumerate(rows.group_by(["task", "device"], maintain_order=True)):
+    shared = _shared_devices(rows)  # one figure per hardware: a line never joins two machines' numbers
+    for n, ((task, device, hardware), group) in enumerate(rows.group_by(["task", "device", "hardware"],
+                                                                         maintain_order=True)):
+        where = _where(device, hardware, None, shared)
         fig = go.Figure()
         for (method, impl, pkey, dtype), g in group.group_by(["method", "impl", "point_key", "dtype"],
                                                               maintain_order=True):
@@ -422,7 +449,7 @@ def history(db: Path) -> tuple[list[Figure], list[dict[str, str]]]:
             fig.add_trace(go.Scatter(x=[str(t) for t in g["started_at"]], y=g["value"].to_list(),
                                      mode="lines+markers", name=f"{method}/{impl} {pkey} ({device}, {dtype})"))
         flagged = marks.filter((pl.col("task") == task) & (pl.col("device") == device)
-                               & (pl.col("verdict") != "same"))
+                               & (pl.col("hardware") == hardware) & (pl.col("verdict") != "same"))
         for verdict, color in (("regression", "red"), ("improvement", "green")):
             f = flagged.filter(pl.col("verdict") == verdict)
             if not f.is_empty():
@@ -432,10 +459,11 @@ def history(db: Path) -> tuple[list[Figure], list[dict[str, str]]]:
         if fig.data:
             fig.update_layout(yaxis_type="log", yaxis_title="time (ms)", xaxis_title="run started at",
                               legend={"orientation": "h", "y": -0.35})
-            figures.append(_figure(fig, f"history{n}", f"{task} across runs [{device}]", 480))
+            figures.append(_figure(fig, f"history{n}", f"{task} across runs [{where}]", 480))
     for r in marks.filter(pl.col("verdict") != "same").iter_rows(named=True):
         table.append({"verdict": r["verdict"], "task": r["task"], "case": f"{r['method']}/{r['impl']}",
-                      "point": r["point_key"], "dtype": r["dtype"], "device": r["device"],
+                      "point": r["point_key"], "dtype": r["dtype"],
+                      "device": _where(r["device"], r["hardware"], None, shared),
                       "from run": r["previous_run"], "to run": r["run_id"], "commit": r["git_commit"] or "",
                       "ratio": f"{r['ratio']:.3f}x", "p": _fmt(r["p_value"])})
     return figures, table
@@ -448,6 +476,9 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
     """Write the site to ``out``; returns the index page's path."""
     db, out = Path(db), Path(out)
     frame = analysis.open_results(db)
+    task_frame = analysis.task_info(db)
+    verdicts = analysis.significance(frame, task_frame) if not frame.is_empty() else pl.DataFrame()
+    targets = {r["task"]: r["target"] for r in task_frame.iter_rows(named=True)} if not task_frame.is_empty() else {}
     run_frame = analysis.runs(db)
     method_frame = analysis.methods(db)
     out.mkdir(parents=True, exist_ok=True)
@@ -465,6 +496,12 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
 
     tasks = sorted(set(frame["task"].to_list() if not frame.is_empty() else []) | set(method_frame["task"].to_list()))
     families, task_infos = [], {}
+    def verdicts_of(task: str, method: str | None = None) -> pl.DataFrame:
+        if verdicts.is_empty():
+            return verdicts
+        mine = verdicts.filter(pl.col("task") == task)
+        return mine if method is None else mine.filter(pl.col("method") == method)
+
     for task in tasks:
         task_rows = frame.filter(pl.col("task") == task) if not frame.is_empty() else frame
         kind = "workload" if not task_rows.is_empty() and task_rows.filter(
@@ -472,7 +509,9 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
         counts = (dict(analysis.case_status(task_rows)["status"].value_counts().iter_rows())
                   if not task_rows.is_empty() else {})
         task_infos[task] = {"name": task, "kind": kind, "page": task_page(task), "status": counts,
-                            "headline": headline(task_rows, kind) if not task_rows.is_empty() else [],
+                            "headline": headline(task_rows, kind, verdicts_of(task)) if not task_rows.is_empty()
+                            else [],
+                            "target": targets.get(task, "") if kind == "workload" else "",
                             "failures": sum(counts.get(s, 0) for s in FAIL_STATUSES),
                             "untimed": _untimed_grids(task_rows)}
     for family in FAMILIES:
@@ -495,7 +534,7 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
         if task_rows.is_empty():
             body: dict[str, Any] = {"figures": [], "tables": []}
         elif info["kind"] == "workload":
-            body = _workload_body(task_rows, db, task, f"t{i}")
+            body = _workload_body(task_rows, db, task, f"t{i}", verdicts_of(task))
         else:
             body = _kernel_body(task_rows, f"t{i}")
         problems = []
@@ -515,7 +554,8 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
             if mine.is_empty():
                 tables: list[dict[str, Any]] = []
             elif info["kind"] == "workload":
-                tables = _workload_body(mine, db, task, "m", with_figures=False)["tables"]
+                body = _workload_body(mine, db, task, "m", verdicts_of(task, m["method"]), with_figures=False)
+                tables = body["tables"]
             else:
                 tables = _kernel_body(mine, "m", with_figures=False)["tables"]
             render(m["page"], "method.html", page=task.split("/")[0], task=info, method=m, tables=tables)

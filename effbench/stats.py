@@ -1,61 +1,99 @@
-"""Statistics behind "A beats B" claims: significance across seeds and performance profiles.
+"""Statistics behind "A beats B" claims: significance across seeds, its correction for many
+comparisons, and performance profiles.
 
-Pure functions over plain numbers (scipy for the test), used by the runner (significance
-rows stored with a run's results) and by analysis (performance profiles over workloads).
+Pure functions over plain numbers (scipy for the test), used by ``analysis`` on stored per-seed
+rows (the runner stores raw numbers only, so a re-analysis needs no re-run).
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 ALPHA = 0.05
+# The correction for many comparisons: one family per task and metric (every method and point of it).
+# Benjamini-Hochberg controls the false discovery rate; Holm (the family-wise error) is the stricter choice.
+CORRECTIONS = ("bh", "holm")
+TEST = "two-sided Mann-Whitney U (scipy, exact without ties and up to 8 seeds a side, else normal with tie correction)"
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """A method against the baseline on one metric over seeds."""
+    """One (method, impl) against the baseline (method, impl) on one metric over the same scored seeds.
+
+    A failed seed (diverged, error, timeout, target missed) is a miss: it ranks below every number on
+    its side's bad end, so a method that fails more is worse, never silently spared."""
 
     p_value: float
-    delta: float  # mean(method) - mean(baseline), in the metric's units
-    significant: bool  # p < ALPHA (either direction; the sign of delta says which)
-    better: bool  # significant and in the good direction
+    delta: float  # median(method) - median(baseline) in the metric's units; +-inf when a median is a miss
+    below_resolution: bool  # |delta| under the metric's resolution: never significant, whatever p says
     n_method: int
     n_baseline: int
-    test: str
+    failed_method: int
+    failed_baseline: int
+    test: str = TEST
+
+    def better(self, higher_is_better: bool) -> bool:
+        return self.delta > 0 if higher_is_better else self.delta < 0
 
 
-def compare(method: Sequence[float], baseline: Sequence[float], higher_is_better: bool = True) -> Comparison:
-    """Welch's t-test (unequal variances) of the means; needs at least 2 values on each side.
+def compare(method: Sequence[float | None], baseline: Sequence[float | None], higher_is_better: bool = True,
+            resolution: float = 0.0) -> Comparison:
+    """Rank test of ``method`` against ``baseline`` (a value per scored seed; None or non-finite = a miss).
 
-    When both samples have zero variance the test is undefined: equal means give p = 1,
-    different means p = 0 (deterministic runs that differ do differ).
-    """
+    Values are first rounded to ``resolution`` (so that one-ulp differences tie); when every value ties
+    (two deterministic methods that agree, or both always failing) p = 1."""
     from scipy import stats
 
-    a, b = [float(v) for v in method], [float(v) for v in baseline]
-    if len(a) < 2 or len(b) < 2:
-        raise ValueError(f"need at least 2 seeds per side, got {len(a)} and {len(b)}")
-    delta = statistics.fmean(a) - statistics.fmean(b)
-    if _flat(a) and _flat(b):
-        p = 1.0 if delta == 0 else 0.0
+    if len(method) < 2 or len(baseline) < 2:
+        raise ValueError(f"need at least 2 seeds per side, got {len(method)} and {len(baseline)}")
+    miss = -math.inf if higher_is_better else math.inf
+
+    def ranked(values: Sequence[float | None]) -> list[float]:
+        out = []
+        for v in values:
+            if v is None or not math.isfinite(v):
+                out.append(miss)
+            else:
+                out.append(round(v / resolution) * resolution if resolution > 0 else float(v))
+        return out
+
+    a, b = ranked(method), ranked(baseline)
+    if len(set(a + b)) == 1:
+        p = 1.0
     else:
         with warnings.catch_warnings():
-            # scipy warns of lost precision when one side is (nearly) constant; the test stays defined
             warnings.simplefilter("ignore", RuntimeWarning)
-            p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    significant = p < ALPHA
-    better = significant and (delta > 0 if higher_is_better else delta < 0)
-    return Comparison(p, delta, significant, better, len(a), len(b), "welch_t")
+            p = float(stats.mannwhitneyu(a, b, alternative="two-sided", method="auto").pvalue)
+    ma, mb = statistics.median(a), statistics.median(b)
+    delta = ma - mb if not (math.isinf(ma) and ma == mb) else 0.0
+    return Comparison(p, delta, abs(delta) < resolution or delta == 0, len(a), len(b),
+                      sum(v == miss for v in a), sum(v == miss for v in b))
 
 
-def _flat(values: list[float]) -> bool:
-    """No spread beyond float64 rounding of the values (repeated deterministic runs)."""
-    return max(values) - min(values) <= 4 * sys.float_info.epsilon * max(abs(v) for v in values)
+def adjust(p_values: Sequence[float], method: str = "bh") -> list[float]:
+    """p-values adjusted for multiple comparisons (one family): ``"bh"`` Benjamini-Hochberg (false
+    discovery rate), ``"holm"`` Holm's step-down (family-wise error). Each adjusted p >= its raw p."""
+    if method not in CORRECTIONS:
+        raise ValueError(f"unknown correction {method!r}; valid: {', '.join(CORRECTIONS)}")
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    if method == "holm":
+        running = 0.0
+        for rank, i in enumerate(order):  # p_(k) * (m - k + 1), made monotone from the smallest up
+            running = max(running, min(1.0, (m - rank) * p_values[i]))
+            adjusted[i] = running
+    else:
+        running = 1.0
+        for rank in range(m - 1, -1, -1):  # p_(k) * m / k, made monotone from the largest down
+            i = order[rank]
+            running = min(running, p_values[i] * m / (rank + 1))
+            adjusted[i] = min(1.0, running)
+    return adjusted
 
 
 def performance_profile(

@@ -36,6 +36,8 @@ from effbench.rows import (
     Run,
     Sample,
     ShardError,
+    TaskInfo,
+    TuningTrial,
     read_shard,
 )
 
@@ -49,6 +51,8 @@ TABLES: dict[str, type] = {
     "curves": CurvePoint,
     "methods": MethodInfo,
     "cases": CaseTime,
+    "tuning": TuningTrial,
+    "tasks": TaskInfo,
 }
 
 
@@ -72,7 +76,7 @@ def _polars_schema(cls: type) -> dict[str, Any]:
     schema = {}
     for f in dataclasses.fields(cls):
         base = f.type.split("|")[0].strip() if isinstance(f.type, str) else f.type
-        schema[f.name] = {"int": pl.Int64, "float": pl.Float64, "str": pl.Utf8}.get(base, pl.Utf8)
+        schema[f.name] = {"int": pl.Int64, "float": pl.Float64, "str": pl.Utf8, "bool": pl.Boolean}.get(base, pl.Utf8)
     return schema
 
 
@@ -85,9 +89,11 @@ class Store:
         read_only: bool = False,
         wait_s: float = LOCK_WAIT_S,
         on_wait: Callable[[str], None] | None = None,
+        older_ok: bool = False,
     ) -> None:
         """Open (or create) the DB; while another process holds it, wait up to ``wait_s`` seconds,
-        telling ``on_wait`` once why."""
+        telling ``on_wait`` once why. A writable open upgrades an older schema in place; a read-only one
+        refuses it unless ``older_ok`` (reading raw tables, as ingest of another DB does)."""
         self.path = Path(path)
         if read_only and not self.path.exists():
             raise StoreError(f"no database at {self.path}: run `effbench run` or `effbench ingest` first")
@@ -105,6 +111,13 @@ class Store:
                 self._apply_schema(version)
             elif version is None:
                 raise StoreError(f"{self.path} is not an effbench database (no schema version)")
+            elif version < SCHEMA_VERSION and not older_ok:  # its views and tables predate what analysis reads
+                raise StoreError(
+                    f"{self.path} has schema version {version}, older than this effbench's {SCHEMA_VERSION}: "
+                    "open it for writing once to upgrade it in place, nothing is lost (e.g. `effbench ingest "
+                    f"results/runs --db {self.path}`, or `python -c \"from effbench.store import Store; "
+                    f"Store('{self.path}').close()\"`)"
+                )
         except duckdb.Error as exc:
             self.con.close()
             raise StoreError(f"{self.path} is not a usable effbench database: {_first_line(exc)}") from None
@@ -201,7 +214,7 @@ class Store:
                 # run's shard is ingested when interrupted, then again when finished); everything else:
                 # the first write wins.
                 conflict, update = "OR IGNORE", ""
-                if table == "methods":
+                if table in ("methods", "tasks"):
                     conflict = "OR REPLACE"
                 elif table == "runs":
                     conflict = ""
@@ -272,7 +285,7 @@ class Store:
         """Every table of another effbench DB (one of an older or equal schema)."""
         if path.resolve() == self.path.resolve():
             raise StoreError(f"{path} is the destination DB itself")
-        with Store(path, read_only=True) as source:
+        with Store(path, read_only=True, older_ok=True) as source:
             frames = {}
             for table, cls in TABLES.items():  # an older schema may lack a table or a column: NULLs
                 have = {row[0] for row in source._all(

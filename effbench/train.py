@@ -21,8 +21,10 @@
 
 Each step draws a candidate pool in a seeded data order, lets the selection pick a
 batch, and takes one optimizer step. Scoring and selection happen inside the timed
-step, so their cost counts in wall time; evaluation does not. The initialisation seed
-(the model's) and the data-order seed (here) are separate.
+step, so their cost counts in wall time; evaluation does not. The step clock waits for the
+device at its boundaries (``StepClock``): on an asynchronous device (CUDA) a step's time is
+its kernels' time, not their launch time. The initialisation seed (the model's) and the
+data-order seed (here) are separate.
 """
 
 from __future__ import annotations
@@ -174,13 +176,78 @@ def evaluation_weights(optimizer: Any) -> Iterator[None]:
             optimizer.train()
 
 
+def _no_sync(device: torch.device) -> None:
+    """The CPU runs a step's work before returning: there is no queue to wait for."""
+
+
+# How to wait for a device type's queued work. A test substitutes a fake asynchronous device here.
+SYNCHRONIZE: dict[str, Callable[[torch.device], None]] = {
+    "cpu": _no_sync,
+    "cuda": lambda device: torch.cuda.synchronize(device),
+}
+
+
+def synchronizer(device: torch.device | str) -> Callable[[torch.device], None]:
+    """The function that waits until ``device`` has finished its queued work: ``SYNCHRONIZE``'s entry
+    for the device type, else the backend's own ``torch.<type>.synchronize()`` (mps, xpu), else none."""
+    kind = torch.device(device).type
+    if kind in SYNCHRONIZE:
+        return SYNCHRONIZE[kind]
+    backend_sync = getattr(getattr(torch, kind, None), "synchronize", None)
+    if callable(backend_sync):
+        return lambda device: backend_sync()
+    return _no_sync
+
+
+class StepClock:
+    """Seconds spent in training steps on ``device``, summed over the steps.
+
+    On an asynchronous device the host only queues kernels, so the clock waits for the device
+    at every boundary: ``start()`` after the work queued before the step (evaluation, the last
+    loss) has finished, ``stop()`` once the step's own kernels have finished. ``excluded()``
+    keeps bookkeeping out of the step without taking the step's queued work out with it.
+    """
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.device = torch.device(device)
+        self.synchronize = synchronizer(self.device)
+        self.elapsed = 0.0
+        self._began: float | None = None
+
+    def start(self) -> None:
+        self.synchronize(self.device)
+        self._began = time.perf_counter()
+
+    def stop(self) -> None:
+        if self._began is None:
+            raise RuntimeError("StepClock.stop() without start()")
+        self.synchronize(self.device)
+        self.elapsed += time.perf_counter() - self._began
+        self._began = None
+
+    @contextmanager
+    def excluded(self) -> Iterator[None]:
+        """Untimed block inside a step: the clock stops once the work queued so far (e.g. the backward)
+        has finished, so that work stays in the step, and restarts once the block's own work has."""
+        self.stop()
+        try:
+            yield
+        finally:
+            self.start()
+
+
+def model_device(model: torch.nn.Module, data: Dataset) -> torch.device:
+    """The device a model computes on: its first parameter's, else its data's."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else data.x_train.device
+
+
 def observe_gradients(params: Iterable[torch.Tensor], norms: list[float]) -> float:
-    """Append this step's global gradient norm (refined schedules are built from a run's norms);
-    returns the seconds it took, which the loop keeps out of the timed step."""
-    began = time.perf_counter()
+    """Append this step's global gradient norm (refined schedules are built from a run's norms) and
+    return it. Bookkeeping, not training: the loops call it inside ``StepClock.excluded()``."""
     squares = [p.grad.detach().float().square().sum() for p in params if p.grad is not None]
     norms.append(float(torch.stack(squares).sum().sqrt()) if squares else 0.0)
-    return time.perf_counter() - began
+    return norms[-1]
 
 
 @dataclass
@@ -347,19 +414,20 @@ def train(
     pool_size = min(budget.pool or budget.batch, n)
     order, cursor = torch.randperm(n, generator=order_gen), 0
     curve: list[CurveRecord] = []
-    train_time, train_loss, seen, scored = 0.0, math.nan, 0, 0
+    clock = StepClock(model_device(model, data))
+    train_loss, seen, scored = math.nan, 0, 0
 
     calibration: dict[str, float] = {}
 
     def record(step: int) -> None:
         with evaluation_weights(optimizer):
             eval_loss, eval_metric = evaluate(model, data, plugs=plugs, calibration=calibration)
-        curve.append(CurveRecord(step, train_time, None if math.isnan(train_loss) else train_loss, eval_loss,
+        curve.append(CurveRecord(step, clock.elapsed, None if math.isnan(train_loss) else train_loss, eval_loss,
                                  eval_metric))
 
     record(0)
     for step in range(1, budget.steps + 1):
-        start = time.perf_counter()
+        clock.start()
         for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
             group["lr"] = base * plugs.schedule(step - 1, budget.steps)
         if cursor + pool_size > n:
@@ -379,7 +447,8 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if plugs.grad_norms is not None:
-            start += observe_gradients(model.parameters(), plugs.grad_norms)
+            with clock.excluded():  # the backward's kernels finish first and stay in the step
+                observe_gradients(model.parameters(), plugs.grad_norms)
 
         def closure(x: torch.Tensor = x, y: torch.Tensor = y, weights: torch.Tensor | None = weights) -> torch.Tensor:
             optimizer.zero_grad(set_to_none=True)
@@ -388,11 +457,11 @@ def train(
             return again
 
         take_step(optimizer, closure)
-        train_time += time.perf_counter() - start
+        clock.stop()
         train_loss, seen = loss.item(), seen + x.shape[0]
         if step % budget.eval_every == 0 or step == budget.steps:
             record(step)
-    outcome = outcome_from_curve(curve, target, budget.steps, seen=seen, scored=scored, train_time=train_time)
+    outcome = outcome_from_curve(curve, target, budget.steps, seen=seen, scored=scored, train_time=clock.elapsed)
     if final is not None:
         with torch.no_grad(), evaluation_weights(optimizer):
             outcome.metrics.update(final(model, data))
@@ -474,17 +543,18 @@ def minimize(
     optimizer = plugs.optimizer([x], lr)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     curve: list[CurveRecord] = []
-    train_time, last = 0.0, math.nan
+    clock = StepClock(x.device)
+    last = math.nan
 
     def record(step: int) -> None:
         with torch.no_grad(), evaluation_weights(optimizer):
             gap = objective(x, None).item() - optimum
         metric = -math.log10(max(gap, 1e-30)) if math.isfinite(gap) else -math.inf
-        curve.append(CurveRecord(step, train_time, None if math.isnan(last) else last, gap, metric))
+        curve.append(CurveRecord(step, clock.elapsed, None if math.isnan(last) else last, gap, metric))
 
     record(0)
     for step in range(1, steps + 1):
-        start = time.perf_counter()
+        clock.start()
         for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
             group["lr"] = base * plugs.schedule(step - 1, steps)
         sample = noise.get_state()  # a closure re-evaluates the same stochastic sample
@@ -492,7 +562,8 @@ def minimize(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if plugs.grad_norms is not None:
-            start += observe_gradients([x], plugs.grad_norms)
+            with clock.excluded():  # the backward's kernels finish first and stay in the step
+                observe_gradients([x], plugs.grad_norms)
 
         def closure(sample: torch.Tensor = sample) -> torch.Tensor:
             after = noise.get_state()
@@ -504,8 +575,8 @@ def minimize(
             return again
 
         take_step(optimizer, closure)
-        train_time += time.perf_counter() - start
+        clock.stop()
         last = loss.item()
         if step % eval_every == 0 or step == steps:
             record(step)
-    return outcome_from_curve(curve, target, steps, train_time=train_time)
+    return outcome_from_curve(curve, target, steps, train_time=clock.elapsed)

@@ -41,7 +41,7 @@ def main() -> None:
     sys.stdout = sys.stderr
 
     from effbench.registry import discover
-    from effbench.runner import Case, _TruthCache, apply_memory_limit, config_from_dict, execute
+    from effbench.runner import Case, _TruthCache, apply_memory_limit, config_from_dict, execute, execute_tuning
 
     plugins = json.loads(sys.argv[1]) if len(sys.argv) > 1 else []
     try:
@@ -59,8 +59,10 @@ def main() -> None:
         if not limited:  # after the imports: the cap is for the cases (one run, one config per worker)
             apply_memory_limit(config)
             limited = True
-        result = execute(registry, case, config, cache)
-        protocol.write(result.to_json() + "\n")
+        if message.get("job") == "tune":
+            protocol.write(execute_tuning(registry, case).to_json() + "\n")
+        else:
+            protocol.write(execute(registry, case, config, cache, message.get("tuned")).to_json() + "\n")
 
 
 if __name__ == "__main__":

@@ -6,13 +6,22 @@ A workload grid point names its pieces, e.g.::
     {"data": "digits", "model": "mlp", "hidden": 64, "steps": 60, "batch": 32, "pool": 128,
      "eval_every": 10, "lrs": "0.01,0.03,0.1", "target": 0.85}
 
-``lrs`` is the fixed log-grid every method is tuned over on seed 0 (equal tuning budget);
-the best lr then trains every seed. A point may give a single ``lr`` instead.
+``lrs`` is the fixed log-grid every method is tuned over (equal tuning budget) on the tuning
+seed, which is never a scored seed; the best lr then trains every scored seed. A point may
+give a single ``lr`` instead.
+
+Tuning is a job of its own (``tune``): the runner runs it once per (task, method, impl,
+point, dtype, device) in the worker, before and apart from the scored seeds, stores every
+trial (the ``tuning`` table), and hands the chosen values to each scored case (``preset``).
+Called outside the runner (a test, a notebook), a workload tunes inline, once per process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -31,10 +40,98 @@ from effbench.tasks import WorkloadOutcome
 from effbench.train import Budget, Plugs, train, tune_lr
 
 MODELS = ("logreg", "mlp", "convnet", *(f"lm_{size}" for size in LM_SIZES))
-TUNING_SEED = 0
+# The seed tuning runs on: above every scored seed (the runner allows at most 1000), so no scored seed's
+# numbers ever come from the run its setting was chosen on.
+TUNING_SEED = 10_000
 
-# Tuned lr per (task, method, impl, point) in this process: seeds of one case reuse it.
-_tuned: dict[tuple[str, ...], tuple[float, str]] = {}
+
+@dataclass
+class TrialRecord:
+    """One tried setting (the runner turns it into a ``rows.TuningTrial``)."""
+
+    seed: int
+    param: str
+    value: float
+    score: float | None  # steps to the target; None when missed
+    final_metric: float | None
+    chosen: bool
+    note: str = ""
+
+
+@dataclass
+class TuningJob:
+    """What a tuning job found: the values scored cases are given (JSON), and every trial."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    trials: list[TrialRecord] = field(default_factory=list)
+
+
+class TuningComplete(Exception):  # noqa: N818 - a signal that tuning reached the scored training, not an error
+    """Raised in a tuning job once the last tuned value is known: what follows is scored training."""
+
+
+# Tuned values of this process, keyed by ``_key``: chosen by a tuning job (``preset``) or inline.
+_values: dict[str, Any] = {}
+_job: TuningJob | None = None  # the tuning job running in this process, if any
+_strict = False  # a scored case of the runner: every tuned value must come from its tuning job
+_depth = 0  # nesting of tuned() computations (a refined schedule tunes the lr of its prior run)
+
+
+def _key(memo_key: tuple[str, ...], point: dict[str, Any]) -> str:
+    return "\x1f".join((*memo_key, repr(sorted(point.items()))))
+
+
+@contextmanager
+def tuning_job() -> Iterator[TuningJob]:
+    """Run a workload case's tuning: ``task.run`` inside it tunes, records every trial and stops
+    (``TuningComplete``) where the scored training would start."""
+    global _job
+    _values.clear()
+    _job = TuningJob()
+    try:
+        yield _job
+    finally:
+        _job = None
+
+
+@contextmanager
+def preset(values: dict[str, Any] | None) -> Iterator[None]:
+    """A scored case given its tuning job's values: a value it asks for and was not given is an error,
+    never a silent tuning run inside a scored case. ``None``: tune inline (outside the runner)."""
+    global _strict
+    if values is not None:
+        _values.clear()
+        _values.update(values)
+        _strict = True
+    try:
+        yield
+    finally:
+        _strict = False
+        if values is not None:
+            _values.clear()
+
+
+def tuned(memo_key: tuple[str, ...], point: dict[str, Any],
+          compute: Callable[[], tuple[Any, list[TrialRecord]]]) -> Any:
+    """The tuned value named by ``memo_key`` and the point: preset by the tuning job, or computed (in a
+    tuning job, or inline outside the runner) by ``compute() -> (JSON-able value, trials)``."""
+    global _depth
+    key = _key(memo_key, point)
+    if key in _values:
+        return _values[key]
+    if _strict:
+        raise RuntimeError(f"no tuned value for {' '.join(memo_key)} from this case's tuning job")
+    _depth += 1
+    try:
+        value, trials = compute()
+    finally:
+        _depth -= 1
+    value = json.loads(json.dumps(value))  # what a scored case will get back: tuples become lists
+    _values[key] = value
+    if _job is not None:
+        _job.values[key] = value
+        _job.trials.extend(trials)
+    return value
 
 
 def dataset(name: str) -> Dataset:
@@ -67,21 +164,36 @@ def learning_rates(point: dict[str, Any]) -> list[float]:
     return [float(point["lr"])]
 
 
+def needs_tuning(point: dict[str, Any]) -> bool:
+    """Whether a workload point tunes anything (its lr grid): the runner then runs a tuning job first."""
+    return len(learning_rates(point)) > 1
+
+
 def tuned_lr(memo_key: tuple[str, ...], point: dict[str, Any],
              run: Callable[[float, int], WorkloadOutcome]) -> tuple[float, str]:
-    """The point's lr, or the best of its ``lrs`` grid on the tuning seed (memoised per process)."""
+    """The point's lr, or the best of its ``lrs`` grid on the tuning seed. In a tuning job the lr is the
+    last tuned value (scored training follows it), so the job stops here (``TuningComplete``)."""
     lrs = learning_rates(point)
     if len(lrs) == 1:
         return lrs[0], "fixed by the grid point"
-    key = (*memo_key, repr(sorted(point.items())))
-    if key not in _tuned:
+
+    def compute() -> tuple[Any, list[TrialRecord]]:
         lr, trials = tune_lr(run, lrs, TUNING_SEED)
         scores = "; ".join(
             f"{t_lr:g}: steps {t.metrics['steps_to_target'] or 'miss'}, final {t.metrics['final_metric']:.4f}"
             for t_lr, t in trials
         )
-        _tuned[key] = (lr, f"best of {len(lrs)} lrs on seed {TUNING_SEED} by steps to target ({scores})")
-    return _tuned[key]
+        # nested inside another tuned value's computation (a refined schedule's prior run): its own param name,
+        # so that the stored trials of the two sweeps stay apart
+        param = "lr" if _depth == 1 else "prior_lr"
+        records = [TrialRecord(TUNING_SEED, param, t_lr, t.metrics["steps_to_target"], t.metrics["final_metric"],
+                               t_lr == lr) for t_lr, t in trials]
+        return (lr, f"best of {len(lrs)} lrs on tuning seed {TUNING_SEED} by steps to target ({scores})"), records
+
+    lr, how = tuned(("lr", *memo_key), point, compute)
+    if _job is not None and _depth == 0:
+        raise TuningComplete
+    return float(lr), how
 
 
 def run_workload(
@@ -94,7 +206,8 @@ def run_workload(
     router: Any = None,
     final: Callable[[torch.nn.Module, Dataset], dict[str, float]] | None = None,
 ) -> WorkloadOutcome:
-    """Tune (once per process and case) on seed 0, then train ``seed`` with the best learning rate.
+    """Tune on the tuning seed (in the runner's tuning job, or once per process outside the runner), then
+    train ``seed`` with the best learning rate.
 
     ``plugs`` may be a function ``(model, seed) -> Plugs`` for methods that act on the model they
     train (freezing layers, swapping them for approximate ones); it is called once per run.

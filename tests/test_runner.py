@@ -116,24 +116,3 @@ def test_config_validation():
 def test_statuses_are_the_documented_set():
     assert STATUSES == ("ok", "error", "oom", "timeout", "unavailable", "skipped", "wrong")
     assert not math.isnan(0.0)
-
-
-def test_workload_run_stores_significance_against_the_baseline(registry, tmp_path):
-    from effbench.rows import from_json_line
-
-    config = make_config("smoke", "cpu", seeds=2)
-    # the digits point: every method that covers it (two seeds each)
-    cases = [c for c in plan(registry, config, task="data_selection") if c.point["data"] == "digits"]
-    seen = []
-    summary = run_cases(registry, cases, config, tmp_path, in_process=True, on_case=lambda c, r: seen.append((c, r)))
-    records = [from_json_line(line) for line in summary.shard.read_text().splitlines()]
-    rows = {(r.method, r.metric): r for r in records if isinstance(r, Result) and r.seed == -1}
-    compared = {method for method, _ in rows}
-    methods = {c.method for c, r in seen if r.status == "ok"}
-    assert len(methods) >= 8 and {c.method for c, r in seen if r.status == "skipped"} == {"dsir", "color_filter"}
-    assert compared == methods - {"uniform"}  # every method against the baseline, never itself
-    for method in compared:
-        p = rows[(method, "p_value_final_metric")]
-        assert (method, "delta_final_metric") in rows and 0.0 <= p.value <= 1.0
-        assert "Welch t-test vs uniform over 2 vs 2 seeds" in p.message
-        assert rows[(method, "significant_final_metric")].value == float(p.value < 0.05)

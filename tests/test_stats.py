@@ -2,33 +2,7 @@ import math
 
 import pytest
 
-from effbench.stats import compare, performance_profile
-
-
-def test_welch_known_answer():
-    # a: mean 2, var 1; b: mean 5, var 1; n = 3 each -> t = -3 / sqrt(2/3) = -3.674, df = 4
-    result = compare([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
-    assert result.delta == pytest.approx(-3.0)
-    assert result.p_value == pytest.approx(0.021311641128756723, rel=1e-9)
-    assert result.significant and not result.better  # significantly worse when higher is better
-    assert compare([1.0, 2.0, 3.0], [4.0, 5.0, 6.0], higher_is_better=False).better
-
-
-def test_no_difference_is_not_significant():
-    result = compare([1.0, 2.0, 3.0], [1.5, 2.0, 2.5])
-    assert result.p_value == pytest.approx(1.0)
-    assert not result.significant and not result.better
-
-
-def test_zero_variance_cases():
-    assert compare([2.0, 2.0], [2.0, 2.0]).p_value == 1.0
-    different = compare([3.0, 3.0], [2.0, 2.0])
-    assert different.p_value == 0.0 and different.better
-
-
-def test_too_few_seeds():
-    with pytest.raises(ValueError, match="at least 2"):
-        compare([1.0], [1.0, 2.0])
+from effbench.stats import performance_profile
 
 
 def test_performance_profile_known_answer():
@@ -65,3 +39,22 @@ def test_profiles_from_result_rows():
     # p1: a costs 11 (best), b 22 (ratio 2); p2: a missed on one seed, b 8 (best)
     assert rho[("a/reference", 1.0)] == 0.5 and rho[("a/reference", 2.0)] == 0.5
     assert rho[("b/reference", 1.0)] == 0.5 and rho[("b/reference", 2.0)] == 1.0
+    assert set(profile["task"]) == {"sampler/x"} and set(profile["workloads"]) == {2}
+
+
+def test_profiles_are_per_task_never_pooled():
+    import polars as pl
+
+    from effbench.analysis import performance_profiles
+
+    def row(task, method, value, status="ok"):
+        return {"task": task, "point_key": "p", "device": "cpu", "method": method, "impl": "reference",
+                "metric": "steps_to_target", "seed": 0, "value": value, "status": status}
+
+    frame = pl.DataFrame([row("optimizer/t", "adamw", 10.0), row("optimizer/t", "lion", 20.0),
+                          row("sampler/s", "uniform", 50.0), row("sampler/s", "rho_loss", 5.0, "error")])
+    rho = {(r["task"], r["method"], r["tau"]): r["rho"] for r in performance_profiles(frame, taus=(1.0,)).iter_rows(
+        named=True)}
+    # pooled, uniform (50 steps) would be 5x worse than adamw; per task it is the best of its own
+    assert rho == {("optimizer/t", "adamw/reference", 1.0): 1.0, ("optimizer/t", "lion/reference", 1.0): 0.0,
+                   ("sampler/s", "uniform/reference", 1.0): 1.0, ("sampler/s", "rho_loss/reference", 1.0): 0.0}

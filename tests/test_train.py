@@ -115,5 +115,5 @@ def test_tuned_workload_records_its_lr(registry):
     result = execute(registry, case, make_config("smoke", "cpu"))
     assert result.status == "ok", result.message
     assert result.metrics["lr"] in (0.01, 0.1)
-    assert "best of 2 lrs on seed 0" in result.notes["lr"]
+    assert "best of 2 lrs on tuning seed 10000" in result.notes["lr"]  # inline, outside the runner
     assert math.isfinite(result.metrics["final_metric"])

@@ -37,7 +37,7 @@ tokens back. Every point carries every pattern's parameters (``window``, ``n_glo
 router's ``capacity``; a pattern whose parameter is missing is skipped.
 
 Protocol: AdamW (weight decay 0.01), linear decay to zero, the point's lr grid searched
-on seed 0 by steps to the target, then every seed with the best lr
+on the tuning seed (never a scored seed) by steps to the target, then every seed with the best lr
 (``effbench.workloads``). Metrics: eval answer/token accuracy and loss at the end of the
 budget, steps and seconds to the target, ``time_per_step_ms`` (forward, backward and
 step), and for static patterns ``attended_fraction``, the allowed share of the causal
@@ -199,5 +199,7 @@ task = WorkloadTask(
     prepare=lm_data,
     baseline="dense",
     metrics=(*WORKLOAD_METRICS, "time_per_step_ms"),
-    target="eval metric >= point['target']; how each target was set is in the task's docstring",
+    target=("eval metric >= point['target'], fixed constants set 2026-12-02 from dense/reference: its median eval "
+            "metric at 80% of the cpu budget over seeds 0-2, rounded down to 0.01 and capped at 0.99 (smoke: plumbing "
+            "only). Seeds 0-2 are scored seeds, so dense reaching them is partly by construction"),
 )

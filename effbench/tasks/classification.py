@@ -5,7 +5,7 @@ Each method is a per-example loss over what the classifier head sees
 ``probabilities`` rule (``method.extras``) for prediction and calibration. Eval loss is
 the NLL of the predicted probabilities, so it compares across losses; ``ece`` is the
 expected calibration error (15 bins) of the final model. Every method is tuned over the
-same learning-rate grid on seed 0, then trained on every seed (``effbench.workloads``).
+same learning-rate grid on the tuning seed (never a scored seed), then trained on every seed (``effbench.workloads``).
 
 Targets (fixed, never moved to suit a method): the cross-entropy baseline's median
 eval metric at 50% of the cpu budget over seeds 0-2 with its tuned lr, rounded down to
@@ -57,5 +57,7 @@ task = WorkloadTask(
     prepare=lambda point: dataset(point["data"]),
     baseline="cross_entropy",
     metrics=(*WORKLOAD_METRICS, "ece"),
-    target="eval metric >= point['target']; how each target was set is in the task's docstring",
+    target=("eval metric >= point['target'], fixed constants set 2026-11-23 from cross_entropy/reference: its "
+            "median eval metric at 50% of the cpu budget over seeds 0-2, rounded down to 0.01 (smoke: 0.8, plumbing "
+            "only). Seeds 0-2 are scored seeds, so cross-entropy reaching them is partly by construction"),
 )

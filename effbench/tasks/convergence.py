@@ -10,7 +10,7 @@ there; ``cosine``, ``wsd`` and ``refined`` on the 100-D quadratic and the MLP). 
 ``refined`` point first runs the rule with linear decay (tuned the same way) and builds
 the schedule from that run's gradient norms on the tuning seed (``schedules.refined``).
 
-Protocol: one fixed learning-rate grid for every rule (``lrs``), searched on seed 0;
+Protocol: one fixed learning-rate grid for every rule (``lrs``), searched on the tuning seed (never a scored seed);
 the best rate trains every seed. For test functions the metric is -log10(f - f*), the
 orders of magnitude of suboptimality removed; for the others the eval metric.
 
@@ -28,7 +28,7 @@ from effbench.registry import Impl, Method
 from effbench.schedules import SCHEDULES, linear_decay, refined
 from effbench.tasks import WorkloadOutcome, WorkloadTask
 from effbench.train import Plugs, minimize
-from effbench.workloads import TUNING_SEED, dataset, run_workload, tuned_lr
+from effbench.workloads import TUNING_SEED, TrialRecord, dataset, run_workload, tuned, tuned_lr
 
 
 def rosenbrock(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -57,7 +57,7 @@ FUNCTIONS = {
 
 
 def _train(point: dict[str, Any], seed: int, plugs: Plugs, key: tuple[str, ...], device: str) -> WorkloadOutcome:
-    """Tune on seed 0 over the point's lr grid, then train ``seed``: a test function or a zoo workload."""
+    """Tune on the tuning seed over the point's lr grid, then train ``seed``: a test function or a zoo workload."""
     if point["data"] not in FUNCTIONS:
         return run_workload(point, seed, plugs, key, device)
     objective, start = FUNCTIONS[point["data"]]
@@ -74,22 +74,24 @@ def _train(point: dict[str, Any], seed: int, plugs: Plugs, key: tuple[str, ...],
     return outcome
 
 
-# Refined schedules per (method, impl, point) in this process: every seed of a case uses the same one.
-_refined: dict[tuple[str, ...], tuple[Any, str]] = {}
-
-
 def refined_schedule(optimizer: Any, point: dict[str, Any], key: tuple[str, ...], device: str) -> tuple[Any, str]:
     """The paper's recipe: the same rule with linear decay, tuned as usual; its gradient norms on the tuning
-    seed give the refined schedule."""
-    memo = (*key, device, repr(sorted(point.items())))
-    if memo not in _refined:
+    seed give the refined schedule (part of tuning: every scored seed of the case gets the same one)."""
+
+    def compute() -> tuple[Any, list[TrialRecord]]:
         prior = {**point, "schedule": "linear_decay"}
         norms: list[float] = []
         outcome = _train(prior, TUNING_SEED, Plugs(optimizer=optimizer, schedule=linear_decay, grad_norms=norms),
                          key, device)
-        _refined[memo] = (refined(norms), f"refined from the gradient norms of a linear-decay run (seed "
-                                          f"{TUNING_SEED}, lr {outcome.metrics['lr']:g}, {len(norms)} steps)")
-    return _refined[memo]
+        lr = outcome.metrics["lr"]
+        how = (f"refined from the gradient norms of a linear-decay run (tuning seed {TUNING_SEED}, lr {lr:g}, "
+               f"{len(norms)} steps)")
+        record = TrialRecord(TUNING_SEED, "refined_prior_lr", lr, outcome.metrics["steps_to_target"],
+                             outcome.metrics["final_metric"], True, how)
+        return (norms, how), [record]
+
+    norms, how = tuned(("refined", *key, device), point, compute)
+    return refined(norms), how
 
 
 def run(
@@ -162,5 +164,7 @@ task = WorkloadTask(
     run=run,
     prepare=lambda point: dataset(point["data"]) if point["data"] not in FUNCTIONS else None,
     baseline="adamw",
-    target="metric >= point['target']; how the targets were set is in the task's docstring",
+    target=("metric >= point['target'], fixed constants (TARGETS) set 2026-11-23 from adamw/reference with linear "
+            "decay: its median over seeds 0-2 at 80% of the cpu budget, rounded down. Seeds 0-2 are scored seeds, so "
+            "AdamW reaching them is partly by construction"),
 )
