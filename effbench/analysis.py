@@ -14,7 +14,6 @@ from pathlib import Path
 
 import polars as pl
 
-from effbench.registry import UsageError
 from effbench.rows import TIMED_GRIDS
 from effbench.store import DEFAULT_DB, Store
 
@@ -25,7 +24,7 @@ CASE = ["task", "method", "impl", "point_key", "dtype", "device", "hardware"]
 HARDWARE_SQL = "hardware_of(r.device, u.gpu_name, u.cpu_name, u.machine)"  # r: results, u: runs
 
 
-class HardwareMismatch(UsageError):
+class HardwareMismatch(ValueError):
     """Two runs measured on different hardware were to be compared: their ratio would measure the machines."""
 
 
