@@ -443,7 +443,40 @@ def significance(frame: pl.DataFrame, tasks: pl.DataFrame, correction: str = "bh
         (pl.col("significant") & ~pl.col("better_direction")).alias("worse"),
     )
     return table.with_columns(pl.format(
-        "Mann-Whitney U vs {} over {} vs {} seeds ({} vs {} failed): median difference {}, p {}, {}-adjusted {}",
+        "Mann-Whitney U vs {} over {} vs {} seeds ({} vs {} failed or missed the target): median difference {}, "
+        "p {}, {}-adjusted {}",
         "baseline", "seeds", "seeds", "failed", "failed_baseline", pl.col("delta").round_sig_figs(4),
         pl.col("p_value").round_sig_figs(3), pl.lit(name), pl.col("p_adjusted").round_sig_figs(3),
     ).alias("message")).drop("better_direction")
+
+
+def verdict_table(frame: pl.DataFrame, tasks: pl.DataFrame, task: str, correction: str = "bh") -> pl.DataFrame:
+    """One row per (method, impl) of a workload task: the at-a-glance answer. ``points`` it ran, ``solved``
+    (every scored seed reached the target), rho(1) and rho(2) of its task's performance profile (steps to
+    target), how many points it is significantly better / worse than the baseline on steps to target and on
+    the final metric (``significance``), seeds that failed, and its median final metric over points."""
+    rows = frame.filter((pl.col("task") == task) & (pl.col("seed") >= 0))
+    if rows.is_empty():
+        return pl.DataFrame()
+    summary = workload_summary(rows)
+    cases = summary.group_by(["method", "impl"]).agg(
+        pl.len().alias("points"),
+        ((pl.col("seeds_reaching_target") == pl.col("seeds")) & (pl.col("ok_seeds") == pl.col("seeds")))
+        .sum().alias("solved"),
+        (pl.col("seeds") - pl.col("ok_seeds")).sum().alias("failed_seeds"),
+        pl.col("final_metric_mean").median().alias("final_metric_median"),
+    )
+    profile = performance_profiles(rows, taus=(1.0, 2.0))
+    if not profile.is_empty():
+        rho = profile.pivot(on="tau", index="method", values="rho")
+        rho = rho.rename({c: f"rho({float(c):g})" for c in rho.columns if c != "method"})
+        cases = cases.with_columns(pl.format("{}/{}", "method", "impl").alias("_key")).join(
+            rho.rename({"method": "_key"}), on="_key", how="left").drop("_key")
+    verdicts = significance(rows, tasks, correction=correction)
+    for metric in ("steps_to_target", "final_metric"):
+        if verdicts.is_empty() or verdicts.filter(pl.col("metric") == metric).is_empty():
+            continue
+        counts = verdicts.filter(pl.col("metric") == metric).group_by(["method", "impl"]).agg(
+            pl.col("better").sum().alias(f"{metric}_better"), pl.col("worse").sum().alias(f"{metric}_worse"))
+        cases = cases.join(counts, on=["method", "impl"], how="left")
+    return cases.sort(["solved", "method", "impl"], descending=[True, False, False])

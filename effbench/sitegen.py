@@ -251,7 +251,7 @@ def _ci(values: list[float]) -> tuple[float, float] | None:
 
 
 def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, verdicts: pl.DataFrame,
-                   with_figures: bool = True) -> dict[str, Any]:
+                   with_figures: bool = True, info: pl.DataFrame | None = None) -> dict[str, Any]:
     summary = analysis.workload_summary(frame)
     figures: list[Figure] = []
     curves = analysis.curves(db, task) if with_figures else pl.DataFrame()
@@ -336,9 +336,27 @@ def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, verdic
             other_rows.append({"method": case[1], "impl": case[2], "point": case[3], "device": case[5],
                                **{m: _fmt(values.get(m), "bytes" if units.get(m) == "bytes" else "") for m in metrics}})
         other_rows.sort(key=lambda r: (r["point"], r["method"], r["impl"]))
+    glance = []
+    if info is not None and not info.is_empty():
+        table = analysis.verdict_table(frame, info, task)
+        for r in table.iter_rows(named=True) if not table.is_empty() else ():
+            def count(metric: str, r: dict[str, Any] = r) -> str:
+                better, worse = r.get(f"{metric}_better"), r.get(f"{metric}_worse")
+                return "—" if better is None else f"{better} / {worse}"
+
+            glance.append({"method": r["method"], "impl": r["impl"], "solved": f"{r['solved']}/{r['points']}",
+                           "rho(1)": _fmt(r.get("rho(1)")), "rho(2)": _fmt(r.get("rho(2)")),
+                           "steps to target: better / worse": count("steps_to_target"),
+                           "final metric: better / worse": count("final_metric"),
+                           "final metric (median over points)": _fmt(r["final_metric_median"]),
+                           "failed seeds": str(r["failed_seeds"])})
     return {
         "figures": figures,
         "tables": [
+            {"title": "at a glance: points solved (every seed reached the target), performance profile rho(tau) "
+                      "on steps to target, and points where the method is significantly better / worse than the "
+                      "baseline (see the significance table)", "columns": list(glance[0]) if glance else [],
+             "rows": glance},
             {"title": "per method and grid point (mean ± std over seeds)", "columns": list(rows[0]) if rows else [],
              "rows": rows},
             {"title": "every other metric (median over seeds)", "columns": list(other_rows[0]) if other_rows else [],
@@ -534,7 +552,7 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
         if task_rows.is_empty():
             body: dict[str, Any] = {"figures": [], "tables": []}
         elif info["kind"] == "workload":
-            body = _workload_body(task_rows, db, task, f"t{i}", verdicts_of(task))
+            body = _workload_body(task_rows, db, task, f"t{i}", verdicts_of(task), info=task_frame)
         else:
             body = _kernel_body(task_rows, f"t{i}")
         problems = []

@@ -93,7 +93,7 @@ def test_a_failing_seed_counts_as_a_miss_and_is_reported():
     flaky = rows("lion", "reference", [0.90, None, 0.91, None, 0.92], statuses=["ok", "wrong", "ok", "error", "ok"])
     row = verdicts(base, flaky, compared=FINAL_ONLY).row(0, named=True)
     assert row["seeds"] == 5 and row["failed"] == 2 and row["failed_baseline"] == 0
-    assert "(2 vs 0 failed)" in row["message"] and not row["significant"]  # not "better on 3 seeds"
+    assert "(2 vs 0 failed or missed the target)" in row["message"] and not row["significant"]  # not "better on 3 seeds"
     broken = rows("lion", "reference", [None] * 5, statuses=["error"] * 5)
     worst = verdicts(base, broken, compared=FINAL_ONLY).row(0, named=True)
     assert worst["failed"] == 5 and worst["worse"] and worst["delta"] == -math.inf
@@ -160,7 +160,9 @@ def test_tuning_runs_once_per_group_on_its_own_seed_and_is_stored(registry, tmp_
 
     sitegen.build(db, tmp_path / "site")
     page = (tmp_path / "site" / sitegen.task_page("optimizer/convergence")).read_text()
-    assert "Mann-Whitney U vs adamw/reference over 2 vs 2 seeds" in page
+    assert "Mann-Whitney U vs adamw/reference over 2 vs 2 seeds" in page and "at a glance" in page
+    glance = analysis.verdict_table(analysis.open_results(db), analysis.task_info(db), "optimizer/convergence")
+    assert set(zip(glance["method"], glance["points"], strict=True)) == {("adamw", 2), ("sgd_momentum", 2)}
     assert "Targets: metric &gt;= point[&#39;target&#39;], fixed constants" in page and "by construction" in page
 
 

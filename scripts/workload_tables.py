@@ -1,0 +1,61 @@
+"""Print the README's workload tables (markdown) from a DB: one per workload task, from
+``analysis.verdict_table`` (solved points, performance profile, significant wins and losses against the
+baseline after the Benjamini-Hochberg correction), with each task's target provenance and its runs.
+
+    python scripts/workload_tables.py results/effbench.duckdb [task ...]
+"""
+
+from __future__ import annotations
+
+import sys
+
+import polars as pl
+
+from effbench import analysis
+
+
+def fmt(value: object) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.2f}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def main(db: str, tasks: list[str]) -> None:
+    frame = analysis.open_results(db)
+    info = analysis.task_info(db)
+    workload = [r["task"] for r in info.iter_rows(named=True) if r["kind"] == "workload"]
+    for task in tasks or workload:
+        table = analysis.verdict_table(frame, info, task)
+        if table.is_empty():
+            continue
+        mine = frame.filter((pl.col("task") == task) & (pl.col("seed") >= 0))
+        runs = ", ".join(sorted(set(mine["run_id"])))
+        seeds = mine.group_by(["method", "impl", "point_key"]).agg(pl.col("seed").n_unique())["seed"]
+        row = info.filter(pl.col("task") == task).row(0, named=True)
+        print(f"### {task}\n\nruns {runs}; {seeds.min()}-{seeds.max()} scored seeds per case; baseline "
+              f"{row['baseline']}/{row['baseline_impl']}; targets: {row['target']}.\n")
+        has_steps = "steps_to_target_better" in table.columns
+        header = ["method", "solved", "ρ(1)", "ρ(2)"]
+        header += ["steps to target: sig. better / worse"] if has_steps else []
+        header += ["final metric: sig. better / worse", "final metric (median over points)", "failed seeds"]
+        print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+        for r in table.iter_rows(named=True):
+            name = r["method"] + ("" if r["impl"] == "reference" else f" ({r['impl']})")
+            base = (r["method"], r["impl"]) == (row["baseline"], row["baseline_impl"])
+            cells = [name + (" (baseline)" if base else ""), f"{r['solved']}/{r['points']}",
+                     fmt(r.get("rho(1)")), fmt(r.get("rho(2)"))]
+            for metric in (["steps_to_target"] if has_steps else []) + ["final_metric"]:
+                better = r.get(f"{metric}_better")
+                cells.append("—" if base or better is None else f"{better} / {r[f'{metric}_worse']}")
+            cells += [f"{r['final_metric_median']:.4f}" if r["final_metric_median"] is not None else "—",
+                      str(r["failed_seeds"])]
+            print("| " + " | ".join(cells) + " |")
+        print()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    main(sys.argv[1], sys.argv[2:])
