@@ -53,7 +53,7 @@ test: install
 	$(BIN)/python -m pytest -q -n auto --dist worksteal
 
 lint: install
-	$(BIN)/ruff check effbench tests benchmarks examples
+	$(BIN)/ruff check effbench tests benchmarks examples scripts
 
 asv-smoke: install
 	$(BIN)/asv machine --yes
