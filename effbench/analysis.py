@@ -452,9 +452,10 @@ def significance(frame: pl.DataFrame, tasks: pl.DataFrame, correction: str = "bh
 
 def verdict_table(frame: pl.DataFrame, tasks: pl.DataFrame, task: str, correction: str = "bh") -> pl.DataFrame:
     """One row per (method, impl) of a workload task: the at-a-glance answer. ``points`` it ran, ``solved``
-    (every scored seed reached the target), rho(1) and rho(2) of its task's performance profile (steps to
-    target), how many points it is significantly better / worse than the baseline on steps to target and on
-    the final metric (``significance``), seeds that failed, and its median final metric over points."""
+    (every scored seed reached the target; null on a task without targets), rho(1) and rho(2) of its task's
+    performance profile (steps to target), on how many points it is significantly better / worse than the
+    baseline on each of the task's compared metrics (``<metric>_better``, ``<metric>_worse``, from
+    ``significance``), seeds that failed, and its median final metric over points."""
     rows = frame.filter((pl.col("task") == task) & (pl.col("seed") >= 0))
     if rows.is_empty():
         return pl.DataFrame()
@@ -472,11 +473,17 @@ def verdict_table(frame: pl.DataFrame, tasks: pl.DataFrame, task: str, correctio
         rho = rho.rename({c: f"rho({float(c):g})" for c in rho.columns if c != "method"})
         cases = cases.with_columns(pl.format("{}/{}", "method", "impl").alias("_key")).join(
             rho.rename({"method": "_key"}), on="_key", how="left").drop("_key")
+    info = tasks.filter(pl.col("task") == task)
+    if not info.is_empty() and str(info["target"].item() or "").startswith("none"):
+        # no target on this task: nothing to solve, no profile
+        cases = cases.with_columns(pl.lit(None, dtype=pl.UInt32).alias("solved")).drop(
+            [c for c in cases.columns if c.startswith("rho(")])
+    compared = [m for m, _ in json.loads(info["compare"].item())] if not info.is_empty() else []
     verdicts = significance(rows, tasks, correction=correction)
-    for metric in ("steps_to_target", "final_metric"):
+    for metric in compared:
         if verdicts.is_empty() or verdicts.filter(pl.col("metric") == metric).is_empty():
             continue
         counts = verdicts.filter(pl.col("metric") == metric).group_by(["method", "impl"]).agg(
             pl.col("better").sum().alias(f"{metric}_better"), pl.col("worse").sum().alias(f"{metric}_worse"))
         cases = cases.join(counts, on=["method", "impl"], how="left")
-    return cases.sort(["solved", "method", "impl"], descending=[True, False, False])
+    return cases.sort(["solved", "method", "impl"], descending=[True, False, False], nulls_last=True)

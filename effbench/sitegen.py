@@ -340,14 +340,12 @@ def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, verdic
     if info is not None and not info.is_empty():
         table = analysis.verdict_table(frame, info, task)
         for r in table.iter_rows(named=True) if not table.is_empty() else ():
-            def count(metric: str, r: dict[str, Any] = r) -> str:
-                better, worse = r.get(f"{metric}_better"), r.get(f"{metric}_worse")
-                return "—" if better is None else f"{better} / {worse}"
-
-            glance.append({"method": r["method"], "impl": r["impl"], "solved": f"{r['solved']}/{r['points']}",
-                           "rho(1)": _fmt(r.get("rho(1)")), "rho(2)": _fmt(r.get("rho(2)")),
-                           "steps to target: better / worse": count("steps_to_target"),
-                           "final metric: better / worse": count("final_metric"),
+            counts = {f"{c.removesuffix('_better').replace('_', ' ')}: better / worse":
+                      f"{r[c]} / {r[c.removesuffix('_better') + '_worse']}" if r[c] is not None else "—"
+                      for c in table.columns if c.endswith("_better")}
+            solved = {} if r["solved"] is None else {"solved": f"{r['solved']}/{r['points']}",
+                                                     "rho(1)": _fmt(r.get("rho(1)")), "rho(2)": _fmt(r.get("rho(2)"))}
+            glance.append({"method": r["method"], "impl": r["impl"], **solved, **counts,
                            "final metric (median over points)": _fmt(r["final_metric_median"]),
                            "failed seeds": str(r["failed_seeds"])})
     return {

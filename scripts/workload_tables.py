@@ -7,6 +7,7 @@ baseline after the Benjamini-Hochberg correction), with each task's target prove
 
 from __future__ import annotations
 
+import json
 import sys
 
 import polars as pl
@@ -36,17 +37,19 @@ def main(db: str, tasks: list[str]) -> None:
         row = info.filter(pl.col("task") == task).row(0, named=True)
         print(f"### {task}\n\nruns {runs}; {seeds.min()}-{seeds.max()} scored seeds per case; baseline "
               f"{row['baseline']}/{row['baseline_impl']}; targets: {row['target']}.\n")
-        has_steps = "steps_to_target_better" in table.columns
-        header = ["method", "solved", "ρ(1)", "ρ(2)"]
-        header += ["steps to target: sig. better / worse"] if has_steps else []
-        header += ["final metric: sig. better / worse", "final metric (median over points)", "failed seeds"]
+        compared = [m for m in json.loads(row["compare"]) if f"{m[0]}_better" in table.columns]
+        solved = table["solved"].is_not_null().any()
+        header = ["method", *(["solved", "ρ(1)", "ρ(2)"] if solved else [])]
+        header += [f"{m.replace('_', ' ')}: sig. better / worse" for m, _ in compared]
+        header += ["final metric (median over points)", "failed seeds"]
         print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
         for r in table.iter_rows(named=True):
             name = r["method"] + ("" if r["impl"] == "reference" else f" ({r['impl']})")
             base = (r["method"], r["impl"]) == (row["baseline"], row["baseline_impl"])
-            cells = [name + (" (baseline)" if base else ""), f"{r['solved']}/{r['points']}",
-                     fmt(r.get("rho(1)")), fmt(r.get("rho(2)"))]
-            for metric in (["steps_to_target"] if has_steps else []) + ["final_metric"]:
+            cells = [name + (" (baseline)" if base else "")]
+            if solved:
+                cells += [f"{r['solved']}/{r['points']}", fmt(r.get("rho(1)")), fmt(r.get("rho(2)"))]
+            for metric, _ in compared:
                 better = r.get(f"{metric}_better")
                 cells.append("—" if base or better is None else f"{better} / {r[f'{metric}_worse']}")
             cells += [f"{r['final_metric_median']:.4f}" if r["final_metric_median"] is not None else "—",
