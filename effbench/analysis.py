@@ -48,6 +48,20 @@ def methods(db: str | Path = DEFAULT_DB) -> pl.DataFrame:
         return store.query("SELECT * FROM methods ORDER BY family, task, method")
 
 
+def kernel_builds(db: str | Path = DEFAULT_DB, method: str | None = None) -> pl.DataFrame:
+    """Triton kernels compiled for GPU archs (``effbench kernels``): registers, spills, shared memory per
+    kernel, config, arch and Triton version; ``method`` ('task:method') keeps the builds that method launches.
+    Empty when the DB has no builds (or predates the table)."""
+    with Store(db, read_only=True) as store:
+        has = store.query("SELECT count(*) AS n FROM information_schema.tables WHERE table_name = 'kernel_builds'")
+        if not has["n"][0]:
+            return pl.DataFrame()
+        frame = store.query("SELECT * FROM kernel_builds ORDER BY kernel, config, arch, triton_version")
+    if method is not None and not frame.is_empty():
+        frame = frame.filter(pl.col("methods").fill_null("").str.split(",").list.contains(method))
+    return frame
+
+
 def curves(db: str | Path = DEFAULT_DB, task: str | None = None) -> pl.DataFrame:
     """Training curves of the newest run of each workload case."""
     sql = """

@@ -7,6 +7,7 @@ them, so ``effbench query`` and ``effbench site`` start fast and work without to
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shlex
 import sys
@@ -484,7 +485,7 @@ def merge(sources: tuple[Path, ...], db: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print rows as a JSON list of objects.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print rows as CSV.")
 def query(sql: str, db: Path, as_json: bool, as_csv: bool) -> None:
-    """Run read-only SQL against the DB (tables: runs, results, samples, curves, methods; view: latest).
+    """Run read-only SQL against the DB (tables: runs, results, samples, curves, methods, kernel_builds; view: latest).
 
     \b
     Example:
@@ -622,6 +623,115 @@ def site(db: Path, out: Path) -> None:
     except StoreError as exc:
         _fail(str(exc))
     click.echo(f"site written: {index}")
+
+
+def _kernel_filter(tokens: str | None, names: list[str]) -> set[str]:
+    """Kernels that ``--kernel`` picks: each token is 'module.function', a module or a function name."""
+    if tokens is None:
+        return set(names)
+    wanted = [t.strip() for t in tokens.split(",") if t.strip()]
+    if not wanted:
+        _fail(f"empty kernel filter {tokens!r}")
+    picked: set[str] = set()
+    for token in wanted:
+        hits = {n for n in names if token in (n, n.split(".", 1)[0], n.split(".", 1)[1])}
+        if not hits:
+            modules = sorted({n.split(".", 1)[0] for n in names})
+            _fail(f"unknown kernel {token!r}; valid: a module ({', '.join(modules)}), a function or 'module.function'")
+        picked |= hits
+    return picked
+
+
+@cli.command()
+@click.option("--arch", "arch_list", default="sm_80,sm_90", show_default=True,
+              help="GPU archs to compile for, comma-separated (sm_80, sm_90).")
+@click.option("--kernel", "kernel_filter", metavar="NAMES",
+              help="Only these kernels, comma-separated: a kernel module, a function, or 'module.function'.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON list of builds: {kernel, arch, config, status, registers, spills (bytes), "
+              "spill_stores, spill_loads, shared_bytes, shared_limit, compile_s, message, methods, triton_version}.")
+@DB_OPTION
+@click.option("--no-store", is_flag=True, help="Do not write the builds to the DB.")
+def kernels(arch_list: str, kernel_filter: str | None, as_json: bool, db: Path, no_store: bool) -> None:
+    """Compile every Triton kernel for real GPUs, on any machine, and report what each build costs.
+
+    Every configuration the gpu grid launches (dtype, block sizes, head dims, num_warps,
+    num_stages; autotune configs expanded), as each kernel module declares it in
+    compile_specs(), goes through Triton's real pipeline and the ptxas in its wheel for each
+    arch. Reported per build: registers per thread, spilled bytes (local memory per thread),
+    shared memory per block against the arch's limit (sm_80 166912 B, sm_90 232448 B) and the
+    compile time. Progress goes to stderr. The builds are stored in the DB's kernel_builds table
+    (newest per kernel, config, arch, triton version). Exit 1 when a build fails to compile or
+    overflows shared memory (naming kernel, config and the compiler's message), or when a
+    kernel has no spec.
+
+    \b
+    Example:
+        effbench kernels --arch sm_90 --kernel block_sparse_attention
+        effbench kernels --json --no-store > kernel_builds.json
+    """
+    import time
+
+    from effbench import kernelcheck
+    from effbench.console import duration, print_table
+
+    arches = [a.strip() for a in arch_list.split(",") if a.strip()]
+    unknown = [a for a in arches if a not in kernelcheck.ARCHES]
+    if not arches or unknown:
+        _fail(f"unknown arch {', '.join(unknown) or repr(arch_list)}; valid: {', '.join(kernelcheck.ARCHES)}")
+    try:
+        modules = kernelcheck.kernel_modules()
+        specs = kernelcheck.all_specs(modules)
+        names = sorted(set(kernelcheck.launched_kernels(modules)) | {s.kernel for s in specs})
+        picked = _kernel_filter(kernel_filter, names)
+        specs = sorted((s for s in specs if s.kernel in picked), key=lambda s: (s.kernel, s.config))
+        missing = [k for k in kernelcheck.uncovered(modules, specs) if k in picked]
+        users = kernelcheck.kernel_users(_registry(()).methods.values())
+        click.echo(f"compiling {len(specs)} configurations of {len({s.kernel for s in specs})} kernels for "
+                   f"{', '.join(arches)}", err=True)
+        start = time.perf_counter()
+
+        def progress(i: int, total: int, b: Any) -> None:
+            what = (f"{b.registers} regs, {b.spills} B spilled, {b.shared_bytes} B shared" if b.status != "error"
+                    else b.message.splitlines()[0][:160])
+            click.echo(f"[{i}/{total}] {b.status:<8} {b.kernel} {b.arch} {b.config}: {what} ({b.compile_s} s)",
+                       err=True)
+
+        builds = kernelcheck.check(specs, arches, users, on_build=progress)
+    except kernelcheck.KernelCheckError as exc:
+        _fail(str(exc))
+    elapsed = time.perf_counter() - start
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(b) for b in builds], indent=2))
+    else:
+        rows = [[b.kernel, b.arch, b.config, b.status, b.registers, b.spills, b.shared_bytes,
+                 "" if b.shared_bytes is None else f"{100 * b.shared_bytes / b.shared_limit:.0f}%", b.compile_s]
+                for b in builds]
+        print_table(["kernel", "arch", "config", "status", "regs", "spills_B", "shared_B", "of_limit", "compile_s"],
+                    rows)
+    failed = [b for b in builds if b.status != "ok"]
+    spilled = [b for b in builds if b.spills]
+    compile_s = sum(b.compile_s or 0 for b in builds)
+    click.echo(f"{len(builds)} builds in {duration(elapsed)} (compiling {compile_s:.1f} s): "
+               f"{len(builds) - len(failed)} ok, {len(spilled)} with spills, {len(failed)} failed", err=True)
+    if builds and not no_store:
+        from effbench.store import Store, StoreError
+
+        try:
+            with Store(db, on_wait=lambda message: click.echo(message, err=True)) as store:
+                store.insert(builds)
+        except StoreError as exc:
+            _fail(str(exc))
+        click.echo(f"stored {len(builds)} builds in {db} (table kernel_builds)", err=True)
+    for b in failed:
+        lines = b.message.splitlines()
+        more = f"\n  ... ({len(lines) - 40} more lines)" if len(lines) > 40 else ""
+        click.echo(f"FAILED {b.status}: {b.kernel} [{b.config}] on {b.arch}:\n  " + "\n  ".join(lines[:40]) + more,
+                   err=True)
+    for kernel in missing:
+        click.echo(f"FAILED: {kernel} has no compile spec (declare it in its module's compile_specs())", err=True)
+    if failed or missing:
+        sys.exit(1)
 
 
 def main() -> None:

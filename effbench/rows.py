@@ -225,6 +225,37 @@ class CaseTime:
     finished_at: str | None
 
 
+# How a kernel build ends: compiled and fits, the compiler refused it, or it needs more shared memory than the
+# arch gives one block (it compiles, but the launch would fail).
+BUILD_STATUSES = ("ok", "error", "overflow")
+
+
+@dataclass(frozen=True)
+class KernelBuild:
+    """One Triton kernel compiled for one GPU arch at one launch configuration (``effbench kernels``).
+
+    Not part of run shards: the store keeps the newest build of each (kernel, config, arch, triton_version).
+    """
+
+    kernel: str  # 'module.function', e.g. 'block_sparse_attention._fwd_kernel'
+    config: str  # canonical, e.g. 'dtype=bfloat16 BLOCK=64 D=64 PRECISION=tf32 num_warps=4 num_stages=2'
+    arch: str  # 'sm_80', 'sm_90'
+    triton_version: str
+    status: str  # one of BUILD_STATUSES
+    registers: int | None  # per thread
+    spills: int | None  # bytes of local memory per thread (ptxas's stack frame, where spilled registers go)
+    spill_stores: int | None  # bytes of spill stores ptxas reports (None when its log was not captured)
+    spill_loads: int | None
+    shared_bytes: int | None  # per block: Triton's dynamic allocation plus any static shared array in the PTX
+    shared_limit: int  # the arch's per-block maximum (opt-in), bytes
+    compile_s: float | None
+    message: str  # the compiler's message on error, the overflow, or ptxas's performance notes
+    methods: str  # comma-separated 'task:method' of the methods whose Triton implementations launch it
+    code_hash: str  # Triton's cache key of the kernel's source and the helpers it calls
+    git_commit: str | None
+    built_at: str  # ISO 8601, UTC
+
+
 RECORD_TYPES: dict[str, type] = {
     "run": Run,
     "result": Result,

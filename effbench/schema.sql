@@ -157,3 +157,27 @@ QUALIFY row_number() OVER (
                  hardware_of(r.device, u.gpu_name, u.cpu_name, u.machine)
     ORDER BY u.started_at DESC, r.run_id DESC
 ) = 1;
+
+-- Every Triton kernel compiled for a GPU arch at each launch configuration (`effbench kernels`), without a
+-- GPU: registers per thread, spilled bytes, shared memory against the arch's per-block limit. The newest
+-- build of a key wins (a kernel's code may change under the same key, and code_hash says which code it was).
+CREATE TABLE IF NOT EXISTS kernel_builds (
+    kernel VARCHAR NOT NULL,       -- 'module.function'
+    config VARCHAR NOT NULL,       -- canonical 'dtype=... CONSTEXPR=... num_warps=... num_stages=...'
+    arch VARCHAR NOT NULL,         -- 'sm_80', 'sm_90'
+    triton_version VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,       -- ok, error, overflow
+    registers INTEGER,
+    spills BIGINT,                 -- bytes of local memory per thread (spilled registers)
+    spill_stores BIGINT,
+    spill_loads BIGINT,
+    shared_bytes BIGINT,
+    shared_limit BIGINT,
+    compile_s DOUBLE,
+    message VARCHAR,
+    methods VARCHAR,               -- comma-separated 'task:method' of the methods that launch it
+    code_hash VARCHAR,
+    git_commit VARCHAR,
+    built_at TIMESTAMP,            -- UTC
+    PRIMARY KEY (kernel, config, arch, triton_version)
+);

@@ -445,6 +445,23 @@ def coverage(frame: pl.DataFrame, method_frame: pl.DataFrame) -> list[dict[str, 
     return rows
 
 
+def kernel_build_table(builds: pl.DataFrame, task: str, method: str) -> dict[str, Any] | None:
+    """The method's Triton kernels as compiled for GPU archs without a GPU (``effbench kernels``), or None."""
+    if builds.is_empty():
+        return None
+    mine = builds.filter(pl.col("methods").fill_null("").str.split(",").list.contains(f"{task}:{method}"))
+    if mine.is_empty():
+        return None
+    columns = ["kernel", "config", "arch", "status", "registers", "spills (B)", "shared (B)", "of limit", "triton"]
+    rows = [{"kernel": r["kernel"], "config": r["config"], "arch": r["arch"], "status": r["status"],
+             "registers": _fmt(r["registers"]), "spills (B)": _fmt(r["spills"]), "shared (B)": _fmt(r["shared_bytes"]),
+             "of limit": "" if r["shared_bytes"] is None else f"{100 * r['shared_bytes'] / r['shared_limit']:.0f}%",
+             "triton": r["triton_version"]}
+            for r in mine.sort(["kernel", "config", "arch", "triton_version"]).iter_rows(named=True)]
+    return {"title": "Kernel builds (compiled for the arch, registers and spills per thread, shared memory per "
+                     "block against its limit)", "columns": columns, "rows": rows}
+
+
 def history(db: Path) -> tuple[list[Figure], list[dict[str, str]]]:
     """time_ms of every case across runs (seed 0), with regressions and improvements marked."""
     rows = analysis.time_history(db)
@@ -497,6 +514,7 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
     targets = {r["task"]: r["target"] for r in task_frame.iter_rows(named=True)} if not task_frame.is_empty() else {}
     run_frame = analysis.runs(db)
     method_frame = analysis.methods(db)
+    builds = analysis.kernel_builds(db)
     out.mkdir(parents=True, exist_ok=True)
     assets = out / "assets"
     assets.mkdir(exist_ok=True)
@@ -574,7 +592,8 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
                 tables = body["tables"]
             else:
                 tables = _kernel_body(mine, "m", with_figures=False)["tables"]
-            render(m["page"], "method.html", page=task.split("/")[0], task=info, method=m, tables=tables)
+            render(m["page"], "method.html", page=task.split("/")[0], task=info, method=m, tables=tables,
+                   builds=kernel_build_table(builds, task, m["method"]))
 
     hist_figures, hist_rows = history(db)
     render("history.html", "history.html", page="history", figures=hist_figures, rows=hist_rows,

@@ -31,6 +31,7 @@ from effbench.rows import (
     SCHEMA_VERSION,
     CaseTime,
     CurvePoint,
+    KernelBuild,
     MethodInfo,
     Result,
     Run,
@@ -53,6 +54,7 @@ TABLES: dict[str, type] = {
     "cases": CaseTime,
     "tuning": TuningTrial,
     "tasks": TaskInfo,
+    "kernel_builds": KernelBuild,
 }
 
 
@@ -220,6 +222,13 @@ class Store:
                     conflict = ""
                     update = (" ON CONFLICT (run_id) DO UPDATE SET "
                               "ended_at = coalesce(runs.ended_at, CAST(excluded.ended_at AS TIMESTAMP))")
+                elif table == "kernel_builds":  # the newest build of a key wins, whatever the order of sources
+                    conflict = ""
+                    kept = [n for n in names if n not in ("kernel", "config", "arch", "triton_version")]
+                    update = (" ON CONFLICT (kernel, config, arch, triton_version) DO UPDATE SET "
+                              + ", ".join(f"{n} = CAST(excluded.{n} AS TIMESTAMP)" if n == "built_at"
+                                          else f"{n} = excluded.{n}" for n in kept)
+                              + " WHERE CAST(excluded.built_at AS TIMESTAMP) >= kernel_builds.built_at")
                 self._all(
                     f"INSERT {conflict} INTO {table} ({columns}) SELECT DISTINCT {columns} FROM read_parquet(?)"
                     + update,

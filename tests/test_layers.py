@@ -15,6 +15,9 @@ FORBIDDEN = {
     "runner": {"duckdb", "polars", "plotly", "jinja2", "effbench.store", "effbench.sitegen"},
     "registry": {"duckdb", "polars", "plotly", "effbench.runner", "effbench.store"},
     "asv_suites": {"duckdb", "polars", "plotly", "effbench.store", "effbench.sitegen"},
+    # compiles kernels and returns rows: the CLI stores them, the site reads them through analysis
+    "kernelcheck": {"duckdb", "polars", "plotly", "jinja2", "effbench.store", "effbench.sitegen", "effbench.analysis",
+                    "effbench.runner"},
 }
 DEFINITIONS = {"duckdb", "polars", "plotly", "jinja2", "effbench.runner", "effbench.store", "effbench.sitegen",
                "effbench.analysis", "effbench.cli"}

@@ -31,6 +31,7 @@ Head dim d in {16, 32, 64, 128}; BLOCK a power of two >= 16.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -39,12 +40,19 @@ import triton
 import triton.language as tl
 
 from effbench.kernels._common import require_device
+from effbench.kernels._spec import CompileSpec
 from effbench.methods.attention._blocks import BlockLayout, layout_for
 from effbench.registry import Unavailable
 
 HEAD_DIMS = (16, 32, 64, 128)
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 DEFAULT_BLOCK = 64
+# What the gpu grid launches (attention/masked_attention): bf16; head dims 64 and 128; the point's block (128)
+# where it sets one, else default_block(N) = DEFAULT_BLOCK (every gpu N >= 1024). compile_specs() builds on
+# these; tests/test_kernelcheck.py checks them against the grid.
+GPU_DTYPES = ("bfloat16",)
+GPU_HEAD_DIMS = (64, 128)
+GPU_BLOCKS = (DEFAULT_BLOCK, 128)
 
 
 @triton.jit
@@ -201,10 +209,10 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: BlockLayou
     require_device(q, k, v)
 
 
-def _launch_options(q: torch.Tensor, layout: BlockLayout) -> dict[str, Any]:
-    d = q.shape[-1]
+def _launch_options(dtype: torch.dtype, d: int, block: int) -> dict[str, Any]:
+    """Constexprs and launch options of the forward, dK/dV and dQ kernels (``compile_specs`` uses them too)."""
     return {
-        "BLOCK": layout.block, "D": d, "PRECISION": "ieee" if q.dtype == torch.float32 else "tf32",
+        "BLOCK": block, "D": d, "PRECISION": "ieee" if dtype == torch.float32 else "tf32",
         "num_warps": 4 if d <= 64 else 8, "num_stages": 2,
     }
 
@@ -225,7 +233,7 @@ def block_sparse_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     qk_scale, _ = _scales(d)
     _fwd_kernel[(layout.num_blocks, b * h)](
         q, k, v, o, lse, layout.counts, layout.lut, layout.lut_tile, layout.partial,
-        h, n, layout.num_blocks, layout.lut.shape[-1], sb, sh, qk_scale, **_launch_options(q, layout),
+        h, n, layout.num_blocks, layout.lut.shape[-1], sb, sh, qk_scale, **_launch_options(q.dtype, d, layout.block),
     )
     return o, lse
 
@@ -235,7 +243,7 @@ def block_sparse_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: 
     b, h, n, d = q.shape
     sb, sh = layout.group_strides(b, h)
     t = layout.num_blocks
-    options = _launch_options(q, layout)
+    options = _launch_options(q.dtype, d, layout.block)
     qk_scale, sm_scale = _scales(d)
     delta = torch.empty(b, h, n, dtype=torch.float32, device=q.device)
     _delta_kernel[(t, b * h)](o, do, delta, n, BLOCK=layout.block, D=d)
@@ -287,3 +295,25 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ma
     if layout.counts.device != q.device:
         layout = layout.to(q.device)
     return BlockSparseAttentionFunction.apply(q, k, v, layout)
+
+
+# element types of the pointers that do not hold q, k, v or their gradients (see BlockLayout)
+_POINTERS = {"lse_ptr": "fp32", "delta_ptr": "fp32", "counts_ptr": "i32", "lut_ptr": "i32", "lut_tile_ptr": "i32",
+             "t_counts_ptr": "i32", "t_lut_ptr": "i32", "t_lut_tile_ptr": "i32", "partial_ptr": "u8"}
+
+
+def _spec(fn: Any, dtype: str, constexprs: dict[str, Any], **launch: int) -> CompileSpec:
+    params = set(fn.arg_names)
+    return CompileSpec(fn, dtype, constexprs, pointers={k: v for k, v in _POINTERS.items() if k in params},
+                       floats=tuple(n for n in ("qk_scale", "sm_scale") if n in params), divisible=("N",), **launch)
+
+
+def compile_specs() -> list[CompileSpec]:
+    """The four kernels at every (dtype, head dim, block) of the gpu grid, with the launchers' own options."""
+    specs = []
+    for dtype, d, block in itertools.product(GPU_DTYPES, GPU_HEAD_DIMS, GPU_BLOCKS):
+        options = _launch_options(getattr(torch, dtype), d, block)
+        launch = {"num_warps": options.pop("num_warps"), "num_stages": options.pop("num_stages")}
+        specs += [_spec(fn, dtype, options, **launch) for fn in (_fwd_kernel, _bwd_dkdv_kernel, _bwd_dq_kernel)]
+        specs.append(_spec(_delta_kernel, dtype, {"BLOCK": block, "D": d}))  # launched with Triton's defaults
+    return specs

@@ -20,6 +20,7 @@ import triton
 import triton.language as tl
 
 from effbench.kernels._common import require_device
+from effbench.kernels._spec import CompileSpec
 from effbench.kernels._tiles import _accumulate_tile_grads, _logit_tile
 from effbench.kernels.linear_cross_entropy import row_logsumexp
 
@@ -79,3 +80,11 @@ class ContrastiveFunction(torch.autograd.Function):
 
 def contrastive_loss(a: torch.Tensor, t: torch.Tensor, scale: float, **blocks: int) -> torch.Tensor:
     return ContrastiveFunction.apply(a, t, scale, {**BLOCKS, **blocks})
+
+
+def compile_specs() -> list[CompileSpec]:
+    """The gpu grid's launch (loss/contrastive): bf16 at BLOCKS; b and d multiples of 16."""
+    return [CompileSpec(_contrastive_bwd_kernel, "bfloat16",
+                        {"BLOCK_N": BLOCKS["block_n"], "BLOCK_V": BLOCKS["block_v"], "BLOCK_D": BLOCKS["block_d"]},
+                        pointers={"row_lse_ptr": "fp32", "col_lse_ptr": "fp32", "da_ptr": "fp32", "dt_ptr": "fp32"},
+                        floats=("scale", "grad_scale"), divisible=("B", "D", "stride_a", "stride_t"))]

@@ -22,6 +22,9 @@ import triton
 import triton.language as tl
 
 from effbench.kernels._common import require_device
+from effbench.kernels._spec import CompileSpec
+
+BLOCK_V = 1024  # columns per step; vocabularies shorter than it use their next power of two
 
 
 @triton.jit
@@ -65,7 +68,7 @@ def _cross_entropy_fwd_bwd_kernel(
 
 def cross_entropy_forward(
     x: torch.Tensor, w: torch.Tensor, y: torch.Tensor, ignore_index: int, z_loss: float, label_smoothing: float,
-    block_v: int = 1024,
+    block_v: int = BLOCK_V,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Loss (scalar), dloss/dx and dloss/dw for x (N, D), w (V, D), y (N,)."""
     assert x.ndim == 2 and w.ndim == 2 and x.shape[1] == w.shape[1] and y.shape == (x.shape[0],)
@@ -105,3 +108,10 @@ class CrossEntropyFunction(torch.autograd.Function):
 def cross_entropy(x: torch.Tensor, w: torch.Tensor, y: torch.Tensor, ignore_index: int = -100, z_loss: float = 0.0,
                   label_smoothing: float = 0.0) -> torch.Tensor:
     return CrossEntropyFunction.apply(x, w, y, ignore_index, z_loss, label_smoothing)
+
+
+def compile_specs() -> list[CompileSpec]:
+    """The gpu grid's launch: bf16 logits (loss/linear_cross_entropy), every V >= 32000, so BLOCK_V in full."""
+    return [CompileSpec(_cross_entropy_fwd_bwd_kernel, "bfloat16", {"BLOCK_V": BLOCK_V},
+                        pointers={"targets_ptr": "i64", "row_scale_ptr": "fp32", "loss_ptr": "fp32", "lse_ptr": "fp32"},
+                        floats=("z_loss", "smoothing"), divisible=("stride_row", "V"))]

@@ -26,6 +26,7 @@ import triton
 import triton.language as tl
 
 from effbench.kernels._common import require_device
+from effbench.kernels._spec import CompileSpec
 from effbench.kernels._tiles import _accumulate_tile_grads, _logit_tile
 
 
@@ -151,3 +152,19 @@ def linear_cross_entropy(
     """Mean cross-entropy of x @ w.T against y; ``blocks`` overrides block_n / block_v / block_d."""
     return LinearCrossEntropyFunction.apply(x, w, y, ignore_index, z_loss, label_smoothing,
                                             {**DEFAULT_BLOCKS, **blocks})
+
+
+def compile_specs() -> list[CompileSpec]:
+    """The gpu grid's launches: bf16 at DEFAULT_BLOCKS (loss/linear_cross_entropy; loss/contrastive runs the
+    forward through row_logsumexp), every N, V, D and stride a multiple of 16."""
+    constexprs = {"BLOCK_N": DEFAULT_BLOCKS["block_n"], "BLOCK_V": DEFAULT_BLOCKS["block_v"],
+                  "BLOCK_D": DEFAULT_BLOCKS["block_d"]}
+    sizes = ("N", "V", "D", "stride_x", "stride_w")
+    return [
+        CompileSpec(_linear_ce_fwd_kernel, "bfloat16", constexprs, divisible=sizes,
+                    pointers={"targets_ptr": "i64", "lse_ptr": "fp32", "target_logit_ptr": "fp32",
+                              "logit_sum_ptr": "fp32"}),
+        CompileSpec(_linear_ce_bwd_kernel, "bfloat16", constexprs, divisible=sizes, floats=("z_loss", "smoothing"),
+                    pointers={"targets_ptr": "i64", "lse_ptr": "fp32", "row_scale_ptr": "fp32", "dx_ptr": "fp32",
+                              "dw_ptr": "fp32"}),
+    ]

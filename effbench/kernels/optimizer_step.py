@@ -13,8 +13,11 @@ import triton
 import triton.language as tl
 
 from effbench.kernels._common import require_device
+from effbench.kernels._spec import CompileSpec
 
 BLOCK = 1024
+# the dtypes of optimizer/step's gpu grid; its parameter sizes are all multiples of 16 (transformer_shapes)
+GPU_DTYPES = ("float32", "bfloat16")
 
 
 @triton.jit
@@ -77,3 +80,17 @@ def lion_step(params: list[torch.Tensor], m: list[torch.Tensor], lr: float, beta
         _lion_step_kernel[(triton.cdiv(n, BLOCK),)](
             _flat(p.data), _flat(p.grad), _flat(m_i), n, lr, beta1, beta2, 1 - lr * weight_decay, BLOCK=BLOCK,
         )
+
+
+def compile_specs() -> list[CompileSpec]:
+    """AdamW and Lion at every gpu-grid dtype (state in the parameter's dtype)."""
+    return [
+        spec
+        for dtype in GPU_DTYPES
+        for spec in (
+            CompileSpec(_adamw_step_kernel, dtype, {"BLOCK": BLOCK}, divisible=("n",),
+                        floats=("lr", "beta1", "beta2", "eps", "decay", "step_size", "bias2")),
+            CompileSpec(_lion_step_kernel, dtype, {"BLOCK": BLOCK}, divisible=("n",),
+                        floats=("lr", "beta1", "beta2", "decay")),
+        )
+    ]

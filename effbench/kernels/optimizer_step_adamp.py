@@ -19,8 +19,13 @@ import triton
 import triton.language as tl
 
 from effbench.kernels._common import require_device
+from effbench.kernels._spec import CompileSpec
+from effbench.kernels.optimizer_step import GPU_DTYPES
 
 BLOCK = 1024
+# optimizer/step's gpu matrices (transformer_shapes at d_model 768 and 2048) have 768 to 8192 columns: every
+# one tiles as _tile_shape(rows, cols) = (1, BLOCK); tests/test_kernelcheck.py checks each shape.
+GPU_TILES = ((1, BLOCK),)
 
 
 @triton.jit
@@ -101,12 +106,17 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
     return t.view(-1)
 
 
+def _tile_shape(rows: int, cols: int) -> tuple[int, int]:
+    """(BLOCK_R, BLOCK_C) of a (rows, cols) channel view: ~BLOCK-element tiles, several short rows each."""
+    block_c = min(BLOCK, triton.next_power_of_2(cols))
+    return min(BLOCK // block_c, triton.next_power_of_2(rows)), block_c
+
+
 def _tiles(p: torch.Tensor) -> tuple[int, int, int, int, tuple[int, int]]:
-    """(rows, cols, BLOCK_R, BLOCK_C, grid) of the channel view: ~BLOCK-element tiles, several short rows each."""
+    """(rows, cols, BLOCK_R, BLOCK_C, grid) of the channel view."""
     rows = p.shape[0]
     cols = p.numel() // rows
-    block_c = min(BLOCK, triton.next_power_of_2(cols))
-    block_r = min(BLOCK // block_c, triton.next_power_of_2(rows))
+    block_r, block_c = _tile_shape(rows, cols)
     return rows, cols, block_r, block_c, (triton.cdiv(rows, block_r), triton.cdiv(cols, block_c))
 
 
@@ -142,3 +152,21 @@ def adamp_vector_step(p: torch.Tensor, m: torch.Tensor, v: torch.Tensor, lr: flo
         _flat(p.data), _flat(p.grad), _flat(m), _flat(v), n, beta1, beta2, eps, 1 - lr * weight_decay, lr / bias1,
         bias2, NESTEROV=nesterov, BLOCK=BLOCK,
     )
+
+
+def compile_specs() -> list[CompileSpec]:
+    """Both matrix passes at each gpu tile shape, and the vector step, at every gpu-grid dtype; without Nesterov
+    (the method's default, the only setting the grids run)."""
+    specs = []
+    for dtype in GPU_DTYPES:
+        for block_r, block_c in GPU_TILES:
+            tile = {"NESTEROV": False, "BLOCK_R": block_r, "BLOCK_C": block_c}
+            specs += [
+                CompileSpec(_moments_kernel, dtype, tile, pointers={"partial_ptr": "fp32"},
+                            floats=("beta1", "beta2", "eps", "bias2"), divisible=("rows", "cols")),
+                CompileSpec(_apply_kernel, dtype, tile, pointers={"c_ptr": "fp32", "decay_ptr": "fp32"},
+                            floats=("step_size", "beta1", "eps", "bias2"), divisible=("rows", "cols")),
+            ]
+        specs.append(CompileSpec(_vector_kernel, dtype, {"NESTEROV": False, "BLOCK": BLOCK}, divisible=("n",),
+                                 floats=("beta1", "beta2", "eps", "decay", "step_size", "bias2")))
+    return specs

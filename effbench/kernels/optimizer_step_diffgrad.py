@@ -12,7 +12,8 @@ import triton
 import triton.language as tl
 
 from effbench.kernels._common import require_device
-from effbench.kernels.optimizer_step import BLOCK, _flat
+from effbench.kernels._spec import CompileSpec
+from effbench.kernels.optimizer_step import BLOCK, GPU_DTYPES, _flat
 
 
 @triton.jit
@@ -48,3 +49,8 @@ def diffgrad_step(params: list[torch.Tensor], m: list[torch.Tensor], v: list[tor
             _flat(p.data), _flat(p.grad), _flat(m_i), _flat(v_i), _flat(gp_i), n, beta1, beta2, eps, weight_decay,
             step_size, BLOCK=BLOCK,
         )
+
+
+def compile_specs() -> list[CompileSpec]:
+    return [CompileSpec(_diffgrad_step_kernel, dtype, {"BLOCK": BLOCK}, divisible=("n",),
+                        floats=("beta1", "beta2", "eps", "weight_decay", "step_size")) for dtype in GPU_DTYPES]

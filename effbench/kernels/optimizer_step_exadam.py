@@ -14,7 +14,8 @@ import triton
 import triton.language as tl
 
 from effbench.kernels._common import require_device
-from effbench.kernels.optimizer_step import BLOCK, _flat
+from effbench.kernels._spec import CompileSpec
+from effbench.kernels.optimizer_step import BLOCK, GPU_DTYPES, _flat
 
 
 @triton.jit
@@ -51,3 +52,9 @@ def exadam_step(params: list[torch.Tensor], m: list[torch.Tensor], v: list[torch
             _flat(p.data), _flat(p.grad), _flat(m_i), _flat(v_i), n, beta1, beta2, eps, 1 - lr * weight_decay,
             beta1_t, beta2_t, alpha / (1 - beta1_t), 1 - beta2_t, BLOCK=BLOCK,
         )
+
+
+def compile_specs() -> list[CompileSpec]:
+    floats = ("beta1", "beta2", "eps", "decay", "beta1_t", "beta2_t", "step_size", "bias2")
+    return [CompileSpec(_exadam_step_kernel, dtype, {"BLOCK": BLOCK}, divisible=("n",), floats=floats)
+            for dtype in GPU_DTYPES]

@@ -18,6 +18,8 @@ import triton
 import triton.language as tl
 
 from effbench.kernels._common import require_device
+from effbench.kernels._spec import CompileSpec
+from effbench.kernels.optimizer_step import GPU_DTYPES
 
 BLOCK = 1024
 
@@ -136,3 +138,22 @@ def lars_step(params: list[torch.Tensor], buffers: list[torch.Tensor], lr: float
             _flat(p.data), _flat(p.grad), _flat(buf), p.data if trust is None else trust, n, lr, momentum, weight_decay,
             SCALED=trust is not None, BLOCK=BLOCK,
         )
+
+
+def compile_specs() -> list[CompileSpec]:
+    """LAMB's two passes, LARS's norms and its step on matrices (SCALED, the trust ratio in fp32) and on
+    vectors (the trust pointer is the parameter itself, never read), at every gpu-grid dtype."""
+    specs = []
+    for dtype in GPU_DTYPES:
+        specs += [
+            CompileSpec(_lamb_moments_kernel, dtype, {"BLOCK": BLOCK}, pointers={"partial_ptr": "fp32"},
+                        floats=("beta1", "beta2", "eps", "weight_decay", "step1", "bias2"), divisible=("n",)),
+            CompileSpec(_lamb_apply_kernel, dtype, {"BLOCK": BLOCK}, pointers={"trust_ptr": "fp32"},
+                        floats=("lr", "eps", "weight_decay", "step1", "bias2"), divisible=("n",)),
+            CompileSpec(_sumsq_kernel, dtype, {"BLOCK": BLOCK}, pointers={"partial_ptr": "fp32"}, divisible=("n",)),
+        ]
+        specs += [CompileSpec(_lars_apply_kernel, dtype, {"SCALED": scaled, "BLOCK": BLOCK},
+                              pointers={"trust_ptr": "fp32"} if scaled else {},
+                              floats=("lr", "momentum", "weight_decay"), divisible=("n",))
+                  for scaled in (True, False)]
+    return specs

@@ -35,8 +35,16 @@ import triton
 import triton.language as tl
 
 from effbench.kernels._common import require_device
+from effbench.kernels._spec import CompileSpec
 
 _TARGET_PROGRAMS = 512  # enough (row block, column range) programs to fill an H100-class GPU a few times
+# the launchers' defaults: logit tiles computed in registers (last_layer_scores), or read (scores_from_logits)
+FUSED = {"block_n": 64, "block_c": 128, "block_h": 64, "num_warps": 8}
+FROM_ROWS = {"block_n": 4, "block_c": 1024, "block_h": 16, "num_warps": 4}
+BLOCK_T = 256  # token positions per ngram_counts program
+# sampler/scoring's gpu grid: fp32 and bf16; C (32000, 128256) >= every block_c, so block_c stays in full;
+# n-gram rows of T >= BLOCK_T tokens; every size a multiple of 16. tests/test_kernelcheck.py checks the grid.
+GPU_DTYPES = ("float32", "bfloat16")
 
 
 @triton.jit
@@ -95,6 +103,11 @@ def _splits(n_row_blocks: int, col_tiles: int, splits: int | None) -> int:
     return max(1, min(splits, col_tiles))
 
 
+def _block_c(c: int, block_c: int) -> int:
+    """Columns per tile: ``block_c``, or the next power of two >= max(C, 16) when C is smaller."""
+    return min(block_c, max(16, triton.next_power_of_2(c)))
+
+
 def _launch(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, y: torch.Tensor, logits: torch.Tensor | None,
             block_n: int, block_c: int, block_h: int, splits: int | None, num_warps: int,
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -104,7 +117,7 @@ def _launch(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, y: torch.Tensor, 
     n, hidden = h.shape
     c = w.shape[0]
     h, w, b, y = h.contiguous(), w.contiguous(), b.contiguous(), y.contiguous()
-    block_c = min(block_c, max(16, triton.next_power_of_2(c)))
+    block_c = _block_c(c, block_c)
     n_row_blocks = triton.cdiv(n, block_n)
     col_tiles = triton.cdiv(c, block_c)
     n_splits = _splits(n_row_blocks, col_tiles, splits)
@@ -132,19 +145,21 @@ def _launch(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, y: torch.Tensor, 
     return loss, el2n, grad_norm
 
 
-def last_layer_scores(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, y: torch.Tensor, block_n: int = 64,
-                      block_c: int = 128, block_h: int = 64, splits: int | None = None, num_warps: int = 8,
+def last_layer_scores(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, y: torch.Tensor,
+                      block_n: int = FUSED["block_n"], block_c: int = FUSED["block_c"], block_h: int = FUSED["block_h"],
+                      splits: int | None = None, num_warps: int = FUSED["num_warps"],
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, el2n, grad_norm), fp32 (N,) each, for h (N, H), w (C, H), b (C,), y (N,); no logits in memory."""
     return _launch(h, w, b, y, None, block_n, block_c, block_h, splits, num_warps)
 
 
-def scores_from_logits(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, y: torch.Tensor, block_n: int = 4,
-                       block_c: int = 1024, splits: int | None = None, num_warps: int = 4,
+def scores_from_logits(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, y: torch.Tensor,
+                       block_n: int = FROM_ROWS["block_n"], block_c: int = FROM_ROWS["block_c"],
+                       splits: int | None = None, num_warps: int = FROM_ROWS["num_warps"],
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The same scores from logits materialised by one matmul (N x C in the input dtype), one fold pass."""
     logits = torch.addmm(b, h, w.T)
-    return _launch(h, w, b, y, logits, block_n, block_c, 16, splits, num_warps)
+    return _launch(h, w, b, y, logits, block_n, block_c, FROM_ROWS["block_h"], splits, num_warps)
 
 
 @triton.jit
@@ -164,7 +179,7 @@ def _ngram_counts_kernel(tokens_ptr, counts_ptr, T, stride_tokens, buckets, voca
     tl.atomic_add(row_counts + bigram, tl.full([BLOCK_T], 1.0, tl.float32), mask=has_bigram)
 
 
-def ngram_counts(tokens: torch.Tensor, buckets: int, vocab: int, mix: int, block_t: int = 256) -> torch.Tensor:
+def ngram_counts(tokens: torch.Tensor, buckets: int, vocab: int, mix: int, block_t: int = BLOCK_T) -> torch.Tensor:
     """(N, buckets) fp32 counts of each row's hashed unigrams and bigrams, by atomic adds (exact below 2^24)."""
     assert tokens.ndim == 2 and not tokens.is_floating_point()
     require_device(tokens)
@@ -176,3 +191,22 @@ def ngram_counts(tokens: torch.Tensor, buckets: int, vocab: int, mix: int, block
         tokens, counts, t, tokens.stride(0), buckets, vocab, mix, BLOCK_T=block_t,
     )
     return counts
+
+
+def compile_specs() -> list[CompileSpec]:
+    """The scores kernel with logit tiles in registers and from materialised logits, at every gpu-grid dtype,
+    and the n-gram histogram (int64 tokens, fp32 counts: no case dtype; the hash multiplier passes 2^31)."""
+    stats = {"y_ptr": "i64", "m_ptr": "fp32", "s1_ptr": "fp32", "s2_ptr": "fp32", "zy_ptr": "fp32"}
+    sizes = ("N", "C", "H", "stride_h", "stride_w", "stride_logits", "cols_per_split")
+    specs = [
+        CompileSpec(_scores_kernel, dtype,
+                    {"FROM_LOGITS": from_logits, "BLOCK_N": blocks["block_n"], "BLOCK_C": blocks["block_c"],
+                     "BLOCK_H": blocks["block_h"]},
+                    pointers=stats, divisible=sizes, num_warps=blocks["num_warps"])
+        for dtype in GPU_DTYPES
+        for from_logits, blocks in ((False, FUSED), (True, FROM_ROWS))
+    ]
+    specs.append(CompileSpec(_ngram_counts_kernel, None, {"BLOCK_T": BLOCK_T},
+                             pointers={"tokens_ptr": "i64", "counts_ptr": "fp32"}, int64=("mix",),
+                             divisible=("T", "stride_tokens", "buckets", "vocab")))
+    return specs

@@ -18,6 +18,7 @@ import triton
 import triton.language as tl
 
 from effbench.kernels._common import require_device
+from effbench.kernels._spec import CompileSpec
 from effbench.kernels._tiles import _accumulate_tile_grads, _logit_tile
 
 BLOCKS = {"block_n": 64, "block_v": 64, "block_d": 64}
@@ -106,3 +107,17 @@ class SigmoidPairwiseFunction(torch.autograd.Function):
 def sigmoid_pairwise_loss(a: torch.Tensor, t: torch.Tensor, log_temp: torch.Tensor, bias: torch.Tensor,
                           **blocks: int) -> torch.Tensor:
     return SigmoidPairwiseFunction.apply(a, t, log_temp, bias, {**BLOCKS, **blocks})
+
+
+def compile_specs() -> list[CompileSpec]:
+    """The gpu grid's launches (loss/sigmoid_pairwise): bf16 at BLOCKS; b and d multiples of 16."""
+    constexprs = {"BLOCK_N": BLOCKS["block_n"], "BLOCK_V": BLOCKS["block_v"], "BLOCK_D": BLOCKS["block_d"]}
+    sizes = ("B", "D", "stride_a", "stride_t")
+    return [
+        CompileSpec(_sigmoid_fwd_kernel, "bfloat16", constexprs, pointers={"partial_ptr": "fp32"},
+                    floats=("temp", "bias"), divisible=sizes),
+        CompileSpec(_sigmoid_bwd_kernel, "bfloat16", constexprs, divisible=sizes,
+                    pointers={"da_ptr": "fp32", "dt_ptr": "fp32", "dtemp_partial_ptr": "fp32",
+                              "dbias_partial_ptr": "fp32"},
+                    floats=("temp", "bias", "grad_scale")),
+    ]
