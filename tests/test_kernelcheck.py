@@ -259,3 +259,27 @@ def test_the_store_keeps_the_newest_build_and_the_method_page_shows_it(tmp_path)
     page = (tmp_path / "site" / method_page("loss/linear_cross_entropy", "linear_cross_entropy")).read_text()
     assert "Kernel builds" in page and "cross_entropy._cross_entropy_fwd_bwd_kernel" in page
     assert "<td>40</td>" in page and "<td>99</td>" not in page
+
+
+def test_tile_offsets_are_64_bit(tmp_path):
+    """A row index times a stride passes 2^31 once V x D does: the shared logit tiles must do their offset
+    arithmetic in int64. Real compilation of the three kernels that use them, read at the TTIR."""
+    code = """
+import sys, triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from effbench.kernels import contrastive, linear_cross_entropy, sigmoid_pairwise
+for module in (linear_cross_entropy, contrastive, sigmoid_pairwise):
+    for spec in module.compile_specs():
+        source = ASTSource(spec.fn, spec.signature(), spec.constants(), spec.attrs())
+        ttir = triton.compile(source, target=GPUTarget("cuda", 90, 32),
+                              options={"num_warps": spec.num_warps, "num_stages": spec.num_stages}).asm["ttir"]
+        wide = [line for line in ttir.splitlines() if "arith.muli" in line and "xi64>" in line]
+        print(spec.kernel, len(wide))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    counts = dict(line.rsplit(" ", 1) for line in result.stdout.splitlines())
+    assert len(counts) >= 3 and all(int(n) >= 2 for n in counts.values()), counts  # row and column offsets
