@@ -109,8 +109,8 @@ def test_plugin_run_records_error_wrong_ok(tmp_path):
     """The spine's acceptance case: one run with a raising, a NaN and a correct plugin method goes to the end."""
     db = tmp_path / "db.duckdb"
     result = CliRunner().invoke(cli, ["run", "--plugin", str(PLUGINS / "three_statuses.py"), "--task",
-                                      "linear_cross_entropy", "--grid", "smoke", "--seeds", "1", "--all-points",
-                                      "--db", str(db)])
+                                      "linear_cross_entropy", "--method", "plugin_raises,plugin_nan,plugin_correct",
+                                      "--grid", "smoke", "--seeds", "1", "--all-points", "--db", str(db)])
     assert result.exit_code == 0, result.output
     rows = json.loads(invoke("query", "SELECT DISTINCT method, status FROM results WHERE method LIKE 'plugin_%' "
                              "AND status != 'skipped'", "--db", str(db), "--json").output)

@@ -189,7 +189,7 @@ def test_dry_run_estimates_from_declared_costs_then_from_earlier_runs(tmp_path):
     assert lines[0].split() == ["task", "cases", "estimate", "from"]
     assert any(line.startswith("attention/lm") and "declared cost 150" in line for line in lines)
     assert lines[-1].startswith(
-        "grid cpu on cpu, 3 seed(s) per kernel case, 5 per workload case: 3606 cases, estimated ") and "h" in lines[-1]
+        "grid cpu on cpu, 3 seed(s) per kernel case, 5 per workload case: 3630 cases, estimated ") and "h" in lines[-1]
 
     command = ["run", "--plugin", FAULTY, "--method", "planted_faults", "--impl", "reference,correct", "--grid",
                "smoke", "--db", str(db)]

@@ -14,7 +14,10 @@ rows' logits at a time and recomputes them in backward; ``triton_ce`` materialis
 once and fuses softmax, loss and gradient in a Triton kernel writing the gradient in
 place; ``triton_linear_ce`` never writes logits to global memory, in the manner of Cut
 Cross-Entropy (Wijmans et al., "Cut Your Losses in Large-Vocabulary Language Models",
-arXiv:2411.09009); ``cce`` and ``liger`` are the published packages.
+arXiv:2411.09009). Published packages: cut-cross-entropy's kernel with its default gradient
+filter (``cce``) and without it (``cce_unfiltered``), both CUDA only, and its own
+``torch.compile`` path (``cce_torch_compile``, which runs on the CPU too); Liger-Kernel's
+fused linear cross-entropy (``liger``).
 """
 
 from __future__ import annotations
@@ -135,15 +138,35 @@ def triton_linear_ce(x: torch.Tensor, w: torch.Tensor, y: torch.Tensor, ignore_i
     return linear_cross_entropy(x, w, y, ignore_index, z_loss, label_smoothing, **blocks)
 
 
-@method.impl("cce", needs=("cut_cross_entropy",), devices=("cuda",))
-def cce(x: torch.Tensor, w: torch.Tensor, y: torch.Tensor, ignore_index: int = -100, z_loss: float = 0.0,
-        label_smoothing: float = 0.0) -> torch.Tensor:
-    """apple/ml-cross-entropy's kernel; it has no z-loss or label smoothing."""
+def _cce(x: torch.Tensor, w: torch.Tensor, y: torch.Tensor, ignore_index: int, z_loss: float, label_smoothing: float,
+         **options: object) -> torch.Tensor:
     if z_loss or label_smoothing:
         raise Skipped("cut-cross-entropy has no z-loss or label smoothing")
     from cut_cross_entropy import linear_cross_entropy as cce_loss
 
-    return cce_loss(x, w, y, ignore_index=ignore_index, reduction="mean")
+    return cce_loss(x, w, y, ignore_index=ignore_index, reduction="mean", **options)
+
+
+@method.impl("cce", needs=("cut_cross_entropy",), devices=("cuda",))
+def cce(x: torch.Tensor, w: torch.Tensor, y: torch.Tensor, ignore_index: int = -100, z_loss: float = 0.0,
+        label_smoothing: float = 0.0) -> torch.Tensor:
+    """apple/ml-cross-entropy's Triton kernel with its default gradient filter (``filter_eps="high"``: backward
+    blocks whose softmax is below the filter are skipped, so a flat softmax skips most of the work)."""
+    return _cce(x, w, y, ignore_index, z_loss, label_smoothing, impl="cce")
+
+
+@method.impl("cce_unfiltered", needs=("cut_cross_entropy",), devices=("cuda",))
+def cce_unfiltered(x: torch.Tensor, w: torch.Tensor, y: torch.Tensor, ignore_index: int = -100,
+                   z_loss: float = 0.0, label_smoothing: float = 0.0) -> torch.Tensor:
+    """The same kernel with the gradient filter off (``filter_eps=None``): every backward block computed."""
+    return _cce(x, w, y, ignore_index, z_loss, label_smoothing, impl="cce", filter_eps=None)
+
+
+@method.impl("cce_torch_compile", needs=("cut_cross_entropy",))
+def cce_torch_compile(x: torch.Tensor, w: torch.Tensor, y: torch.Tensor, ignore_index: int = -100,
+                      z_loss: float = 0.0, label_smoothing: float = 0.0) -> torch.Tensor:
+    """cut-cross-entropy's own torch.compile path (``impl="torch_compile"``), the one it runs without CUDA."""
+    return _cce(x, w, y, ignore_index, z_loss, label_smoothing, impl="torch_compile")
 
 
 @method.impl("liger", needs=("liger_kernel",), devices=("cuda",))

@@ -71,3 +71,30 @@ def test_chunked_scales_with_upstream_gradient():
     (g1,) = torch.autograd.grad(chunked(x, w, y), [x])
     (g3,) = torch.autograd.grad(3.0 * chunked(x, w, y), [x])
     torch.testing.assert_close(g3, 3.0 * g1)
+
+
+def test_cut_cross_entropy_peers():
+    """cut-cross-entropy: its torch.compile path runs on the CPU and matches the reference (loss and both
+    gradients, odd sizes, ignored tokens, two seeds); its kernels, filtered or not, need CUDA; no z-loss."""
+    pytest.importorskip("cut_cross_entropy")
+    from effbench.methods.losses.linear_cross_entropy import cce_torch_compile, method
+    from effbench.registry import Skipped
+
+    assert method.impls["cce"].why_not("cpu", "float32")[0] == "unavailable"
+    assert method.impls["cce_unfiltered"].why_not("cpu", "float32")[0] == "unavailable"
+    assert method.impls["cce_torch_compile"].why_not("cpu", "float32") is None
+    for seed in (0, 1):
+        gen = torch.Generator().manual_seed(seed)
+        x = torch.randn(37, 19, generator=gen)
+        w = torch.randn(101, 19, generator=gen) / 19**0.5
+        y = torch.randint(0, 101, (37,), generator=gen)
+        y[::5] = -100
+        outs = []
+        for fn in (reference, cce_torch_compile):
+            xl, wl = x.clone().requires_grad_(), w.clone().requires_grad_()
+            loss = fn(xl, wl, y)
+            outs.append((loss, *torch.autograd.grad(loss, [xl, wl])))
+        for ref, got in zip(*outs, strict=True):
+            assert (got - ref).norm() / ref.norm() < 1e-5
+    with pytest.raises(Skipped, match="no z-loss"):
+        cce_torch_compile(x, w, y, z_loss=1e-3)
