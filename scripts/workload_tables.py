@@ -1,8 +1,11 @@
 """Print the README's workload tables (markdown) from a DB: one per workload task, from
 ``analysis.verdict_table`` (solved points, performance profile, significant wins and losses against the
 baseline after the Benjamini-Hochberg correction), with each task's target provenance and its runs.
+With ``--matrix``, one table of methods x points instead: median steps to the target / median final
+metric, "*" where the difference from the baseline is significant, "miss" where a seed missed the target.
 
     python scripts/workload_tables.py results/effbench.duckdb [task ...]
+    python scripts/workload_tables.py results/effbench.duckdb --matrix sampler/data_selection
 """
 
 from __future__ import annotations
@@ -58,7 +61,40 @@ def main(db: str, tasks: list[str]) -> None:
         print()
 
 
+def matrix(db: str, task: str) -> None:
+    frame = analysis.open_results(db).filter((pl.col("task") == task) & (pl.col("seed") >= 0))
+    verdicts = analysis.significance(frame, analysis.task_info(db))
+    marked = {(r["method"], r["impl"], r["point_key"], r["metric"]) for r in verdicts.iter_rows(named=True)
+              if r["significant"]} if not verdicts.is_empty() else set()
+    summary = analysis.workload_summary(frame)
+    status = analysis.case_status(frame)
+    points = list(dict.fromkeys(frame.sort("point_key")["point_key"]))
+    print("| method | " + " | ".join(f"p{i + 1}" for i in range(len(points))) + " |\n|" + "---|" * (len(points) + 1))
+    for (method, impl), part in summary.sort(["method", "impl"]).group_by(["method", "impl"], maintain_order=True):
+        cells = []
+        for point in points:
+            row = part.filter(pl.col("point_key") == point)
+            states = set(status.filter((pl.col("method") == method) & (pl.col("impl") == impl)
+                                       & (pl.col("point_key") == point))["status"])
+            if row.is_empty() or states == {"skipped"}:
+                cells.append("skipped" if states == {"skipped"} else "—")
+                continue
+            r = row.row(0, named=True)
+            reached = r["seeds_reaching_target"] == r["seeds"]
+            steps = f"{r['steps_to_target_median']:.0f}" if reached else "miss"
+            steps += "*" if (method, impl, point, "steps_to_target") in marked else ""
+            final = f"{r['final_metric_mean']:.3f}" + ("*" if (method, impl, point, "final_metric") in marked else "")
+            cells.append(f"{steps} / {final}")
+        print(f"| {method}{'' if impl == 'reference' else f' ({impl})'} | " + " | ".join(cells) + " |")
+    print()
+    for i, point in enumerate(points):
+        print(f"p{i + 1}: {point}")
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2:])
+    if len(sys.argv) == 4 and sys.argv[2] == "--matrix":
+        matrix(sys.argv[1], sys.argv[3])
+    else:
+        main(sys.argv[1], sys.argv[2:])
