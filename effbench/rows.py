@@ -133,6 +133,7 @@ class TaskInfo:
     baseline_impl: str | None
     compare: str  # JSON list of [metric, higher_is_better]
     target: str  # the targets' provenance: a fixed constant and how it was set, or none
+    description: str | None = None  # what the task measures, and what a reader must know to read it
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     baseline VARCHAR,
     baseline_impl VARCHAR,
     compare VARCHAR,
-    target VARCHAR
+    target VARCHAR,
+    description VARCHAR
 );
 
 -- Every setting a workload case's tuning job tried, on tuning seeds disjoint from the scored seeds

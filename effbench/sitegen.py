@@ -512,6 +512,8 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
     task_frame = analysis.task_info(db)
     verdicts = analysis.significance(frame, task_frame) if not frame.is_empty() else pl.DataFrame()
     targets = {r["task"]: r["target"] for r in task_frame.iter_rows(named=True)} if not task_frame.is_empty() else {}
+    about = ({r["task"]: r.get("description") or "" for r in task_frame.iter_rows(named=True)}
+             if not task_frame.is_empty() else {})
     run_frame = analysis.runs(db)
     method_frame = analysis.methods(db)
     builds = analysis.kernel_builds(db)
@@ -546,6 +548,7 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
                             "headline": headline(task_rows, kind, verdicts_of(task)) if not task_rows.is_empty()
                             else [],
                             "target": targets.get(task, "") if kind == "workload" else "",
+                            "description": about.get(task, ""),
                             "failures": sum(counts.get(s, 0) for s in FAIL_STATUSES),
                             "untimed": _untimed_grids(task_rows)}
     for family in FAMILIES:

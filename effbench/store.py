@@ -177,6 +177,8 @@ class Store:
         for statement in sql.split(";"):
             if statement.strip():
                 self._all(statement)
+        # columns added within schema 3 (files written by its first commits lack them)
+        self._all("ALTER TABLE tasks ADD COLUMN IF NOT EXISTS description VARCHAR")
         self._all(
             "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [str(SCHEMA_VERSION)],

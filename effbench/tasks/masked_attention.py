@@ -133,7 +133,10 @@ def derived(fn: Callable[..., Any], inputs: dict[str, Any], point: dict[str, Any
 task = KernelTask(
     family="attention",
     name="masked_attention",
-    description="Attention with a mask pattern (static, data-dependent, or a low-rank bias), forward and backward.",
+    description=("Attention with a mask pattern (static, data-dependent, or a low-rank bias), forward and backward. "
+                 "Baselines: SDPA with a boolean mask runs its dense memory-efficient or math path (it computes "
+                 "every pair, masked or not); the windowed flash baselines are flash-attn's window_size (FA2, "
+                 "CUDA) and FlexAttention, which skip the blocks a sliding window excludes."),
     grids={
         "smoke": [
             {"B": 1, "H": 2, "N": 96, "d": 16, "window": 32},
