@@ -18,7 +18,7 @@ ARGS ?=
 .PHONY: bench test lint install asv-smoke site kernels help
 
 help:
-	@echo "make bench [GRID=smoke|cpu|gpu] [ARGS=...]   install into $(VENV), run the grid (default: $(GRID)),"
+	@echo "make bench [GRID=smoke|cpu|gpu|gpu-smoke] [ARGS=...] install into $(VENV), run the grid (default: $(GRID)),"
 	@echo "                                  write $(DB), build $(SITE)/; ARGS go to effbench run (e.g. --resume)"
 	@echo "make test                         install into $(VENV) and run the tests"
 	@echo "make lint                         ruff over the code"

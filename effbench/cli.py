@@ -179,9 +179,11 @@ def _say(text: str) -> None:
 @click.option("--task", help="Only this task ('family/name' or its name).")
 @click.option("--method", help="Only this method, or several comma-separated (adamw,lion).")
 @click.option("--impl", help="Only this implementation, or several comma-separated.")
-@click.option("--grid", help="smoke | cpu | gpu  [default: gpu when CUDA is there, else cpu]. smoke checks that "
-              "everything runs (each method once, at its first covered point, one seed, in about a minute on "
-              "2 cores); its times are not for comparison.")
+@click.option("--grid", help="smoke | cpu | gpu | gpu-smoke  [default: gpu when CUDA is there, else cpu]. smoke "
+              "checks that everything runs (each method once, at its first covered point, one seed, in about a "
+              "minute on 2 cores); its times are not for comparison. gpu-smoke: the gpu grid's headline "
+              "comparisons (linear CE at the Gemma-2 point, AdamW at 124M, sliding-window attention), one seed, "
+              "about 8 minutes on one H100.")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
 @click.option("--seeds", type=int, help="Scored seeds per case  [default: 1 on smoke; else 3 for kernel tasks, "
               "5 for workload tasks, whose tuning runs on a seed of its own]")
@@ -254,7 +256,8 @@ def run(
     registry = _registry(plugins)
     shard_dir = shard_dir or db.parent / "local" / "runs"
     try:
-        config = make_config(grid, device, seeds, timeout_s, memory_limit_gib, all_points=all_points)
+        config = make_config(grid, device, seeds, timeout_s, memory_limit_gib, all_points=all_points,
+                             dry_run=dry_run)
         cases = plan(registry, config, family=family, task=task, method=method, impl=impl)
         total = len(cases)
         if shard_spec is not None:
@@ -397,10 +400,11 @@ def _plan_estimates(registry: Any, config: Any, cases: list[Any], db: Path) -> t
     from effbench.estimate import History, estimate
 
     history = History(db)
-    declared = {key: task.cost_s.get(config.grid) for key, task in registry.tasks.items()}
+    declared = {key: task.cost_s.get(config.base_grid) for key, task in registry.tasks.items()}
     keys = [(c.task, c.method, c.impl, c.point_key, c.dtype, c.device, c.seed) for c in cases]
-    by_task = estimate(keys, config.grid, declared, history, config.points == "first_covered")
-    per_case = {c.key: history.seconds(k, config.grid, declared[c.task])[0] for c, k in zip(cases, keys, strict=True)}
+    by_task = estimate(keys, config.base_grid, declared, history, config.points == "first_covered")
+    per_case = {c.key: history.seconds(k, config.base_grid, declared[c.task])[0]
+                for c, k in zip(cases, keys, strict=True)}
     return by_task, per_case
 
 

@@ -22,7 +22,7 @@ SCHEMA_VERSION = 3  # 2: runs.ended_at and the cases table (each case's wall tim
 STATUSES = ("ok", "error", "oom", "timeout", "unavailable", "skipped", "wrong")
 # Grids whose times are for comparison. The smoke grid's are not (no warm-up, a few repetitions): enough to
 # check that a number comes out, too few to compare two numbers. ``compare`` and the site honour this.
-TIMED_GRIDS = ("cpu", "gpu")
+TIMED_GRIDS = ("cpu", "gpu", "gpu-smoke")
 
 
 @dataclass(frozen=True)

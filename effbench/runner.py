@@ -85,12 +85,40 @@ GRID_TIMEOUT_S: dict[str, float] = {"smoke": 120.0, "cpu": 900.0, "gpu": 1800.0}
 # Scored seeds per case. Kernel tasks: accuracy checks on fresh inputs (seed 0 is timed). Workload tasks: the
 # significance of "A beats B" rests on them (5 at least: a rank test on fewer cannot reach p < 0.05 after the
 # correction for many comparisons).
-DEFAULT_SEEDS: dict[str, int] = {"smoke": 1, "cpu": 3, "gpu": 3}
-DEFAULT_WORKLOAD_SEEDS: dict[str, int] = {"smoke": 1, "cpu": 5, "gpu": 5}
+DEFAULT_SEEDS: dict[str, int] = {"smoke": 1, "cpu": 3, "gpu": 3, "gpu-smoke": 1}
+DEFAULT_WORKLOAD_SEEDS: dict[str, int] = {"smoke": 1, "cpu": 5, "gpu": 5, "gpu-smoke": 1}
 # Which points of its grid a method runs at. "all"; or "first_covered": each (method, impl) at the first
 # point of the grid (tasks list their smallest first) that it covers, i.e. where it is not skipped.
 GRID_POINTS: dict[str, str] = {"smoke": "first_covered", "cpu": "all", "gpu": "all"}
 MAX_SEEDS = 1000  # beyond it a plan is a typo, not a study (and would not fit in memory)
+
+
+@dataclass(frozen=True)
+class Pick:
+    """Cases of a selection grid: one method's impls at some points (equal to the base grid's) of one task."""
+
+    task: str
+    method: str
+    impls: tuple[str, ...]
+    points: tuple[dict[str, Any], ...]
+
+
+# Named selections of another grid's cases. gpu-smoke: the headline comparisons of a first GPU hour, about
+# 8 minutes on one H100 (one seed): linear CE at the Gemma-2 point, AdamW at GPT-2 small's 124M parameters
+# (fp32 and bf16, against the copy bandwidth), sliding-window attention at N = 4096 and 16384, head dim 128.
+SELECTIONS: dict[str, tuple[str, tuple[Pick, ...]]] = {
+    "gpu-smoke": ("gpu", (
+        Pick("loss/linear_cross_entropy", "linear_cross_entropy",
+             ("reference", "compile", "chunked", "triton_linear_ce", "liger", "cce", "cce_unfiltered"),
+             ({"N": 8192, "D": 2304, "V": 256000, "ignore_frac": 0.0},)),
+        Pick("optimizer/step", "adamw", ("reference", "torch_foreach", "torch_fused", "triton"),
+             ({"d_model": 768, "layers": 12, "vocab": 50304, "steps": 5},)),
+        Pick("attention/masked_attention", "sliding_window", ("reference", "sdpa", "flex", "triton", "flash_attn"),
+             ({"B": 1, "H": 16, "N": 4096, "d": 128, "window": 512},
+              {"B": 1, "H": 16, "N": 16384, "d": 128, "window": 1024})),
+    )),
+}
+ALL_GRIDS = (*GRIDS, *SELECTIONS)
 
 WORKER_ENV = {"PYTHONUNBUFFERED": "1"}
 
@@ -148,6 +176,11 @@ class RunConfig:
         return f"{self.seeds} seed(s) per kernel case, {self.workload_seeds} per workload case"
 
     @property
+    def base_grid(self) -> str:
+        """The grid whose points, dtypes and costs this one uses (itself, or a selection's base)."""
+        return SELECTIONS[self.grid][0] if self.grid in SELECTIONS else self.grid
+
+    @property
     def timed(self) -> bool:
         """Whether this grid's times are for comparison (``TIMED_GRIDS``)."""
         return self.grid in TIMED_GRIDS
@@ -179,12 +212,13 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def resolve_device(device: str) -> str:
+def resolve_device(device: str, available: bool = True) -> str:
+    """``available``: the device must be here (False for a plan that runs nothing, e.g. a dry run)."""
     if device == "auto":
         return default_device()
     if device not in ("cpu", "cuda"):
         raise suggest("device", device, ("auto", "cpu", "cuda"))
-    if device == "cuda" and not torch.cuda.is_available():
+    if available and device == "cuda" and not torch.cuda.is_available():
         raise suggest("device", device, ("auto", "cpu")) from None
     return device
 
@@ -196,13 +230,16 @@ def make_config(
     timeout_s: float | None = None,
     memory_limit_gib: float | None = None,
     all_points: bool = False,
+    dry_run: bool = False,
 ) -> RunConfig:
     """A run configuration with the grid's defaults filled in. ``all_points``: every point of the grid for
-    every method, even on a grid that runs each method at its first covered point (smoke)."""
-    device = resolve_device(device)
+    every method, even on a grid that runs each method at its first covered point (smoke). ``dry_run``: a
+    plan only, so the device need not be here (plan a GPU run on a laptop)."""
+    device = resolve_device(device, available=not dry_run)
     grid = grid or ("gpu" if device == "cuda" else "cpu")
-    if grid not in GRIDS:
-        raise suggest("grid", grid, GRIDS)
+    if grid not in ALL_GRIDS:
+        raise suggest("grid", grid, ALL_GRIDS)
+    base = SELECTIONS[grid][0] if grid in SELECTIONS else grid
     if seeds is not None and not 1 <= seeds <= MAX_SEEDS:
         raise suggest("seed count", str(seeds), (f"an integer from 1 to {MAX_SEEDS}",))
     if timeout_s is not None and not timeout_s > 0:
@@ -214,10 +251,10 @@ def make_config(
         device=device,
         seeds=seeds or DEFAULT_SEEDS[grid],
         workload_seeds=seeds or DEFAULT_WORKLOAD_SEEDS[grid],
-        timeout_s=timeout_s or GRID_TIMEOUT_S[grid],
-        timing=GRID_TIMING[grid],
+        timeout_s=timeout_s or GRID_TIMEOUT_S[base],
+        timing=GRID_TIMING[base],
         memory_limit_bytes=None if memory_limit_gib is None else int(memory_limit_gib * (1 << 30)),
-        points="all" if all_points else GRID_POINTS[grid],
+        points="all" if all_points else GRID_POINTS[base],
     )
 
 
@@ -292,14 +329,22 @@ def plan(
         for name in wanted_impls:
             if name not in valid:
                 raise suggest("impl", name, valid)
+    picks = {(p.task, p.method): p for p in SELECTIONS[config.grid][1]} if config.grid in SELECTIONS else None
     cases: list[Case] = []
     for m in methods:
         t = registry.tasks[m.task]
         impls = sorted(m.impls, key=lambda name: (name != "reference", name))
         if wanted_impls is not None:
             impls = [i for i in impls if i in wanted_impls]
-        for point in t.grids[config.grid]:
-            for dtype in t.dtypes[config.grid]:
+        points = t.grids[config.base_grid]
+        if picks is not None:  # a selection grid: only its methods, impls and points
+            pick = picks.get((m.task, m.name))
+            if pick is None:
+                continue
+            impls = [i for i in impls if i in pick.impls]
+            points = [p for p in points if p in pick.points]
+        for point in points:
+            for dtype in t.dtypes[config.base_grid]:
                 for seed in range(config.seeds_of(t)):
                     for name in impls:
                         cases.append(Case(m.task, m.name, name, dict(point), dtype, config.device, seed))

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from effbench.cli import cli
@@ -242,3 +243,30 @@ def test_resume_picks_the_interrupted_run_with_the_most_finished_cases(faulty_re
     path, contents = find_resumable(tmp_path, plan_fingerprint(config, cases, faulty_registry.plugins))
     assert len(contents.done) == 2 and not contents.complete
     assert path == min(tmp_path.glob("*.jsonl"))  # the older run
+
+
+def test_gpu_smoke_is_the_headline_selection_and_plans_without_a_gpu(tmp_path):
+    from effbench.registry import discover
+    from effbench.runner import make_config, plan
+
+    config = make_config("gpu-smoke", "cuda", dry_run=True)  # no GPU here: a plan needs none
+    assert config.base_grid == "gpu" and config.timed and config.seeds == 1
+    cases = plan(discover(), config)
+    chosen = {(c.task, c.method, c.impl, c.point_key, c.dtype) for c in cases}
+    assert len(cases) == len(chosen) == 25 and {c.device for c in cases} == {"cuda"}
+    ce = {c.impl for c in cases if c.task == "loss/linear_cross_entropy"}
+    assert ce == {"reference", "compile", "chunked", "triton_linear_ce", "liger", "cce", "cce_unfiltered"}
+    assert {c.point_key for c in cases if c.task == "loss/linear_cross_entropy"} == {
+        "D=2304,N=8192,V=256000,ignore_frac=0.0"}  # the Gemma-2 point, without z-loss or smoothing
+    assert {c.dtype for c in cases if c.task == "optimizer/step"} == {"float32", "bfloat16"}
+    attention = [(c.impl, c.point) for c in cases if c.task == "attention/masked_attention"]
+    assert {p["N"] for _, p in attention} == {4096, 16384} and {p["d"] for _, p in attention} == {128}
+    assert {i for i, _ in attention} == {"reference", "sdpa", "flex", "triton", "flash_attn"}
+    dry = CliRunner().invoke(cli, ["run", "--grid", "gpu-smoke", "--device", "cuda", "--dry-run", "--db",
+                                   str(tmp_path / "db.duckdb")])
+    assert dry.exit_code == 0, dry.output
+    assert dry.output.splitlines()[-1].startswith("grid gpu-smoke on cuda, 1 seed(s): 25 cases, estimated ")
+    if not torch.cuda.is_available():  # running it needs the device
+        real = CliRunner().invoke(cli, ["run", "--grid", "gpu-smoke", "--device", "cuda", "--db",
+                                        str(tmp_path / "db.duckdb")])
+        assert real.exit_code != 0 and "unknown device 'cuda'" in real.output

@@ -105,7 +105,7 @@ def test_plan_rejects_unknown_names(registry, kwargs, needle):
 
 
 def test_config_validation():
-    with pytest.raises(UsageError, match="unknown grid 'huge'; valid: cpu, gpu, smoke"):
+    with pytest.raises(UsageError, match="unknown grid .huge.; valid: cpu, gpu, gpu-smoke, smoke"):
         make_config("huge", "cpu")
     with pytest.raises(UsageError, match="device"):
         make_config("smoke", "tpu")

@@ -187,7 +187,8 @@ task = KernelTask(
     dtypes={"smoke": ("float32",), "cpu": ("float32",), "gpu": ("bfloat16",)},
     # seconds per case on the 2-core development CPU, measured 2026-12-06: smoke, a smoke run of each method
     # once; cpu: run 20261206T142135Z-98a1cf57, 537 s for 1098 cases; gpu: not measured yet
-    cost_s={"smoke": 0.15, "cpu": 0.5},
+    # gpu: a guess, not a measurement (no GPU has run this grid): the float64 truth at N = 16384 dominates
+    cost_s={"smoke": 0.15, "cpu": 0.5, "gpu": 20.0},
     make_inputs=make_inputs,
     outputs=outputs,
     derived=derived,

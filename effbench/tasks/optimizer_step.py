@@ -238,7 +238,8 @@ task = KernelTask(
     dtypes={"smoke": ("float32",), "cpu": ("float32",), "gpu": ("float32", "bfloat16")},
     # seconds per case on the 2-core development CPU, measured 2026-12-06: smoke, a smoke run of each method
     # once; cpu: run 20261206T141541Z-96b1ee84, 349 s for 270 cases; gpu: not measured yet
-    cost_s={"smoke": 0.27, "cpu": 1.3},
+    # gpu: a guess, not a measurement (no GPU has run this grid): 5 steps, the 50-step check and the timing
+    cost_s={"smoke": 0.27, "cpu": 1.3, "gpu": 10.0},
     make_inputs=make_inputs,
     outputs=outputs,
     timed=timed,
