@@ -210,10 +210,18 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: BlockLayou
 
 
 def _launch_options(dtype: torch.dtype, d: int, block: int) -> dict[str, Any]:
-    """Constexprs and launch options of the forward, dK/dV and dQ kernels (``compile_specs`` uses them too)."""
+    """Constexprs and launch options of the forward, dK/dV and dQ kernels (``compile_specs`` uses them too).
+
+    Block 128 tiles hold 4x a block-64 tile's scores per program: with 4 warps ptxas spilled (sm_90, head dim 64:
+    448 B forward, 1208 B dK/dV, 488 B dQ; sm_80 fell back to 32 registers and 5-20 KB), so they get 8 warps and
+    no software pipelining (a second stage's buffers cost registers too). Compiled by ``effbench kernels``
+    (Triton 3.9): forward and dQ then spill nothing on sm_90, dK/dV 8 B (head dim 64) and 376 B (128), whose
+    two fp32 accumulators (dK, dV: 2 x 128 x d) alone take half the register file; 16 warps or two stages
+    spill more. On sm_80 (no wgmma) 176-2344 B remain."""
+    large = block >= 128
     return {
         "BLOCK": block, "D": d, "PRECISION": "ieee" if dtype == torch.float32 else "tf32",
-        "num_warps": 4 if d <= 64 else 8, "num_stages": 2,
+        "num_warps": 8 if d > 64 or large else 4, "num_stages": 1 if large else 2,
     }
 
 
