@@ -47,6 +47,9 @@ class Run:
     source: str  # "effbench" or "asv"
     command: str
     ended_at: str | None = None  # ISO 8601, UTC; the store fills it from the shard's RunDone
+    peers: str | None = None  # JSON {package: version} of the published implementations installed
+    driver_version: str | None = None  # the NVIDIA driver's, on a GPU run
+    gpu_clocks: str | None = None  # JSON: the GPU's SM and memory clocks (current and max, MHz) at the start
 
 
 @dataclass(frozen=True)

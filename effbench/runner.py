@@ -841,9 +841,57 @@ def _triton_version() -> str | None:
         return None
 
 
+# The published implementations a run may compare against (and Triton, which ours need): their versions
+# are part of every run's provenance.
+PEER_PACKAGES = ("triton", "pytorch-optimizer", "schedulefree", "cut-cross-entropy", "liger-kernel", "flash-attn",
+                 "xformers")
+
+
+def peer_versions() -> dict[str, str]:
+    """{package: version} of the peer packages installed here (absent ones left out)."""
+    from importlib import metadata
+
+    found = {}
+    for name in PEER_PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def gpu_state() -> tuple[str | None, str | None]:
+    """(driver version, JSON of the first GPU's SM and memory clocks in MHz) from NVML, when pynvml is there
+    (``pip install effbench[gpu]``); clocks decide what a GPU time means, and a throttled GPU is slower."""
+    try:
+        import pynvml
+    except ImportError:
+        return None, None
+    try:
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        clocks = {
+            "sm_mhz": pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM),
+            "sm_max_mhz": pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM),
+            "mem_mhz": pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_MEM),
+            "mem_max_mhz": pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_MEM),
+        }
+    except Exception:  # noqa: BLE001 - NVML missing or refusing: provenance unknown, the run goes on
+        return None, None
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:  # noqa: BLE001 - never initialised
+            pass
+    driver = driver.decode() if isinstance(driver, bytes) else str(driver)
+    return driver, json.dumps(clocks, sort_keys=True)
+
+
 def new_run(config: RunConfig, command: str, source: str = "effbench") -> Run:
     """Provenance of a run on this machine."""
     now = datetime.now(timezone.utc)
+    driver, clocks = gpu_state() if config.device == "cuda" else (None, None)
     return Run(
         run_id=f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}",
         started_at=now.isoformat(timespec="seconds"),
@@ -862,6 +910,9 @@ def new_run(config: RunConfig, command: str, source: str = "effbench") -> Run:
         grid=config.grid,
         source=source,
         command=command,
+        peers=json.dumps(peer_versions(), sort_keys=True),
+        driver_version=driver,
+        gpu_clocks=clocks,
     )
 
 

@@ -23,7 +23,10 @@ CREATE TABLE IF NOT EXISTS runs (
     grid VARCHAR,
     source VARCHAR,            -- 'effbench' or 'asv'
     command VARCHAR,
-    ended_at TIMESTAMP         -- UTC, when the run wrote its end (NULL: unfinished, or asv)
+    ended_at TIMESTAMP,        -- UTC, when the run wrote its end (NULL: unfinished, or asv)
+    peers VARCHAR,             -- JSON {package: version} of the published implementations installed
+    driver_version VARCHAR,    -- the NVIDIA driver's (GPU runs)
+    gpu_clocks VARCHAR         -- JSON: SM and memory clocks, current and max, MHz (GPU runs, from NVML)
 );
 
 CREATE TABLE IF NOT EXISTS results (

@@ -179,6 +179,8 @@ class Store:
                 self._all(statement)
         # columns added within schema 3 (files written by its first commits lack them)
         self._all("ALTER TABLE tasks ADD COLUMN IF NOT EXISTS description VARCHAR")
+        for column in ("peers", "driver_version", "gpu_clocks"):
+            self._all(f"ALTER TABLE runs ADD COLUMN IF NOT EXISTS {column} VARCHAR")
         self._all(
             "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [str(SCHEMA_VERSION)],

@@ -248,3 +248,30 @@ def test_site_keeps_two_machines_apart(tmp_path):
     index = sitegen.build(db, tmp_path / "site")
     page = (index.parent / sitegen.task_page(TASK)).read_text()
     assert "cpu (Intel Xeon A)" in page and "cpu (AMD EPYC B)" in page
+
+
+def test_a_run_records_its_peers_and_on_a_gpu_the_driver_and_clocks(monkeypatch):
+    import types
+    from importlib import metadata
+
+    from effbench.runner import gpu_state, make_config, new_run
+
+    run = new_run(make_config("smoke", "cpu"), "test")
+    peers = json.loads(run.peers)
+    assert peers["schedulefree"] == metadata.version("schedulefree") and "triton" in peers
+    assert "liger-kernel" not in peers or peers["liger-kernel"] == metadata.version("liger-kernel")
+    assert run.driver_version is None and run.gpu_clocks is None  # a CPU run asks NVML nothing
+
+    calls = []
+    nvml = types.SimpleNamespace(  # NVML's Python API as nvidia-ml-py exposes it, for a machine without a GPU
+        NVML_CLOCK_SM=0, NVML_CLOCK_MEM=2, nvmlInit=lambda: calls.append("init"),
+        nvmlShutdown=lambda: calls.append("shutdown"), nvmlDeviceGetHandleByIndex=lambda i: f"gpu{i}",
+        nvmlSystemGetDriverVersion=lambda: b"570.86.15",
+        nvmlDeviceGetClockInfo=lambda h, kind: {0: 1755, 2: 2619}[kind],
+        nvmlDeviceGetMaxClockInfo=lambda h, kind: {0: 1980, 2: 2619}[kind])
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    driver, clocks = gpu_state()
+    assert driver == "570.86.15" and calls == ["init", "shutdown"]
+    assert json.loads(clocks) == {"sm_mhz": 1755, "sm_max_mhz": 1980, "mem_mhz": 2619, "mem_max_mhz": 2619}
+    monkeypatch.setattr(nvml, "nvmlInit", lambda: (_ for _ in ()).throw(RuntimeError("NVML: driver not loaded")))
+    assert gpu_state() == (None, None)  # NVML refusing never stops a run
