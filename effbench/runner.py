@@ -104,13 +104,14 @@ class Pick:
 
 
 # Named selections of another grid's cases. gpu-smoke: the headline comparisons of a first GPU hour, about
-# 8 minutes on one H100 (one seed): linear CE at the Gemma-2 point, AdamW at GPT-2 small's 124M parameters
-# (fp32 and bf16, against the copy bandwidth), sliding-window attention at N = 4096 and 16384, head dim 128.
+# 8 minutes on one H100 (one seed): linear CE at the Gemma-2 point with a trained LM's softmax, AdamW at
+# GPT-2 small's 124M parameters (fp32 and bf16, against the copy bandwidth), sliding-window attention at
+# N = 4096 and 16384, head dim 128.
 SELECTIONS: dict[str, tuple[str, tuple[Pick, ...]]] = {
     "gpu-smoke": ("gpu", (
         Pick("loss/linear_cross_entropy", "linear_cross_entropy",
              ("reference", "compile", "chunked", "triton_linear_ce", "liger", "cce", "cce_unfiltered"),
-             ({"N": 8192, "D": 2304, "V": 256000, "ignore_frac": 0.0},)),
+             ({"N": 8192, "D": 2304, "V": 256000, "ignore_frac": 0.0, "softmax": "trained"},)),
         Pick("optimizer/step", "adamw", ("reference", "torch_foreach", "torch_fused", "triton"),
              ({"d_model": 768, "layers": 12, "vocab": 50304, "steps": 5},)),
         Pick("attention/masked_attention", "sliding_window", ("reference", "sdpa", "flex", "triton", "flash_attn"),

@@ -190,7 +190,7 @@ def test_dry_run_estimates_from_declared_costs_then_from_earlier_runs(tmp_path):
     assert lines[0].split() == ["task", "cases", "estimate", "from"]
     assert any(line.startswith("attention/lm") and "declared cost 150" in line for line in lines)
     assert lines[-1].startswith(
-        "grid cpu on cpu, 3 seed(s) per kernel case, 5 per workload case: 3630 cases, estimated ") and "h" in lines[-1]
+        "grid cpu on cpu, 3 seed(s) per kernel case, 5 per workload case: 3657 cases, estimated ") and "h" in lines[-1]
 
     command = ["run", "--plugin", FAULTY, "--method", "planted_faults", "--impl", "reference,correct", "--grid",
                "smoke", "--db", str(db)]
@@ -257,7 +257,7 @@ def test_gpu_smoke_is_the_headline_selection_and_plans_without_a_gpu(tmp_path):
     ce = {c.impl for c in cases if c.task == "loss/linear_cross_entropy"}
     assert ce == {"reference", "compile", "chunked", "triton_linear_ce", "liger", "cce", "cce_unfiltered"}
     assert {c.point_key for c in cases if c.task == "loss/linear_cross_entropy"} == {
-        "D=2304,N=8192,V=256000,ignore_frac=0.0"}  # the Gemma-2 point, without z-loss or smoothing
+        "D=2304,N=8192,V=256000,ignore_frac=0.0,softmax=trained"}  # Gemma-2's head, a trained LM's softmax
     assert {c.dtype for c in cases if c.task == "optimizer/step"} == {"float32", "bfloat16"}
     attention = [(c.impl, c.point) for c in cases if c.task == "attention/masked_attention"]
     assert {p["N"] for _, p in attention} == {4096, 16384} and {p["d"] for _, p in attention} == {128}

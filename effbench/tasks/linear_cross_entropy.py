@@ -3,6 +3,15 @@
 Inputs: hidden states x (N, D), classifier weight w (V, D), targets y (N) with a fraction
 set to ``IGNORE_INDEX``. Checked outputs: the loss and its gradients dx, dw.
 
+Logits: by default w ~ N(0, 1/D), logits of unit scale with a nearly flat softmax (entropy ~ log V - 1/2)
+and uniformly random targets. A point with ``softmax="trained"`` makes them look like a trained LM's:
+the softmax's mean entropy is ``TRAINED_ENTROPY`` (2.5 nats; trained LMs' next-token entropy is typically
+2-3 nats) and each target is drawn from it, so the loss is about that entropy, as in training. The
+inputs get it by scaling w so that the logits (Gaussian, x ~ N(0, 1)) have the std whose softmax has that
+entropy (``logit_scale``, found by bisection on Gaussian samples). This matters to a kernel that skips
+work where the softmax is small (cut-cross-entropy's gradient filter): a flat softmax lets it skip
+almost every block.
+
 Options a grid point may set, passed to every implementation only when set:
 ``z_loss`` (PaLM's lambda * lse^2), ``label_smoothing``, and ``goldfish_k`` / ``goldfish_h``
 (Hans et al., "Be like a Goldfish, Don't Memorize!", arXiv:2406.10209: targets whose
@@ -12,6 +21,7 @@ targets before any implementation sees them).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -23,15 +33,50 @@ from effbench.registry import Skipped
 from effbench.tasks import KernelTask, grad_outputs, leaf
 
 IGNORE_INDEX = -100
+TRAINED_ENTROPY = 2.5  # nats: the mean softmax entropy of softmax="trained" points
+SOFTMAXES = ("flat", "trained")
+
+
+@functools.lru_cache(maxsize=16)
+def logit_scale(v: int, entropy: float = TRAINED_ENTROPY) -> float:
+    """The std s of Gaussian logits over ``v`` classes whose softmax has mean entropy ``entropy`` (nats), by
+    bisection on 16 rows of standard normal samples (a fixed seed: the same s for every case)."""
+    g = torch.randn(16, v, generator=torch.Generator().manual_seed(0))
+    lo, hi = 0.0, 50.0
+    for _ in range(40):  # the entropy falls as s grows
+        s = (lo + hi) / 2
+        logp = torch.log_softmax(s * g, dim=-1)
+        if -(logp.exp() * logp).sum(-1).mean().item() > entropy:
+            lo = s
+        else:
+            hi = s
+    return (lo + hi) / 2
+
+
+def _sampled_targets(x: torch.Tensor, w: torch.Tensor, device: str, seed: int) -> torch.Tensor:
+    """One target per row drawn from softmax(x w^T), computed on ``device`` in row blocks (a block's logits
+    at most 2^26 floats), with a generator of that device seeded by ``seed``."""
+    xd, wd = x.to(device), w.to(device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    rows = max(1, (1 << 26) // w.shape[0])
+    picks = [torch.multinomial(torch.softmax(xd[i:i + rows] @ wd.T, dim=-1), 1, generator=gen).squeeze(1)
+             for i in range(0, x.shape[0], rows)]
+    return torch.cat(picks).cpu()
 
 
 def make_inputs(point: dict[str, Any], dtype: torch.dtype, device: str, seed: int, method: Any) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(seed)
     n, d, v = point["N"], point["D"], point["V"]
+    softmax = point.get("softmax", "flat")
+    if softmax not in SOFTMAXES:
+        raise ValueError(f"unknown softmax {softmax!r}; valid: {', '.join(SOFTMAXES)}")
     x = torch.randn(n, d, generator=gen)
-    # Logits of unit scale, as after a final norm: w ~ N(0, 1/D).
-    w = torch.randn(v, d, generator=gen) / d**0.5
+    # flat: logits of unit scale, as after a final norm, w ~ N(0, 1/D); trained: of the std whose softmax has
+    # TRAINED_ENTROPY (|x|^2 ~ D, so x w_v ~ N(0, s^2))
+    w = torch.randn(v, d, generator=gen) * ((logit_scale(v) if softmax == "trained" else 1.0) / d**0.5)
     y = torch.randint(0, v, (n,), generator=gen)
+    if softmax == "trained":
+        y = _sampled_targets(x, w, device, seed)
     if point.get("goldfish_k"):
         y[goldfish_mask(y, point["goldfish_k"], point.get("goldfish_h", 13))] = IGNORE_INDEX
     ignored = torch.rand(n, generator=gen) < point.get("ignore_frac", 0.0)
@@ -72,6 +117,7 @@ task = KernelTask(
             {"N": 96, "D": 48, "V": 2003, "ignore_frac": 0.1},
             {"N": 80, "D": 40, "V": 1500, "ignore_frac": 0.0, "z_loss": 1e-4, "label_smoothing": 0.1,
              "goldfish_k": 4},
+            {"N": 64, "D": 32, "V": 1001, "ignore_frac": 0.1, "softmax": "trained"},
         ],
         "cpu": [
             {"N": 1024, "D": 256, "V": 8192, "ignore_frac": 0.0},
@@ -79,6 +125,7 @@ task = KernelTask(
             {"N": 4096, "D": 256, "V": 32000, "ignore_frac": 0.1},
             {"N": 2048, "D": 256, "V": 32000, "ignore_frac": 0.0, "z_loss": 1e-4, "label_smoothing": 0.1,
              "goldfish_k": 4},
+            {"N": 4096, "D": 256, "V": 32000, "ignore_frac": 0.1, "softmax": "trained"},
         ],
         "gpu": [
             {"N": 8192, "D": 2048, "V": 32000, "ignore_frac": 0.0},
@@ -93,6 +140,9 @@ task = KernelTask(
             {"N": 8192, "D": 2304, "V": 32000, "ignore_frac": 0.0},
             {"N": 8192, "D": 2304, "V": 128256, "ignore_frac": 0.0},
             {"N": 8192, "D": 4096, "V": 256000, "ignore_frac": 0.0},
+            # a trained LM's softmax (entropy 2.5 nats, targets drawn from it): what a gradient filter meets
+            {"N": 8192, "D": 2304, "V": 256000, "ignore_frac": 0.0, "softmax": "trained"},
+            {"N": 8192, "D": 4096, "V": 128256, "ignore_frac": 0.0, "softmax": "trained"},
         ],
     },
     dtypes={"smoke": ("float32",), "cpu": ("float32",), "gpu": ("bfloat16",)},

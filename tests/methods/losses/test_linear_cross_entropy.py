@@ -98,3 +98,23 @@ def test_cut_cross_entropy_peers():
             assert (got - ref).norm() / ref.norm() < 1e-5
     with pytest.raises(Skipped, match="no z-loss"):
         cce_torch_compile(x, w, y, z_loss=1e-3)
+
+
+@pytest.mark.parametrize("v", [1001, 32000])
+def test_trained_softmax_inputs_have_the_stated_entropy_and_loss(v):
+    """softmax="trained": the softmax's mean entropy is TRAINED_ENTROPY and targets are drawn from it (the loss
+    is about the entropy); the default is nearly flat (entropy ~ log V) with a loss ~ log V."""
+    from effbench.tasks.linear_cross_entropy import TRAINED_ENTROPY, make_inputs
+
+    def stats(point):
+        inputs = make_inputs(point, torch.float32, "cpu", 3, None)
+        logp = torch.log_softmax(inputs["x"] @ inputs["w"].T, dim=-1)
+        entropy = -(logp.exp() * logp).sum(-1).mean().item()
+        return entropy, reference(inputs["x"], inputs["w"], inputs["y"]).item()
+
+    entropy, loss = stats({"N": 256, "D": 64, "V": v, "ignore_frac": 0.0, "softmax": "trained"})
+    assert abs(entropy - TRAINED_ENTROPY) < 0.25 and abs(loss - entropy) < 0.4
+    flat_entropy, flat_loss = stats({"N": 256, "D": 64, "V": v, "ignore_frac": 0.0})
+    assert flat_entropy > math.log(v) - 1 and abs(flat_loss - math.log(v)) < 1
+    with pytest.raises(ValueError, match="unknown softmax"):
+        make_inputs({"N": 4, "D": 4, "V": 8, "softmax": "peaked"}, torch.float32, "cpu", 0, None)
