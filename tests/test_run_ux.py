@@ -197,7 +197,7 @@ def test_dry_run_estimates_from_declared_costs_then_from_earlier_runs(tmp_path):
     assert CliRunner().invoke(cli, command).exit_code == 0
     again = CliRunner().invoke(cli, [*command, "--dry-run"])
     row = next(line for line in again.output.splitlines() if line.startswith("loss/linear_cross_entropy"))
-    assert "2 (of 6 planned)" in row and "this case before 2" in row
+    assert "2 (of 8 planned)" in row and "this case before 2" in row  # 2 impls x 4 smoke points
 
 
 def test_smoke_runs_every_method_once_at_its_first_covered_point(registry, tmp_path):
