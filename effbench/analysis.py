@@ -110,7 +110,8 @@ def kernel_summary(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def speedups(frame: pl.DataFrame) -> pl.DataFrame:
-    """Time of each implementation relative to the method's reference at the same point (>1 = faster)."""
+    """Time of each implementation relative to the method's reference at the same point (>1 = faster), and
+    memory (``memory_ratio``, >1 = less; null when either peak is under ``MEMORY_FLOOR_BYTES``)."""
     summary = kernel_summary(frame)
     if summary.is_empty():
         return summary
@@ -119,9 +120,13 @@ def speedups(frame: pl.DataFrame) -> pl.DataFrame:
     ref = summary.filter(pl.col("impl") == "reference").select(
         *same, pl.col("time_ms").alias("ref_time_ms"), pl.col("peak_mem_bytes").alias("ref_mem_bytes"),
     )
+    # memory is read at page or allocator granularity: below the device's floor a peak is noise (a CPU
+    # implementation that allocates little reads 0), so a ratio needs both sides above it
+    floor = pl.col("device").replace_strict(MEMORY_FLOOR_BYTES, default=0, return_dtype=pl.Float64)
+    measurable = (pl.col("ref_mem_bytes") >= floor) & (pl.col("peak_mem_bytes") >= floor)
     return summary.join(ref, on=same, how="left").with_columns(
         (pl.col("ref_time_ms") / pl.col("time_ms")).alias("speedup"),
-        (pl.col("ref_mem_bytes") / pl.col("peak_mem_bytes")).alias("memory_ratio"),
+        pl.when(measurable).then(pl.col("ref_mem_bytes") / pl.col("peak_mem_bytes")).alias("memory_ratio"),
     )
 
 

@@ -104,14 +104,16 @@ def _where(device: str, hardware: str | None, gpu_name: str | None, shared: set[
 
 
 def point_size(point_json: str | None) -> float:
-    """A problem-size proxy for ordering grid points: the product of the point's numeric values."""
+    """A problem-size proxy for ordering grid points: the product of the point's positive integer values (the
+    sizes: N, D, V, batch, steps, ...). Fractions and coefficients (ignore_frac, z_loss, label_smoothing) are
+    floats and stay out: a point with a z-loss is not 10^4 times smaller."""
     try:
         point = json.loads(point_json or "{}")
     except ValueError:
         return 0.0
     size = 1.0
     for value in point.values():
-        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             size *= float(value)
     return size
 

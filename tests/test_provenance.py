@@ -2,6 +2,7 @@
 kernels and harness included; results are keyed by the hardware they ran on, and nothing divides or compares
 numbers of two machines unless asked."""
 
+import dataclasses
 import json
 import sys
 import time
@@ -275,3 +276,27 @@ def test_a_run_records_its_peers_and_on_a_gpu_the_driver_and_clocks(monkeypatch)
     assert json.loads(clocks) == {"sm_mhz": 1755, "sm_max_mhz": 1980, "mem_mhz": 2619, "mem_max_mhz": 2619}
     monkeypatch.setattr(nvml, "nvmlInit", lambda: (_ for _ in ()).throw(RuntimeError("NVML: driver not loaded")))
     assert gpu_state() == (None, None)  # NVML refusing never stops a run
+
+
+def test_memory_ratios_need_both_peaks_above_the_noise_floor(tmp_path):
+    """CPU memory is read by the page: an impl that allocates little reads ~0, and 4 GB / 0 is not "infx less"."""
+    run = _run("a", 1)
+
+    def rows(impl: str, mem: float) -> list[Result]:
+        return [dataclasses.replace(r, value=mem) if r.metric == "peak_mem_bytes" else r
+                for r in _kernel_rows(run, impl, 1.0)]
+
+    db = _db(tmp_path, [run, *rows("reference", 400e6), *rows("chunked", 40e6), *rows("tiny", 0.0),
+                        *rows("small", 1e6)])
+    ratio = {r["impl"]: r["memory_ratio"] for r in speedups(open_results(db)).iter_rows(named=True)}
+    assert ratio["chunked"] == pytest.approx(10.0) and ratio["reference"] == pytest.approx(1.0)
+    assert ratio["tiny"] is None and ratio["small"] is None  # under the CPU's 4 MiB floor: no ratio
+
+
+def test_points_order_by_their_sizes_not_their_coefficients():
+    from effbench.sitegen import point_size
+
+    plain = '{"N": 4096, "D": 256, "V": 32000, "ignore_frac": 0.1}'
+    options = '{"N": 2048, "D": 256, "V": 32000, "ignore_frac": 0.0, "z_loss": 0.0001, "label_smoothing": 0.1}'
+    assert point_size(plain) == 4096 * 256 * 32000 and point_size(options) == 2048 * 256 * 32000
+    assert point_size(options) < point_size(plain)  # with the coefficients multiplied in, 10^6 times smaller
