@@ -32,8 +32,11 @@ from effbench.store import DEFAULT_DB
 
 FAMILIES = ("loss", "optimizer", "sampler", "attention")
 FAIL_STATUSES = ("wrong", "error", "oom", "timeout")
+# 20 distinguishable colours (Tableau's 10, then their light partners): a figure of up to 20 traces never
+# gives two of them one colour (the optimizer figures draw 14)
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f",
-           "#bcbd22")
+           "#bcbd22", "#aec7e8", "#ff9896", "#98df8a", "#c5b0d5", "#ffbb78", "#9edae5", "#c49c94", "#f7b6d2",
+           "#c7c7c7", "#dbdb8d")
 SHOWN_ELSEWHERE = {"final_metric", "final_loss", "steps_to_target", "time_to_target_s"}
 # the history rule (the same as `effbench compare`): beyond 1.10x and Mann-Whitney p < 0.01 where
 # raw samples allow, the ratio alone otherwise
@@ -261,7 +264,7 @@ def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, verdic
         bands = curves.group_by(["point_key", "device", "method", "impl", "dtype", "step"]).agg(
             pl.col("eval_metric").mean().alias("mean"), pl.col("eval_metric").min().alias("lo"),
             pl.col("eval_metric").max().alias("hi"), pl.len().alias("seeds"),
-        ).sort("step")
+        ).sort(["point_key", "device", "method", "impl", "dtype", "step"])  # the same order on every build
         for n, ((pkey, device), per_point) in enumerate(bands.group_by(["point_key", "device"], maintain_order=True)):
             fig = go.Figure()
             groups = sorted(per_point.group_by(["method", "impl", "dtype"], maintain_order=True), key=lambda kv: kv[0])
@@ -285,15 +288,18 @@ def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, verdic
             continue  # no target on this task, or nobody reached it: the table says which
         for n, ((pkey, device), group) in enumerate(rows.group_by(["point_key", "device"], maintain_order=True)):
             fig = go.Figure()
-            names, means, halves, missed = [], [], [], []
-            for (method, impl, dtype), g in group.group_by(["method", "impl", "dtype"], maintain_order=True):
+            names, means, halves, lows, missed = [], [], [], [], []
+            for (method, impl, dtype), g in sorted(group.group_by(["method", "impl", "dtype"]), key=lambda kv: kv[0]):
                 values = [v for v in g["value"].to_list() if v is not None]
                 ci = _ci(values)
+                mean = ci[0] if ci else (values[0] if values else None)
                 names.append(f"{method}/{impl} ({dtype})")
-                means.append(ci[0] if ci else (values[0] if values else None))
+                means.append(mean)
                 halves.append(ci[1] if ci else 0.0)
+                # steps and seconds are never negative: the interval's lower arm stops at 0
+                lows.append(min(ci[1], mean) if ci and mean is not None else 0.0)
                 missed.append(g.height - len(values))
-            fig.add_trace(go.Bar(x=names, y=means, error_y={"type": "data", "array": halves},
+            fig.add_trace(go.Bar(x=names, y=means, error_y={"type": "data", "array": halves, "arrayminus": lows},
                                  text=[f"{m} missed" if m else "" for m in missed], textposition="outside"))
             fig.update_layout(yaxis_title=f"{label}: mean, 95% t-interval over seeds (seeds that missed excluded)")
             figures.append(_figure(fig, f"{prefix}-{metric}{n}", f"{label} [{pkey}] [{device}]"))
@@ -578,10 +584,14 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
             body = _kernel_body(task_rows, f"t{i}")
         problems = []
         if not task_rows.is_empty():
-            bad = analysis.case_status(task_rows).filter(pl.col("status") != "ok").sort(["status", "method", "impl"])
+            bad = analysis.case_status(task_rows).filter(pl.col("status") != "ok")
+            # one line per case and message, its seeds listed (not one line per seed)
+            grouped = bad.with_columns(pl.col("message").fill_null("")).group_by(
+                ["status", "method", "impl", "point_key", "dtype", "device", "message"]).agg(
+                pl.col("seed").sort()).sort(["status", "method", "impl", "point_key", "dtype", "device", "message"])
             problems = [{"status": r["status"], "method": r["method"], "impl": r["impl"], "point": r["point_key"],
-                         "dtype": r["dtype"], "device": r["device"], "seed": str(r["seed"]),
-                         "message": r["message"] or ""} for r in bad.iter_rows(named=True)]
+                         "dtype": r["dtype"], "device": r["device"], "seed": ", ".join(map(str, r["seed"])),
+                         "message": r["message"]} for r in grouped.iter_rows(named=True)]
         task_methods = [
             {**{k: ("" if v is None else str(v)) for k, v in m.items()}, "page": method_page(task, m["method"])}
             for m in method_frame.filter(pl.col("task") == task).iter_rows(named=True)

@@ -187,3 +187,21 @@ def test_a_resumed_run_reuses_its_tuning(registry, tmp_path):
     records = _lines(shard)
     assert sum(isinstance(r, TuningDone) for r in records) == 1  # not tuned again for the second seed
     assert read_shard(shard).complete
+
+
+def test_two_site_builds_from_one_db_are_identical(registry, tmp_path):
+    """The site is a function of the DB: two builds give the same bytes (figure order included)."""
+    from effbench import sitegen
+
+    config = make_config("smoke", "cpu", seeds=2)
+    cases = [c for c in plan(registry, config, task="convergence", method="adamw,sgd_momentum", impl="reference")
+             if c.point["data"] == "rosenbrock"]
+    summary = run_cases(registry, cases, config, tmp_path / "runs", in_process=True)
+    db = tmp_path / "db.duckdb"
+    with Store(db) as store:
+        store.ingest(summary.shard)
+    pages = []
+    for out in ("a", "b"):
+        sitegen.build(db, tmp_path / out)
+        pages.append({p.name: p.read_bytes() for p in (tmp_path / out).glob("*.html")})
+    assert pages[0] == pages[1] and len(pages[0]) > 5
