@@ -121,6 +121,23 @@ def point_size(point_json: str | None) -> float:
     return size
 
 
+def point_labels(frame: pl.DataFrame) -> dict[str, str]:
+    """point_key -> what sets the point apart from the task's others: only the parameters whose values differ
+    ("data=digits, schedule=cosine"), the whole key when every point has the same values."""
+    if frame.is_empty() or "point" not in frame.columns:
+        return {}
+    points = {}
+    for r in frame.select("point_key", "point").unique().iter_rows(named=True):
+        try:
+            points[r["point_key"]] = json.loads(r["point"] or "{}")
+        except ValueError:
+            points[r["point_key"]] = {}
+    keys = sorted({k for p in points.values() for k in p})
+    varying = [k for k in keys if len({json.dumps(p.get(k)) for p in points.values()}) > 1]
+    return {pkey: (", ".join(f"{k}={p[k]}" for k in varying if k in p) or pkey) if varying else pkey
+            for pkey, p in points.items()}
+
+
 def _ordered_points(frame: pl.DataFrame) -> list[str]:
     pairs = {r["point_key"]: point_size(r["point"]) for r in frame.select("point_key", "point").unique().iter_rows(
         named=True)}
@@ -258,6 +275,7 @@ def _ci(values: list[float]) -> tuple[float, float] | None:
 def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, verdicts: pl.DataFrame,
                    with_figures: bool = True, info: pl.DataFrame | None = None) -> dict[str, Any]:
     summary = analysis.workload_summary(frame)
+    labels = point_labels(frame)
     figures: list[Figure] = []
     curves = analysis.curves(db, task) if with_figures else pl.DataFrame()
     if not curves.is_empty():
@@ -279,7 +297,8 @@ def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, verdic
                                          line={"color": color}))
             fig.update_layout(xaxis_title="step", yaxis_title="eval metric (mean; band: min–max over seeds)",
                               legend={"orientation": "h", "y": -0.3})
-            figures.append(_figure(fig, f"{prefix}-curve{n}", f"training curves [{pkey}] [{device}]", 480))
+            figures.append(_figure(fig, f"{prefix}-curve{n}", f"training curves, {labels.get(pkey, pkey)} [{device}]",
+                                   480))
     per_seed = frame.filter(pl.col("metric").is_in(["steps_to_target", "time_to_target_s"]) & (pl.col("seed") >= 0))
     targets = (("steps_to_target", "steps to target"), ("time_to_target_s", "time to target (s)"))
     for metric, label in targets if with_figures else ():
@@ -302,7 +321,7 @@ def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, verdic
             fig.add_trace(go.Bar(x=names, y=means, error_y={"type": "data", "array": halves, "arrayminus": lows},
                                  text=[f"{m} missed" if m else "" for m in missed], textposition="outside"))
             fig.update_layout(yaxis_title=f"{label}: mean, 95% t-interval over seeds (seeds that missed excluded)")
-            figures.append(_figure(fig, f"{prefix}-{metric}{n}", f"{label} [{pkey}] [{device}]"))
+            figures.append(_figure(fig, f"{prefix}-{metric}{n}", f"{label}, {labels.get(pkey, pkey)} [{device}]"))
     reached = frame.filter((pl.col("metric") == "steps_to_target") & pl.col("value").is_not_null())
     profile = analysis.performance_profiles(frame) if with_figures and not reached.is_empty() else pl.DataFrame()
     if not profile.is_empty():
@@ -413,17 +432,28 @@ def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = Non
         return lines
     sig = (verdicts.filter(pl.col("metric") == "final_metric") if verdicts is not None and not verdicts.is_empty()
            else pl.DataFrame())
-    flagged = {(r["method"], r["impl"], r["point_key"], r["device"]): r["better"] for r in sig.iter_rows(named=True)}
-    for (pkey, device), group in summary.group_by(["point_key", "device"], maintain_order=True):
-        ranked = group.drop_nulls("final_metric_mean").sort("final_metric_mean", descending=True)
+    flagged = {(r["method"], r["impl"], r["point_key"], r["device"]): r for r in sig.iter_rows(named=True)}
+    labels = point_labels(frame)
+    for (pkey, device), group in summary.sort("point_key").group_by(["point_key", "device"], maintain_order=True):
+        ranked = group.drop_nulls("final_metric_mean").sort(["final_metric_mean", "method", "impl"],
+                                                            descending=[True, False, False])
         if ranked.is_empty():
             continue
         best = ranked.row(0, named=True)
-        mark = flagged.get((best["method"], best["impl"], pkey, device))
-        note = (" (significantly better than the baseline)" if mark
-                else " (not significantly better than the baseline)" if mark is not None else "")
-        lines.append(f"{device}, {pkey}: best final metric {best['method']}/{best['impl']} "
-                     f"{_fmt(best['final_metric_mean'])}{note}.")
+        verdict = flagged.get((best["method"], best["impl"], pkey, device))
+        against = ""
+        if verdict is not None:  # the best is not the baseline: say against what, and whether it holds
+            base_method, base_impl = verdict["baseline"].split("/", 1)
+            base = group.filter((pl.col("method") == base_method) & (pl.col("impl") == base_impl))
+            base_value = _fmt(base["final_metric_mean"].item()) if base.height == 1 else "—"
+            against = (f" vs the baseline {verdict['baseline']}'s {base_value}, "
+                       + ("significantly better" if verdict["better"] else "not significantly better")
+                       + f" over {verdict['seeds']} seeds")
+        elif sig.height:
+            against = " (the baseline itself)"
+        lines.append(f"{device}, {labels.get(pkey, pkey)}: best final metric (higher is better, mean over "
+                     f"{best['seeds']} seeds) {best['method']}/{best['impl']} {_fmt(best['final_metric_mean'])}"
+                     f"{against}.")
     return lines
 
 

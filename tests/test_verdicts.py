@@ -205,3 +205,14 @@ def test_two_site_builds_from_one_db_are_identical(registry, tmp_path):
         sitegen.build(db, tmp_path / out)
         pages.append({p.name: p.read_bytes() for p in (tmp_path / out).glob("*.html")})
     assert pages[0] == pages[1] and len(pages[0]) > 5
+
+
+def test_point_labels_name_what_differs():
+    from effbench.sitegen import point_labels
+
+    frame = pl.DataFrame({"point_key": ["a", "b"], "point": [
+        json.dumps({"data": "digits", "model": "mlp", "steps": 200, "lrs": "0.1,1.0"}),
+        json.dumps({"data": "digits_label_noise", "model": "mlp", "steps": 200, "lrs": "0.1,1.0"})]})
+    assert point_labels(frame) == {"a": "data=digits", "b": "data=digits_label_noise"}
+    one = frame.head(1)
+    assert point_labels(one) == {"a": "a"}  # a single point: nothing differs, the key says it all
