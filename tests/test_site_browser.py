@@ -99,3 +99,26 @@ def test_every_page_renders_without_errors_and_every_link_resolves(served_site):
     assert task_pages and all(figures[u] > 0 for u in task_pages), "a task page without a rendered figure"
     assert {s.name for s in shots} == {"overview.png", "task-page.png"}
     assert all(s.stat().st_size > 10_000 for s in shots)
+
+
+def test_tables_sort_by_a_clicked_column(served_site):
+    """Click a header: rows sort by that column; click again: the other way."""
+    sync_playwright = _playwright()
+    base, out = served_site
+    page_name = next(p.name for p in sorted(out.glob("task-*.html")) if "linear_cross_entropy" in p.name)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page()
+        page.goto(base + page_name, wait_until="load")
+        table = page.locator("table.sortable").filter(has=page.locator("th", has_text="impl")).first
+        column = table.locator("th").all_text_contents().index("impl")
+
+        def cells() -> list[str]:
+            return table.evaluate(f"t => Array.from(t.tBodies[0].rows, r => r.cells[{column}].textContent.trim())")
+
+        assert len(cells()) >= 3
+        table.locator("th").nth(column).click()
+        assert cells() == sorted(cells(), key=str.lower)
+        table.locator("th").nth(column).click()
+        assert cells() == sorted(cells(), key=str.lower, reverse=True)
+        browser.close()
