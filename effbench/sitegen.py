@@ -82,8 +82,8 @@ def _fmt(value: Any, kind: str = "") -> str:
                 if abs(value) < 1024 or unit == "TiB":
                     return f"{value:.1f} {unit}" if unit != "B" else f"{value:.0f} B"
                 value /= 1024
-        if kind == "ms":
-            return f"{value:.3g} ms"
+        if kind == "ms":  # human units: 2.4 s, not 2.4e+03 ms
+            return f"{value / 1000:.3g} s" if abs(value) >= 1000 else f"{value:.3g} ms"
         return f"{value:.3g}"
     return str(value)
 
@@ -162,9 +162,12 @@ def _kernel_figures(summary: pl.DataFrame, frame: pl.DataFrame, prefix: str) -> 
             for (method, impl, dtype), group in ok.group_by(["method", "impl", "dtype"], maintain_order=True):
                 values = dict(zip(group["point_key"], group[metric], strict=True))
                 fig.add_trace(go.Scatter(x=order, y=[values.get(p) for p in order], mode="lines+markers",
-                                         name=f"{method}/{impl} ({device}, {dtype})"))
+                                         name=f"{method}/{impl} ({device}, {dtype})",
+                                         line={"color": PALETTE[len(fig.data) % len(PALETTE)]}))
             fig.update_layout(yaxis_title=label, yaxis_type="log", xaxis_title="grid point (by problem size)",
-                              legend={"orientation": "h", "y": -0.35})
+                              legend={"orientation": "h", "y": -0.35}, yaxis={"automargin": True},
+                              **({"yaxis_exponentformat": "SI", "yaxis_ticksuffix": "B"}
+                                 if metric == "peak_mem_bytes" else {}))
             figures.append(_figure(fig, f"{prefix}-{n}-{metric}", f"{label} vs problem size [{where}]", 480))
         # speedup over the reference as a heatmap: rows = method/impl/dtype, columns = points
         speed = ok.filter(pl.col("speedup").is_not_null() & (pl.col("impl") != "reference"))
@@ -194,7 +197,8 @@ def _kernel_figures(summary: pl.DataFrame, frame: pl.DataFrame, prefix: str) -> 
                         text=[f"{p[0]}/{p[1]} ({p[2]})" for p in chosen], textposition="top center", name=name,
                         marker={"size": 11 if flag else 8}))
                 fig.update_layout(xaxis_title="time (ms)", yaxis_title="peak memory (bytes)", xaxis_type="log",
-                                  yaxis_type="log")
+                                  yaxis_type="log", yaxis_exponentformat="SI", yaxis_ticksuffix="B",
+                                  yaxis={"automargin": True})
                 figures.append(_figure(fig, f"{prefix}-{n}-pareto",
                                        f"time vs memory at the largest point {order[-1]} [{where}]"))
         # throughput metrics: the convention travels in the unit
@@ -207,7 +211,8 @@ def _kernel_figures(summary: pl.DataFrame, frame: pl.DataFrame, prefix: str) -> 
             for (method, impl, dtype), g in group.group_by(["method", "impl", "dtype"], maintain_order=True):
                 values = dict(zip(g["point_key"], g["value"], strict=True))
                 fig.add_trace(go.Scatter(x=order, y=[values.get(p) for p in order], mode="lines+markers",
-                                         name=f"{method}/{impl} ({device}, {dtype})"))
+                                         name=f"{method}/{impl} ({device}, {dtype})",
+                                         line={"color": PALETTE[len(fig.data) % len(PALETTE)]}))
             fig.update_layout(yaxis_title=f"{metric} [{unit}]", xaxis_title="grid point",
                               legend={"orientation": "h", "y": -0.35})
             figures.append(_figure(fig, f"{prefix}-{n}-{slug(metric)}", f"{metric}, {unit} [{where}]", 480))
@@ -276,6 +281,14 @@ def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, verdic
                    with_figures: bool = True, info: pl.DataFrame | None = None) -> dict[str, Any]:
     summary = analysis.workload_summary(frame)
     labels = point_labels(frame)
+    targets_of: dict[str, float] = {}
+    for r in frame.select("point_key", "point").unique().iter_rows(named=True) if "point" in frame.columns else ():
+        try:
+            target = json.loads(r["point"] or "{}").get("target")
+        except ValueError:
+            target = None
+        if isinstance(target, int | float) and not isinstance(target, bool):
+            targets_of[r["point_key"]] = float(target)
     figures: list[Figure] = []
     curves = analysis.curves(db, task) if with_figures else pl.DataFrame()
     if not curves.is_empty():
@@ -295,8 +308,11 @@ def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, verdic
                                          hoverinfo="skip", showlegend=False, legendgroup=name, name=f"{name} band"))
                 fig.add_trace(go.Scatter(x=steps, y=g["mean"].to_list(), mode="lines", name=name, legendgroup=name,
                                          line={"color": color}))
+            target = targets_of.get(pkey)
+            if target is not None:  # the fixed target the steps-to-target figures count to
+                fig.add_hline(y=target, line={"dash": "dash", "color": "#444"}, annotation_text=f"target {target:g}")
             fig.update_layout(xaxis_title="step", yaxis_title="eval metric (mean; band: min–max over seeds)",
-                              legend={"orientation": "h", "y": -0.3})
+                              legend={"orientation": "h", "y": -0.3}, yaxis={"automargin": True})
             figures.append(_figure(fig, f"{prefix}-curve{n}", f"training curves, {labels.get(pkey, pkey)} [{device}]",
                                    480))
     per_seed = frame.filter(pl.col("metric").is_in(["steps_to_target", "time_to_target_s"]) & (pl.col("seed") >= 0))

@@ -166,6 +166,7 @@ def test_tuning_runs_once_per_group_on_its_own_seed_and_is_stored(registry, tmp_
     assert set(zip(glance["method"], glance["points"], strict=True)) == {("adamw", 2), ("sgd_momentum", 2)}
     assert "Targets: metric &gt;= point[&#39;target&#39;], fixed constants" in page and "by construction" in page
     assert registry.tasks["optimizer/convergence"].description in page  # what the task measures, from the DB
+    assert "target 2.4" in page  # the curves draw the fixed target they are counted to
 
 
 def test_a_resumed_run_reuses_its_tuning(registry, tmp_path):
