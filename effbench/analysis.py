@@ -385,6 +385,8 @@ def history_changes(history: pl.DataFrame, threshold: float = 1.10, alpha: float
 
 # --------------------------------------------------------------------------- workload verdicts
 
+# Statuses of cases that did not run: not a failure, not a miss, not a point the method is judged on.
+NOT_RUN = ("skipped", "unavailable")
 # Differences smaller than these are never significant (seeds that agree to within them tie): a step of
 # training, a millisecond, 1e-4 of an accuracy, a loss or an order of magnitude of suboptimality.
 RESOLUTION = {"steps_to_target": 1.0, "time_to_target_s": 1e-3, "final_metric": 1e-4, "final_loss": 1e-4}
@@ -415,7 +417,10 @@ def significance(frame: pl.DataFrame, tasks: pl.DataFrame, correction: str = "bh
 
     keys = ["task", "point_key", "dtype", "device", *(["hardware"] if "hardware" in frame.columns else [])]
     info = {r["task"]: r for r in tasks.iter_rows(named=True) if r["kind"] == "workload" and r["baseline"]}
-    rows = frame.filter(pl.col("task").is_in(list(info)) & (pl.col("seed") >= 0))
+    # a seed that did not run (the method does not apply at the point, or its package is missing) is no
+    # evidence either way: it is neither compared nor a miss
+    rows = frame.filter(pl.col("task").is_in(list(info)) & (pl.col("seed") >= 0)
+                        & ~pl.col("status").is_in(list(NOT_RUN)))
     out: list[dict] = []
     for group, part in rows.group_by(keys, maintain_order=True):
         where = dict(zip(keys, group, strict=True))
@@ -470,12 +475,13 @@ def significance(frame: pl.DataFrame, tasks: pl.DataFrame, correction: str = "bh
 
 
 def verdict_table(frame: pl.DataFrame, tasks: pl.DataFrame, task: str, correction: str = "bh") -> pl.DataFrame:
-    """One row per (method, impl) of a workload task: the at-a-glance answer. ``points`` it ran, ``solved``
+    """One row per (method, impl) of a workload task: the at-a-glance answer. ``points`` it ran (skipped and
+    unavailable ones left out), ``solved``
     (every scored seed reached the target; null on a task without targets), rho(1) and rho(2) of its task's
     performance profile (steps to target), on how many points it is significantly better / worse than the
     baseline on each of the task's compared metrics (``<metric>_better``, ``<metric>_worse``, from
     ``significance``), seeds that failed, and its median final metric over points."""
-    rows = frame.filter((pl.col("task") == task) & (pl.col("seed") >= 0))
+    rows = frame.filter((pl.col("task") == task) & (pl.col("seed") >= 0) & ~pl.col("status").is_in(list(NOT_RUN)))
     if rows.is_empty():
         return pl.DataFrame()
     summary = workload_summary(rows)

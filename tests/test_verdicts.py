@@ -24,7 +24,8 @@ def tasks_frame(baseline="adamw", impl="reference", compared=CONVERGENCE):
 def rows(method, impl, values, metric="final_metric", statuses=None, point="p1"):
     statuses = statuses or ["ok"] * len(values)
     return [{"task": "optimizer/convergence", "method": method, "impl": impl, "point_key": point, "dtype": "float32",
-             "device": "cpu", "seed": seed, "metric": metric, "value": value, "status": status}
+             "device": "cpu", "hardware": "AMD EPYC", "seed": seed, "metric": metric, "value": value,
+             "status": status}
             for seed, (value, status) in enumerate(zip(values, statuses, strict=True))]
 
 
@@ -217,3 +218,14 @@ def test_point_labels_name_what_differs():
     assert point_labels(frame) == {"a": "data=digits", "b": "data=digits_label_noise"}
     one = frame.head(1)
     assert point_labels(one) == {"a": "a"}  # a single point: nothing differs, the key says it all
+
+
+def test_a_skipped_point_is_neither_compared_nor_a_miss():
+    base = rows("adamw", "reference", [0.50, 0.51, 0.52, 0.53, 0.54])
+    skipped = rows("lion", "reference", [None] * 5, statuses=["skipped"] * 5)  # lion does not apply here
+    assert verdicts(base, skipped, compared=FINAL_ONLY).is_empty()
+    frame = pl.DataFrame([*base, *skipped, *rows("adamw", "reference", [0.6] * 5, point="p2"),
+                          *rows("lion", "reference", [0.7] * 5, point="p2")], schema_overrides={"value": pl.Float64})
+    table = analysis.verdict_table(frame, tasks_frame(compared=FINAL_ONLY), "optimizer/convergence")
+    lion = table.filter(pl.col("method") == "lion").row(0, named=True)
+    assert lion["points"] == 1 and lion["failed_seeds"] == 0  # only p2, where it ran
