@@ -50,7 +50,7 @@ def test_list_shows_the_optimizer_catalog_with_papers():
         (["run", "--family", "losses"], "unknown family 'losses'; valid: attention, loss, optimizer, sampler"),
         (["run", "--method", "adamz"], "unknown method 'adamz'; valid:"),
         (["run", "--impl", "warp"], "unknown impl 'warp'; valid:"),
-        (["run", "--grid", "huge"], "unknown grid 'huge'; valid: cpu, gpu, smoke"),
+        (["run", "--grid", "huge"], "unknown grid 'huge'; valid: cpu, gpu, gpu-smoke, smoke"),
         (["run", "--task", "nope"], "unknown task 'nope'; valid:"),
         (["run", "--device", "tpu"], "unknown device 'tpu'"),
         (["run", "--plugin", "/no/such/plugin.py"], "plugin file not found"),

@@ -147,7 +147,7 @@ def test_piped_run_output_is_plain_lines_with_progress_and_a_summary_table(tmp_p
     err = proc.stderr
     assert "[red]" not in err and "[/]" not in err and "\x1b[" not in err and "━" not in err
     lines = err.splitlines()
-    assert lines[0].startswith("12 cases on grid smoke") and "estimated" in lines[0]
+    assert lines[0].startswith("16 cases on grid smoke") and "estimated" in lines[0]  # 4 impls x 4 points
     wrong = [line for line in lines if line.startswith("wrong [")]
     assert len(wrong) == 1 and "planted_faults/off" in wrong[0] and "above its tolerance" in wrong[0]
     missing = [line for line in lines if line.startswith("unavailable [")]
