@@ -5,7 +5,6 @@ numbers of two machines unless asked."""
 import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 
 import polars as pl
@@ -114,12 +113,9 @@ def test_builtin_closure_has_its_kernels_and_the_harness_only(registry):
             "effbench/tasks/attention_lm.py", "effbench/train.py"} <= set(lm)
 
 
-def test_every_method_hashes_quickly_and_differently(registry):
+def test_every_method_hashes_differently(registry):
     fresh = _fresh(registry)
-    start = time.perf_counter()
     hashes = {key: fresh.code_hash(m) for key, m in fresh.methods.items()}
-    elapsed = time.perf_counter() - start
-    assert elapsed < 10, elapsed  # ~0.3 s on 2 cores: each file is read and parsed once per registry
     sources = {(m.source_file, m.task) for m in fresh.methods.values()}
     assert len(set(hashes.values())) == len(sources)  # one hash per distinct (method file, task file) pair
     with pytest.raises(UsageError):
