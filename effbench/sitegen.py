@@ -121,9 +121,8 @@ def point_size(point_json: str | None) -> float:
     return size
 
 
-def point_labels(frame: pl.DataFrame) -> dict[str, str]:
-    """point_key -> what sets the point apart from the task's others: only the parameters whose values differ
-    ("data=digits, schedule=cosine"), the whole key when every point has the same values."""
+def _points(frame: pl.DataFrame) -> dict[str, dict[str, Any]]:
+    """point_key -> the grid point it names (from the rows' canonical JSON; {} when unreadable)."""
     if frame.is_empty() or "point" not in frame.columns:
         return {}
     points = {}
@@ -132,6 +131,13 @@ def point_labels(frame: pl.DataFrame) -> dict[str, str]:
             points[r["point_key"]] = json.loads(r["point"] or "{}")
         except ValueError:
             points[r["point_key"]] = {}
+    return points
+
+
+def point_labels(frame: pl.DataFrame) -> dict[str, str]:
+    """point_key -> what sets the point apart from the task's others: only the parameters whose values differ
+    ("data=digits, schedule=cosine"), the whole key when every point has the same values."""
+    points = _points(frame)
     keys = sorted({k for p in points.values() for k in p})
     varying = [k for k in keys if len({json.dumps(p.get(k)) for p in points.values()}) > 1]
     return {pkey: (", ".join(f"{k}={p[k]}" for k in varying if k in p) or pkey) if varying else pkey
@@ -281,14 +287,8 @@ def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, verdic
                    with_figures: bool = True, info: pl.DataFrame | None = None) -> dict[str, Any]:
     summary = analysis.workload_summary(frame)
     labels = point_labels(frame)
-    targets_of: dict[str, float] = {}
-    for r in frame.select("point_key", "point").unique().iter_rows(named=True) if "point" in frame.columns else ():
-        try:
-            target = json.loads(r["point"] or "{}").get("target")
-        except ValueError:
-            target = None
-        if isinstance(target, int | float) and not isinstance(target, bool):
-            targets_of[r["point_key"]] = float(target)
+    targets_of = {pkey: float(p["target"]) for pkey, p in _points(frame).items()
+                  if isinstance(p.get("target"), int | float) and not isinstance(p.get("target"), bool)}
     figures: list[Figure] = []
     curves = analysis.curves(db, task) if with_figures else pl.DataFrame()
     if not curves.is_empty():
