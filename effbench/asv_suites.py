@@ -7,6 +7,13 @@ worker processes, with effbench's timing, memory and error measurement) and its
 (default ``smoke``). ``EFFBENCH_SHARD=i/N`` runs only shard i of N, split as
 ``effbench run --shard i/N`` splits; params stay the same on every shard (asv needs one
 set of benchmark definitions everywhere) and the other shards' combinations skip.
+
+asv's JSON keeps only the tracked numbers (one per case, seed 0 or a median), so every suite also
+writes effbench's own shard, the full record (every metric, seed, sample, curve and failure
+message), beside asv's results: ``<results_dir>/effbench/<run_id>.jsonl`` (or
+``$EFFBENCH_ASV_SHARDS``). ``effbench ingest <results_dir>`` takes the shards and, for the tasks an
+asv suite's shard of the same commit covers, leaves asv's summary of them out, so the DB gets what
+``effbench run`` on the same cases would give.
 Params: ``case`` ("method:impl"), ``point``, ``dtype``, ``device``, ``grid``. A failed
 case raises in its track (asv records a failure, effbench's message is in asv's log); a
 combination that did not run raises asv's ``SkipNotImplemented`` (skip).
@@ -14,11 +21,11 @@ combination that did not run raises asv's ``SkipNotImplemented`` (skip).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import statistics
 import sys
-import tempfile
 import types
 from pathlib import Path
 from typing import Any
@@ -27,13 +34,42 @@ from asv_runner.benchmarks.mark import SkipNotImplemented  # a NotImplementedErr
 
 from effbench.registry import Registry, UsageError, discover
 from effbench.rows import point_key
-from effbench.runner import Case, RunConfig, default_device, make_config, parse_shard, plan, run_cases, shard_of
+from effbench.runner import (
+    Case,
+    RunConfig,
+    default_device,
+    make_config,
+    new_run,
+    parse_shard,
+    plan,
+    run_cases,
+    shard_of,
+)
 from effbench.tasks import METRIC_UNITS, KernelTask
 
 SUITE_TIMEOUT_S = {"smoke": 1800, "cpu": 4 * 3600, "gpu": 8 * 3600}
 HIGHER_IS_BETTER = {"final_metric"}
 TRACKED_KERNEL = ("time_ms", "peak_mem_bytes", "rel_error")
 TRACKED_WORKLOAD = ("final_metric", "final_loss", "steps_to_target", "time_to_target_s", "peak_mem_bytes")
+
+
+def asv_shard_dir(suite_file: str | None) -> Path:
+    """Where a suite writes its effbench shard: ``$EFFBENCH_ASV_SHARDS``, else ``effbench/`` in the results
+    directory of the ``asv.conf.json`` above the suite's file (asv runs a benchmark in a temporary
+    directory and, with an existing environment, tells it neither its config nor its commit)."""
+    explicit = os.environ.get("EFFBENCH_ASV_SHARDS", "").strip()
+    if explicit:
+        return Path(explicit)
+    conf_dir = Path(suite_file).resolve().parent.parent if suite_file else Path.cwd()
+    results = Path("results/asv")
+    try:
+        text = (conf_dir / "asv.conf.json").read_text(encoding="utf-8")
+        # asv allows // comment lines in its config
+        conf = json.loads("\n".join(line for line in text.splitlines() if not line.lstrip().startswith("//")))
+        results = Path(conf.get("results_dir", results))
+    except (OSError, ValueError, AttributeError):
+        pass
+    return (results if results.is_absolute() else conf_dir / results) / "effbench"
 
 
 def class_name(task_key: str) -> str:
@@ -109,6 +145,7 @@ def make_suite(task_key: str) -> type:
     device = default_device()
     methods = registry.methods_of(task_key)
     points = {point_key(p): p for p in task.grids[grid]}
+    shard_dir = asv_shard_dir(sys._getframe(1).f_globals.get("__file__"))  # the benchmarks/<family>.py calling
 
     def setup_cache(self: Any) -> dict:
         config = make_config(grid, device)
@@ -116,10 +153,10 @@ def make_suite(task_key: str) -> type:
         outcomes: dict[tuple[str, str, str, str], list] = {}
         if not cases:  # all of this task's cases are on other shards
             return {}
-        with tempfile.TemporaryDirectory() as shard_dir:  # asv's JSON is the record of this run
-            run_cases(registry, cases, config, Path(shard_dir), command="asv",
-                      on_case=lambda c, r: outcomes.setdefault(
-                          (f"{c.method}:{c.impl}", c.point_key, c.dtype, c.device), []).append((c, r)))
+        shard_dir.mkdir(parents=True, exist_ok=True)
+        run_cases(registry, cases, config, shard_dir, run=new_run(config, f"asv suite {task_key}", source="asv"),
+                  on_case=lambda c, r: outcomes.setdefault(
+                      (f"{c.method}:{c.impl}", c.point_key, c.dtype, c.device), []).append((c, r)))
         return {key: _aggregate(task, value) for key, value in outcomes.items()}
 
     # asv keys setup_cache results by "module:line"; every suite's setup_cache is this same

@@ -815,8 +815,11 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
 
 
 def _git(*args: str) -> str | None:
+    """git about the checkout effbench runs from (not the working directory: asv runs suites in a
+    temporary one); None when effbench is not in a git checkout."""
     try:
-        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, check=True)
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, check=True,
+                             cwd=Path(__file__).resolve().parent)
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None

@@ -264,10 +264,10 @@ class Store:
                 return [self._collect_db(path)]
             raise StoreError(f"{path}: expected a run shard (.jsonl), an asv result file (.json) or a DuckDB "
                              "file (.duckdb)")
-        reports = [self._collect_shard(p) for p in sorted(path.rglob("*.jsonl"))]
-        reports += [self._collect_db(p) for p in sorted(path.rglob("*.duckdb"))]
+        shards = [self._collect_shard(p) for p in sorted(path.rglob("*.jsonl"))]
+        reports = shards + [self._collect_db(p) for p in sorted(path.rglob("*.duckdb"))]
         if any(path.rglob("benchmarks.json")):
-            reports += self._collect_asv(path)
+            reports += self._collect_asv(path, detailed=_asv_detailed(shards))
         if not reports:
             raise StoreError(f"{path}: no run shards (*.jsonl), DuckDB files or asv results found")
         return reports
@@ -288,11 +288,13 @@ class Store:
         report.frames = _frames(records + contents.case_times(), path)
         return report
 
-    def _collect_asv(self, path: Path) -> list[IngestReport]:
+    def _collect_asv(self, path: Path, detailed: set[tuple[str, str]] = frozenset()) -> list[IngestReport]:
+        """asv result files; ``detailed``: (commit, task) of the asv suites' shards ingested with them, whose
+        asv summary rows are left out (the shard holds the same cases in full)."""
         files = [path] if path.is_file() else sorted(
             p for p in path.rglob("*.json") if p.name not in ("machine.json", "benchmarks.json")
         )
-        return [IngestReport(str(file), frames=_frames(asv_records(file), file)) for file in files]
+        return [IngestReport(str(file), frames=_frames(asv_records(file, detailed), file)) for file in files]
 
     def _collect_db(self, path: Path) -> IngestReport:
         """Every table of another effbench DB (one of an older or equal schema)."""
@@ -395,17 +397,31 @@ def _literal(text: str) -> Any:
         return text
 
 
-def asv_records(file: Path) -> list[Any]:
-    """Runs and results from one asv result file (asv >= 0.6, format version 2)."""
+def _asv_detailed(shards: Sequence[IngestReport]) -> set[tuple[str, str]]:
+    """(commit, task) of every shard an asv suite wrote (source asv) among ``shards``."""
+    detailed = set()
+    for report in shards:
+        runs, tasks = report.frames.get("runs"), report.frames.get("tasks")
+        if runs is None or tasks is None:
+            continue
+        for source, commit in zip(runs["source"].to_list(), runs["git_commit"].to_list(), strict=True):
+            if source == "asv" and commit:
+                detailed.update((commit, task) for task in tasks["task"].to_list())
+    return detailed
+
+
+def asv_records(file: Path, detailed: set[tuple[str, str]] = frozenset()) -> list[Any]:
+    """Runs and results from one asv result file (asv >= 0.6, format version 2), less the tasks whose
+    (commit, task) is in ``detailed``: an asv suite's shard of that commit holds them in full."""
     try:
-        return _asv_records(file)
+        return _asv_records(file, detailed)
     except (TypeError, ValueError, AttributeError, OverflowError, KeyError) as exc:
         # asv's JSON is trusted for nothing: a field of the wrong type is a malformed file
         raise StoreError(f"{file}: not a valid asv result file ({type(exc).__name__}: "
                          f"{_first_line(exc)[:200]})") from None
 
 
-def _asv_records(file: Path) -> list[Any]:
+def _asv_records(file: Path, detailed: set[tuple[str, str]]) -> list[Any]:
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
         benchmarks = json.loads(_find_benchmarks_json(file).read_text(encoding="utf-8"))
@@ -429,6 +445,7 @@ def _asv_records(file: Path) -> list[Any]:
     records: list[Any] = []
     devices: set[str] = set()
     grids: set[str] = set()
+    summarised_elsewhere = False
     for name, entry in results.items():
         parts = name.split(".")
         if len(parts) != 3 or not parts[2].startswith("track_"):
@@ -436,6 +453,9 @@ def _asv_records(file: Path) -> list[Any]:
         family, class_name, bench = parts
         metric = bench.removeprefix("track_")
         task = suite_task(family, class_name)
+        if (commit, task) in detailed:
+            summarised_elsewhere = True
+            continue
         row = dict(zip(columns, entry, strict=False))
         values = row.get("result")
         params = row.get("params") or []
@@ -471,6 +491,8 @@ def _asv_records(file: Path) -> list[Any]:
                     measure_method="asv track_ (effbench measure)", code_hash=str(row.get("version", "")),
                 )
             )
+    if summarised_elsewhere and not records:
+        return []  # every task of the file is in its suites' shards: no run of its own
     records.insert(
         0,
         Run(

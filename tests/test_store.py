@@ -162,6 +162,31 @@ def test_asv_skips_add_no_rows(tmp_path):
     assert rows == [{"impl": "reference", "status": "ok"}]
 
 
+@pytest.mark.parametrize("commit", ["c0ffee00", "another"])
+def test_asv_summary_yields_to_the_suites_shard(tmp_path, commit):
+    """An asv suite's shard (source asv) of the commit asv ran holds the task in full: ingest of the
+    results directory keeps the shard's rows and leaves asv's summary of that task out; a shard of
+    another commit details nothing, so both stay."""
+    from effbench.rows import TaskInfo
+
+    root = fake_asv_results(tmp_path / "asv", [0.5, None])
+    run = dataclasses.replace(RUN, source="asv", git_commit=commit, command="asv suite optimizer/step")
+    detail = dataclasses.replace(result(), task="optimizer/step", family="optimizer", method="adamw")
+    (root / "effbench").mkdir()
+    write_shard(root / "effbench" / "r1.jsonl", [
+        run, TaskInfo("optimizer", "optimizer/step", "kernel", "adamw", "reference", "[]", ""), detail,
+        dataclasses.replace(detail, metric="state_bytes", unit="B"),
+    ])
+    with Store(tmp_path / "db.duckdb") as store:
+        store.ingest(root)
+        runs = store.query("SELECT run_id FROM runs ORDER BY run_id")["run_id"].to_list()
+        rows = store.query("SELECT run_id, metric FROM results ORDER BY run_id, metric").rows()
+    if commit == "c0ffee00":
+        assert runs == ["r1"] and rows == [("r1", "state_bytes"), ("r1", "time_ms")]
+    else:
+        assert len(runs) == 2 and len(rows) == 4
+
+
 def test_malformed_asv_file(tmp_path):
     root = fake_asv_results(tmp_path / "asv", [0.5])  # one value for two combinations
     with Store(tmp_path / "db.duckdb") as store:
