@@ -261,28 +261,41 @@ def test_the_store_keeps_the_newest_build_and_the_method_page_shows_it(tmp_path)
     assert "<td>40</td>" in page and "<td>99</td>" not in page
 
 
-def test_tile_offsets_are_64_bit(tmp_path):
+def test_tile_kernels_use_64_bit_offsets_and_relaxed_reductions(tmp_path):
     """A row index times a stride passes 2^31 once V x D does: the shared logit tiles must do their offset
-    arithmetic in int64. Real compilation of the three kernels that use them, read at the TTIR."""
+    arithmetic in int64 (read at the TTIR). The backward tiles' gradient sums need no ordering: their atomics
+    must be relaxed reductions (PTX ``red...relaxed``), never acquire-release ``atom`` (Triton's default, a
+    round trip per add). Real compilation of one config of each kernel that uses them, for sm_90."""
     code = """
-import sys, triton
+import re, sys, triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
+from effbench.kernelcheck import expand
 from effbench.kernels import contrastive, linear_cross_entropy, sigmoid_pairwise
+seen = set()
 for module in (linear_cross_entropy, contrastive, sigmoid_pairwise):
-    for spec in module.compile_specs():
+    for spec in [one for spec in module.compile_specs() for one in expand(spec)]:
+        if spec.kernel in seen:
+            continue
+        seen.add(spec.kernel)
         source = ASTSource(spec.fn, spec.signature(), spec.constants(), spec.attrs())
-        ttir = triton.compile(source, target=GPUTarget("cuda", 90, 32),
-                              options={"num_warps": spec.num_warps, "num_stages": spec.num_stages}).asm["ttir"]
-        wide = [line for line in ttir.splitlines() if "arith.muli" in line and "xi64>" in line]
-        print(spec.kernel, len(wide))
+        asm = triton.compile(source, target=GPUTarget("cuda", 90, 32),
+                             options={"num_warps": spec.num_warps, "num_stages": spec.num_stages}).asm
+        wide = [line for line in asm["ttir"].splitlines() if "arith.muli" in line and "xi64>" in line]
+        atomics = sorted(set(re.findall(r"\\b((?:atom|red)\\.[\\w.]+)", asm["ptx"])))
+        print(spec.kernel, len(wide), ",".join(atomics) or "-")
 """
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600,
                             cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    counts = dict(line.rsplit(" ", 1) for line in result.stdout.splitlines())
-    assert len(counts) >= 3 and all(int(n) >= 2 for n in counts.values()), counts  # row and column offsets
+    found = {kernel: (int(wide), atomics) for kernel, wide, atomics in map(str.split, result.stdout.splitlines())}
+    assert len(found) >= 5 and all(wide >= 2 for wide, _ in found.values()), found  # row and column offsets
+    backward = {k: a for k, (_, a) in found.items() if "_bwd_" in k}
+    assert len(backward) == 3, found
+    for kernel, atomics in backward.items():
+        assert atomics != "-" and all(a.startswith("red.") and ".relaxed." in a for a in atomics.split(",")), \
+            (kernel, atomics)
 
 
 def test_block_sparse_attention_spill_budget_on_sm_90():

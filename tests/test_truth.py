@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 from effbench.cli import cli
 from effbench.registry import discover
+from effbench.rows import Result
 from effbench.runner import Case, _TruthCache, execute, make_config, run_cases
 from tests.conftest import PLUGINS
 
@@ -124,3 +125,21 @@ def test_an_input_the_task_lets_implementations_update_is_not_a_mutation():
     bad = _mutation(types.SimpleNamespace(in_place=("params",)), inputs, pristine, "while timed")
     assert (bad.status, bad.message) == ("error", "mutated input 'x' while timed: an implementation must not change "
                                                   "its inputs")
+
+
+def test_the_autotuned_config_is_recorded_with_the_time():
+    """An autotuned kernel's choice goes with the time it gave (the time_ms row's message); an impl that
+    autotunes nothing records none, even right after one that did."""
+    from effbench.runner import new_run, result_rows
+
+    registry = discover([PLUGINS / "autotuned.py"])
+    tuned_case = Case(LCE, "autotuned", "tuned", registry.tasks[LCE].grids["smoke"][0], "float32", "cpu", 0)
+    result = execute(registry, tuned_case, CONFIG)
+    assert result.status == "ok", result.message
+    expected = "autotuned kernel configs: _stand_in_kernel: BLOCK_N=64 BLOCK_V=128 num_warps=8 num_stages=3"
+    assert result.notes["time_ms"] == expected
+    rows = {r.metric: r for r in result_rows(registry, new_run(CONFIG, "test"), tuned_case, result)
+            if isinstance(r, Result)}
+    assert rows["time_ms"].message == expected and rows["time_ms"].status == "ok"
+    plain = execute(registry, Case(LCE, "autotuned", "reference", tuned_case.point, "float32", "cpu", 0), CONFIG)
+    assert plain.status == "ok" and "time_ms" not in plain.notes

@@ -54,8 +54,8 @@ class ContrastiveFunction(torch.autograd.Function):
     def forward(ctx: Any, a: torch.Tensor, t: torch.Tensor, scale: float, blocks: dict[str, int]) -> torch.Tensor:
         require_device(a, t)
         a, t = a.contiguous(), t.contiguous()
-        row_lse = row_logsumexp(a * scale, t, **blocks)
-        col_lse = row_logsumexp(t * scale, a, **blocks)
+        row_lse = row_logsumexp(a * scale, t, blocks)
+        col_lse = row_logsumexp(t * scale, a, blocks)
         diag = scale * (a.float() * t.float()).sum(-1)
         loss = 0.5 * ((row_lse - diag).mean() + (col_lse - diag).mean())
         ctx.save_for_backward(a, t, row_lse, col_lse)

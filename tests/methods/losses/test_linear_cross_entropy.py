@@ -118,3 +118,45 @@ def test_trained_softmax_inputs_have_the_stated_entropy_and_loss(v):
     assert flat_entropy > math.log(v) - 1 and abs(flat_loss - math.log(v)) < 1
     with pytest.raises(ValueError, match="unknown softmax"):
         make_inputs({"N": 4, "D": 4, "V": 8, "softmax": "peaked"}, torch.float32, "cpu", 0, None)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_triton_linear_ce_vocabulary_splits_and_autotuned_blocks(seed):
+    """The forward split over V (3 splits of 256 columns, the last partial) combined by log-sum-exp, and the
+    autotuned path (no blocks: the interpreter keeps the first config), both against the reference."""
+    from effbench.kernels import _tune
+
+    gen = torch.Generator().manual_seed(seed)
+    n, d, v = 21, 16, 600
+    x = torch.randn(n, d, generator=gen)
+    w = torch.randn(v, d, generator=gen) / d**0.5
+    y = torch.randint(0, v, (n,), generator=gen)
+    y[3] = -100
+    runs = {
+        "reference": lambda xl, wl: reference(xl, wl, y, label_smoothing=0.1),
+        "split": lambda xl, wl: triton_linear_ce(xl, wl, y, label_smoothing=0.1, splits=3, block_n=16, block_v=32,
+                                                 block_d=16),
+        "autotuned": lambda xl, wl: triton_linear_ce(xl, wl, y, label_smoothing=0.1),
+    }
+    outs = {}
+    for name, fn in runs.items():
+        _tune.forget()
+        xl, wl = x.clone().requires_grad_(), w.clone().requires_grad_()
+        loss = fn(xl, wl)
+        outs[name] = (loss, *torch.autograd.grad(loss, [xl, wl]))
+        if name == "autotuned":
+            assert _tune.chosen() == {
+                "_linear_ce_bwd_kernel": "BLOCK_D=64 BLOCK_N=64 BLOCK_V=64 num_warps=4 num_stages=3",
+                "_linear_ce_fwd_kernel": "BLOCK_D=64 BLOCK_N=64 BLOCK_V=64 num_warps=4 num_stages=3",
+            }
+        elif name == "split":
+            assert _tune.chosen() == {}  # blocks given: the plain kernels ran, nothing autotuned
+    for name in ("split", "autotuned"):
+        for ref, got in zip(outs["reference"], outs[name], strict=True):
+            assert (got - ref).norm() / ref.norm() < 1e-4, name
+
+
+def test_triton_linear_ce_refuses_partial_blocks():
+    x, w, y = torch.randn(4, 16), torch.randn(8, 16), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ValueError, match="give all of"):
+        triton_linear_ce(x, w, y, block_n=16)
