@@ -177,6 +177,8 @@ def effbench_kernels(*args: str, planted: bool = False) -> subprocess.CompletedP
 
 
 def test_cli_compiles_a_small_kernel_for_sm_80_and_sm_90(tmp_path):
+    from effbench.kernels import optimizer_step
+
     db = tmp_path / "db.duckdb"
     proc = effbench_kernels("--kernel", "optimizer_step._lion_step_kernel", "--json", "--db", str(db))
     assert proc.returncode == 0, proc.stderr
@@ -189,10 +191,14 @@ def test_cli_compiles_a_small_kernel_for_sm_80_and_sm_90(tmp_path):
         assert 0 < b["registers"] <= 255 and b["spills"] == 0 and b["compile_s"] > 0
         assert 0 <= b["shared_bytes"] <= b["shared_limit"] == kernelcheck.SHARED_LIMIT[b["arch"]]
         assert b["methods"] == "optimizer/step:lion" and b["triton_version"]
-    assert "[4/4] ok" in proc.stderr and "Traceback" not in proc.stderr
+    # each of its autotune configs: 2 archs x 2 dtypes x 3 configs
+    assert {b["config"].split(" ", 1)[1] for b in builds} == {
+        f"BLOCK={c.kwargs['BLOCK']} num_warps={c.num_warps} num_stages={c.num_stages}"
+        for c in optimizer_step.ELEMENTWISE_CONFIGS}
+    assert "[12/12] ok" in proc.stderr and "Traceback" not in proc.stderr
     with Store(db, read_only=True) as store:
         stored = store.query("SELECT kernel, arch, registers FROM kernel_builds")
-    assert stored.height == 4 and set(stored["registers"]) == {b["registers"] for b in builds}
+    assert stored.height == 12 and set(stored["registers"]) == {b["registers"] for b in builds}
 
 
 def test_a_build_that_cannot_run_exits_1_naming_kernel_config_and_message(tmp_path):
@@ -310,3 +316,24 @@ def test_block_sparse_attention_spill_budget_on_sm_90():
     for b in builds:
         budget = 376 if b["kernel"].endswith("_bwd_dkdv_kernel") else 0
         assert b["spills"] <= budget, (b["kernel"], b["config"], b["spills"])
+
+
+def test_autotuning_leaves_in_place_and_accumulated_tensors_as_one_call_would():
+    """Autotuning launches a kernel once per config on the caller's tensors: every pointer a kernel both loads
+    and stores (an in-place update) must be restored after each trial, and every buffer it accumulates into with
+    atomics zeroed before each, or the tuned call returns several steps' or several sums' worth."""
+    import inspect
+    import re
+
+    from effbench.kernels import linear_cross_entropy, optimizer_step, optimizer_step_diffgrad, optimizer_step_exadam
+    from effbench.kernels._spec import python_function
+
+    tuned = [obj for module in (optimizer_step, optimizer_step_diffgrad, optimizer_step_exadam, linear_cross_entropy)
+             for name, obj in vars(module).items() if name.endswith(KERNEL_SUFFIX) and hasattr(obj, "configs")]
+    assert len(tuned) == 6
+    for kernel in tuned:
+        source = inspect.getsource(python_function(kernel))
+        loaded = set(re.findall(r"tl\.load\((\w+_ptr)\b", source))
+        stored = set(re.findall(r"tl\.store\((\w+_ptr)\b", source))
+        assert loaded & stored <= set(kernel.restore_value), (python_function(kernel).__name__, loaded & stored)
+    assert set(linear_cross_entropy._linear_ce_bwd_kernel.reset_to_zero) == {"dx_ptr", "dw_ptr"}  # atomics

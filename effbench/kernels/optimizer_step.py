@@ -14,12 +14,32 @@ import triton.language as tl
 
 from effbench.kernels._common import require_device
 from effbench.kernels._spec import CompileSpec
+from effbench.kernels._tune import autotune
 
-BLOCK = 1024
+BLOCK = 1024  # the interpreter's tile (the first config below)
+# Element-wise steps are bandwidth-bound: the autotuner picks the tile per tensor size among a few whose
+# programs move 4-16 KiB of each tensor. Every trial restores the tensors a step updates in place, so the
+# tuning call still takes exactly one step.
+ELEMENTWISE_CONFIGS = [
+    triton.Config({"BLOCK": BLOCK}, num_warps=4),
+    triton.Config({"BLOCK": 2048}, num_warps=8),
+    triton.Config({"BLOCK": 4096}, num_warps=8),
+]
+
+
+def elementwise_autotune(*updated: str):
+    """Autotune an element-wise step kernel on ``n``, restoring ``updated`` (its in-place pointers) after trials."""
+    return autotune(ELEMENTWISE_CONFIGS, key=["n"], restore_value=list(updated))
+
+
+def tiles(n: int):
+    """The launch grid of an element-wise kernel of ``n`` elements, at whatever BLOCK it launches with."""
+    return lambda meta: (triton.cdiv(n, meta["BLOCK"]),)
 # the dtypes of optimizer/step's gpu grid; its parameter sizes are all multiples of 16 (transformer_shapes)
 GPU_DTYPES = ("float32", "bfloat16")
 
 
+@elementwise_autotune("p_ptr", "m_ptr", "v_ptr")
 @triton.jit
 def _adamw_step_kernel(p_ptr, g_ptr, m_ptr, v_ptr, n, lr, beta1, beta2, eps, decay, step_size, bias2,
                        BLOCK: tl.constexpr):
@@ -38,6 +58,7 @@ def _adamw_step_kernel(p_ptr, g_ptr, m_ptr, v_ptr, n, lr, beta1, beta2, eps, dec
     tl.store(v_ptr + offs, v.to(v_ptr.dtype.element_ty), mask=mask)
 
 
+@elementwise_autotune("p_ptr", "m_ptr")
 @triton.jit
 def _lion_step_kernel(p_ptr, g_ptr, m_ptr, n, lr, beta1, beta2, decay, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -65,9 +86,9 @@ def adamw_step(params: list[torch.Tensor], m: list[torch.Tensor], v: list[torch.
     for p, m_i, v_i in zip(params, m, v, strict=True):
         require_device(p)
         n = p.numel()
-        _adamw_step_kernel[(triton.cdiv(n, BLOCK),)](
+        _adamw_step_kernel[tiles(n)](
             _flat(p.data), _flat(p.grad), _flat(m_i), _flat(v_i), n, lr, beta1, beta2, eps, 1 - lr * weight_decay,
-            lr / bias1, bias2, BLOCK=BLOCK,
+            lr / bias1, bias2,
         )
 
 
@@ -77,13 +98,13 @@ def lion_step(params: list[torch.Tensor], m: list[torch.Tensor], lr: float, beta
     for p, m_i in zip(params, m, strict=True):
         require_device(p)
         n = p.numel()
-        _lion_step_kernel[(triton.cdiv(n, BLOCK),)](
-            _flat(p.data), _flat(p.grad), _flat(m_i), n, lr, beta1, beta2, 1 - lr * weight_decay, BLOCK=BLOCK,
+        _lion_step_kernel[tiles(n)](
+            _flat(p.data), _flat(p.grad), _flat(m_i), n, lr, beta1, beta2, 1 - lr * weight_decay,
         )
 
 
 def compile_specs() -> list[CompileSpec]:
-    """AdamW and Lion at every gpu-grid dtype (state in the parameter's dtype)."""
+    """AdamW and Lion at every gpu-grid dtype (state in the parameter's dtype), each autotune config."""
     return [
         spec
         for dtype in GPU_DTYPES

@@ -13,9 +13,10 @@ import triton.language as tl
 
 from effbench.kernels._common import require_device
 from effbench.kernels._spec import CompileSpec
-from effbench.kernels.optimizer_step import BLOCK, GPU_DTYPES, _flat
+from effbench.kernels.optimizer_step import BLOCK, GPU_DTYPES, _flat, elementwise_autotune, tiles
 
 
+@elementwise_autotune("p_ptr", "m_ptr", "v_ptr", "gp_ptr")
 @triton.jit
 def _diffgrad_step_kernel(p_ptr, g_ptr, m_ptr, v_ptr, gp_ptr, n, beta1, beta2, eps, weight_decay, step_size,
                           BLOCK: tl.constexpr):
@@ -45,9 +46,9 @@ def diffgrad_step(params: list[torch.Tensor], m: list[torch.Tensor], v: list[tor
     for p, m_i, v_i, gp_i in zip(params, m, v, g_prev, strict=True):
         require_device(p)
         n = p.numel()
-        _diffgrad_step_kernel[(triton.cdiv(n, BLOCK),)](
+        _diffgrad_step_kernel[tiles(n)](
             _flat(p.data), _flat(p.grad), _flat(m_i), _flat(v_i), _flat(gp_i), n, beta1, beta2, eps, weight_decay,
-            step_size, BLOCK=BLOCK,
+            step_size,
         )
 
 

@@ -15,9 +15,10 @@ import triton.language as tl
 
 from effbench.kernels._common import require_device
 from effbench.kernels._spec import CompileSpec
-from effbench.kernels.optimizer_step import BLOCK, GPU_DTYPES, _flat
+from effbench.kernels.optimizer_step import BLOCK, GPU_DTYPES, _flat, elementwise_autotune, tiles
 
 
+@elementwise_autotune("p_ptr", "m_ptr", "v_ptr")
 @triton.jit
 def _exadam_step_kernel(p_ptr, g_ptr, m_ptr, v_ptr, n, beta1, beta2, eps, decay, beta1_t, beta2_t, step_size,
                         bias2, BLOCK: tl.constexpr):
@@ -48,9 +49,9 @@ def exadam_step(params: list[torch.Tensor], m: list[torch.Tensor], v: list[torch
     for p, m_i, v_i in zip(params, m, v, strict=True):
         require_device(p)
         n = p.numel()
-        _exadam_step_kernel[(triton.cdiv(n, BLOCK),)](
+        _exadam_step_kernel[tiles(n)](
             _flat(p.data), _flat(p.grad), _flat(m_i), _flat(v_i), n, beta1, beta2, eps, 1 - lr * weight_decay,
-            beta1_t, beta2_t, alpha / (1 - beta1_t), 1 - beta2_t, BLOCK=BLOCK,
+            beta1_t, beta2_t, alpha / (1 - beta1_t), 1 - beta2_t,
         )
 
 
