@@ -305,16 +305,18 @@ for module in (linear_cross_entropy, contrastive, sigmoid_pairwise):
 
 
 def test_block_sparse_attention_spill_budget_on_sm_90():
-    """The spills the compile check found are fixed where they can be: at every gpu configuration on sm_90 the
-    forward and dQ kernels spill nothing and dK/dV (two fp32 accumulators of BLOCK x d) at most 376 bytes
-    (``_launch_options``' docstring has the numbers and the alternatives tried)."""
+    """The spills the compile check found are fixed where they can be: at every config the autotuner may pick
+    for the gpu grid on sm_90, the forward and dQ kernels spill nothing, block 64 nothing at all, and block 128's
+    dK/dV (two fp32 accumulators of BLOCK x d) at most 376 bytes (``_tune_space``'s docstring has the numbers
+    and the alternatives tried)."""
     proc = effbench_kernels("--arch", "sm_90", "--json", "--no-store", "--kernel",
                             "_fwd_kernel,_bwd_dq_kernel,_bwd_dkdv_kernel")
     assert proc.returncode == 0, proc.stderr
     builds = [b for b in json.loads(proc.stdout) if b["kernel"].startswith("block_sparse_attention.")]
-    assert len(builds) == 12  # 3 kernels x head dims 64, 128 x blocks 64, 128
+    # 3 kernels x (block 64: 4 configs at head dim 64, 2 at 128; block 128: 1 at each)
+    assert len(builds) == 24
     for b in builds:
-        budget = 376 if b["kernel"].endswith("_bwd_dkdv_kernel") else 0
+        budget = 376 if b["kernel"].endswith("_bwd_dkdv_kernel") and "BLOCK=128" in b["config"] else 0
         assert b["spills"] <= budget, (b["kernel"], b["config"], b["spills"])
 
 

@@ -40,7 +40,8 @@ import triton
 import triton.language as tl
 
 from effbench.kernels._common import require_device
-from effbench.kernels._spec import CompileSpec
+from effbench.kernels._spec import CompileSpec, python_function
+from effbench.kernels._tune import autotune
 from effbench.methods.attention._blocks import BlockLayout, layout_for
 from effbench.registry import Unavailable
 
@@ -210,19 +211,36 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: BlockLayou
 
 
 def _launch_options(dtype: torch.dtype, d: int, block: int) -> dict[str, Any]:
-    """Constexprs and launch options of the forward, dK/dV and dQ kernels (``compile_specs`` uses them too).
+    """Constexprs of the forward, dK/dV and dQ kernels; their warps and stages come from ``_tune_space``."""
+    return {"BLOCK": block, "D": d, "PRECISION": "ieee" if dtype == torch.float32 else "tf32"}
+
+
+def _tune_space(d: int, block: int) -> list[tuple[int, int]]:
+    """(num_warps, num_stages) the autotuner times for a (head dim, block); ``compile_specs`` compiles each.
 
     Block 128 tiles hold 4x a block-64 tile's scores per program: with 4 warps ptxas spilled (sm_90, head dim 64:
     448 B forward, 1208 B dK/dV, 488 B dQ; sm_80 fell back to 32 registers and 5-20 KB), so they get 8 warps and
     no software pipelining (a second stage's buffers cost registers too). Compiled by ``effbench kernels``
     (Triton 3.9): forward and dQ then spill nothing on sm_90, dK/dV 8 B (head dim 64) and 376 B (128), whose
     two fp32 accumulators (dK, dV: 2 x 128 x d) alone take half the register file; 16 warps or two stages
-    spill more. On sm_80 (no wgmma) 176-2344 B remain."""
-    large = block >= 128
-    return {
-        "BLOCK": block, "D": d, "PRECISION": "ieee" if dtype == torch.float32 else "tf32",
-        "num_warps": 8 if d > 64 or large else 4, "num_stages": 1 if large else 2,
-    }
+    spill more. On sm_80 (no wgmma) 176-2344 B remain. Block 64: 4 or 8 warps, 2 or 3 stages, none of which
+    spills on sm_90, but 4 warps at head dim 128 (dK/dV: 256-272 B), left out."""
+    if block >= 128:
+        return [(8, 1)]
+    return [(warps, stages) for warps in ((4, 8) if d <= 64 else (8,)) for stages in (2, 3)]
+
+
+_TUNED: dict[tuple[str, int, int], Any] = {}
+
+
+def _tuned(fn: Any, d: int, block: int) -> Any:
+    """``fn`` autotuned over ``_tune_space(d, block)``, keyed on N and the LUT's width (how sparse the mask is)."""
+    key = (python_function(fn).__name__, d, block)
+    if key not in _TUNED:
+        width = "WT" if "WT" in fn.arg_names else "W"
+        configs = [triton.Config({}, num_warps=w, num_stages=s) for w, s in _tune_space(d, block)]
+        _TUNED[key] = autotune(configs, key=["N", width])(fn)
+    return _TUNED[key]
 
 
 def _scales(d: int) -> tuple[float, float]:
@@ -239,7 +257,7 @@ def block_sparse_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     o = torch.empty_like(q)
     lse = torch.empty(b, h, n, dtype=torch.float32, device=q.device)
     qk_scale, _ = _scales(d)
-    _fwd_kernel[(layout.num_blocks, b * h)](
+    _tuned(_fwd_kernel, d, layout.block)[(layout.num_blocks, b * h)](
         q, k, v, o, lse, layout.counts, layout.lut, layout.lut_tile, layout.partial,
         h, n, layout.num_blocks, layout.lut.shape[-1], sb, sh, qk_scale, **_launch_options(q.dtype, d, layout.block),
     )
@@ -256,11 +274,11 @@ def block_sparse_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: 
     delta = torch.empty(b, h, n, dtype=torch.float32, device=q.device)
     _delta_kernel[(t, b * h)](o, do, delta, n, BLOCK=layout.block, D=d)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    _bwd_dkdv_kernel[(t, b * h)](
+    _tuned(_bwd_dkdv_kernel, d, layout.block)[(t, b * h)](
         q, k, v, do, lse, delta, dk, dv, layout.t_counts, layout.t_lut, layout.t_lut_tile, layout.partial,
         h, n, t, layout.t_lut.shape[-1], sb, sh, qk_scale, sm_scale, **options,
     )
-    _bwd_dq_kernel[(t, b * h)](
+    _tuned(_bwd_dq_kernel, d, layout.block)[(t, b * h)](
         q, k, v, do, lse, delta, dq, layout.counts, layout.lut, layout.lut_tile, layout.partial,
         h, n, t, layout.lut.shape[-1], sb, sh, qk_scale, sm_scale, **options,
     )
@@ -317,11 +335,12 @@ def _spec(fn: Any, dtype: str, constexprs: dict[str, Any], **launch: int) -> Com
 
 
 def compile_specs() -> list[CompileSpec]:
-    """The four kernels at every (dtype, head dim, block) of the gpu grid, with the launchers' own options."""
+    """The four kernels at every (dtype, head dim, block) of the gpu grid, at every config the autotuner may pick."""
     specs = []
     for dtype, d, block in itertools.product(GPU_DTYPES, GPU_HEAD_DIMS, GPU_BLOCKS):
         options = _launch_options(getattr(torch, dtype), d, block)
-        launch = {"num_warps": options.pop("num_warps"), "num_stages": options.pop("num_stages")}
-        specs += [_spec(fn, dtype, options, **launch) for fn in (_fwd_kernel, _bwd_dkdv_kernel, _bwd_dq_kernel)]
+        for warps, stages in _tune_space(d, block):
+            specs += [_spec(fn, dtype, options, num_warps=warps, num_stages=stages)
+                      for fn in (_fwd_kernel, _bwd_dkdv_kernel, _bwd_dq_kernel)]
         specs.append(_spec(_delta_kernel, dtype, {"BLOCK": block, "D": d}))  # launched with Triton's defaults
     return specs
