@@ -327,15 +327,26 @@ def test_autotuning_leaves_in_place_and_accumulated_tensors_as_one_call_would():
     import inspect
     import re
 
-    from effbench.kernels import linear_cross_entropy, optimizer_step, optimizer_step_diffgrad, optimizer_step_exadam
+    from effbench.kernels import (
+        cross_entropy,
+        linear_cross_entropy,
+        optimizer_step,
+        optimizer_step_diffgrad,
+        optimizer_step_exadam,
+    )
     from effbench.kernels._spec import python_function
 
-    tuned = [obj for module in (optimizer_step, optimizer_step_diffgrad, optimizer_step_exadam, linear_cross_entropy)
+    modules = (optimizer_step, optimizer_step_diffgrad, optimizer_step_exadam, linear_cross_entropy, cross_entropy)
+    tuned = [obj for module in modules
              for name, obj in vars(module).items() if name.endswith(KERNEL_SUFFIX) and hasattr(obj, "configs")]
-    assert len(tuned) == 6
+    assert len(tuned) == 7
     for kernel in tuned:
         source = inspect.getsource(python_function(kernel))
-        loaded = set(re.findall(r"tl\.load\((\w+_ptr)\b", source))
-        stored = set(re.findall(r"tl\.store\((\w+_ptr)\b", source))
-        assert loaded & stored <= set(kernel.restore_value), (python_function(kernel).__name__, loaded & stored)
+        aliases = dict(re.findall(r"(\w+) = (\w+_ptr) \+", source))  # row_ptr = logits_ptr + row * stride
+
+        loaded, stored = ({aliases.get(name, name) for name in re.findall(rf"tl\.{op}\((\w+_ptr)\b", source)}
+                          for op in ("load", "store"))
+        updated = loaded & stored
+        assert updated <= set(kernel.restore_value), (python_function(kernel).__name__, updated)
+    assert set(cross_entropy._cross_entropy_fwd_bwd_kernel.restore_value) == {"logits_ptr"}
     assert set(linear_cross_entropy._linear_ce_bwd_kernel.reset_to_zero) == {"dx_ptr", "dw_ptr"}  # atomics

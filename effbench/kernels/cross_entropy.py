@@ -23,10 +23,21 @@ import triton.language as tl
 
 from effbench.kernels._common import require_device
 from effbench.kernels._spec import CompileSpec
+from effbench.kernels._tune import autotune
 
 BLOCK_V = 1024  # columns per step; vocabularies shorter than it use their next power of two
+# Autotuned on V for vocabularies of at least BLOCK_V (every gpu-grid one): the kernel overwrites the
+# logits with their gradient, so every trial restores them (an N x V copy, on the untimed first call).
+CONFIGS = [
+    triton.Config({"BLOCK_V": BLOCK_V}, num_warps=4),
+    triton.Config({"BLOCK_V": 2048}, num_warps=8),
+    triton.Config({"BLOCK_V": 4096}, num_warps=16),
+]
 
 
+@autotune(CONFIGS, key=["V"], restore_value=["logits_ptr"],
+          prune_configs_by={"early_config_prune": lambda configs, named_args, **_: [
+              c for c in configs if c.kwargs["BLOCK_V"] <= max(BLOCK_V, named_args["V"])]})
 @triton.jit
 def _cross_entropy_fwd_bwd_kernel(
     logits_ptr, stride_row, targets_ptr, row_scale_ptr, loss_ptr, lse_ptr,
@@ -68,7 +79,6 @@ def _cross_entropy_fwd_bwd_kernel(
 
 def cross_entropy_forward(
     x: torch.Tensor, w: torch.Tensor, y: torch.Tensor, ignore_index: int, z_loss: float, label_smoothing: float,
-    block_v: int = BLOCK_V,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Loss (scalar), dloss/dx and dloss/dw for x (N, D), w (V, D), y (N,)."""
     assert x.ndim == 2 and w.ndim == 2 and x.shape[1] == w.shape[1] and y.shape == (x.shape[0],)
@@ -80,11 +90,12 @@ def cross_entropy_forward(
     row_scale = valid.to(torch.float32) / n_valid
     loss_rows = torch.empty(n, dtype=torch.float32, device=x.device)
     lse = torch.empty(n, dtype=torch.float32, device=x.device)
-    _cross_entropy_fwd_bwd_kernel[(n,)](
-        logits, logits.stride(0), y.contiguous(), row_scale, loss_rows, lse,
-        v, ignore_index, float(z_loss), float(label_smoothing),
-        BLOCK_V=min(block_v, triton.next_power_of_2(v)),
-    )
+    args = (logits, logits.stride(0), y.contiguous(), row_scale, loss_rows, lse, v, ignore_index, float(z_loss),
+            float(label_smoothing))
+    if v < BLOCK_V:  # a short vocabulary: one step of its next power of two, nothing to tune
+        _cross_entropy_fwd_bwd_kernel.fn[(n,)](*args, BLOCK_V=triton.next_power_of_2(v))
+    else:
+        _cross_entropy_fwd_bwd_kernel[(n,)](*args)
     grad_logits = logits
     dx = grad_logits @ w
     dw = grad_logits.T @ x
@@ -111,7 +122,7 @@ def cross_entropy(x: torch.Tensor, w: torch.Tensor, y: torch.Tensor, ignore_inde
 
 
 def compile_specs() -> list[CompileSpec]:
-    """The gpu grid's launch: bf16 logits (loss/linear_cross_entropy), every V >= 32000, so BLOCK_V in full."""
-    return [CompileSpec(_cross_entropy_fwd_bwd_kernel, "bfloat16", {"BLOCK_V": BLOCK_V},
+    """The gpu grid's launches: bf16 logits (loss/linear_cross_entropy), every V >= 32000, so each config."""
+    return [CompileSpec(_cross_entropy_fwd_bwd_kernel, "bfloat16", {},
                         pointers={"targets_ptr": "i64", "row_scale_ptr": "fp32", "loss_ptr": "fp32", "lse_ptr": "fp32"},
                         floats=("z_loss", "smoothing"), divisible=("stride_row", "V"))]

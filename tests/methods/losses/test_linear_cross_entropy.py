@@ -160,3 +160,25 @@ def test_triton_linear_ce_refuses_partial_blocks():
     x, w, y = torch.randn(4, 16), torch.randn(8, 16), torch.zeros(4, dtype=torch.long)
     with pytest.raises(ValueError, match="give all of"):
         triton_linear_ce(x, w, y, block_n=16)
+
+
+def test_triton_ce_autotuned_path_on_a_vocabulary_of_several_steps():
+    """V >= 1024 takes the autotuned kernel (the interpreter keeps its first config: two 1024-column steps here,
+    the second partial), which overwrites the logits with their gradient: loss and gradients still match."""
+    from effbench.kernels import _tune
+
+    gen = torch.Generator().manual_seed(3)
+    n, d, v = 6, 16, 1100
+    x = torch.randn(n, d, generator=gen)
+    w = torch.randn(v, d, generator=gen) / d**0.5
+    y = torch.randint(0, v, (n,), generator=gen)
+    y[1] = -100
+    outs = []
+    for fn in (reference, triton_ce):
+        _tune.forget()
+        xl, wl = x.clone().requires_grad_(), w.clone().requires_grad_()
+        loss = fn(xl, wl, y, z_loss=1e-3)
+        outs.append((loss, *torch.autograd.grad(loss, [xl, wl])))
+    assert _tune.chosen() == {"_cross_entropy_fwd_bwd_kernel": "BLOCK_V=1024 num_warps=4 num_stages=3"}
+    for ref, got in zip(*outs, strict=True):
+        assert (got - ref).norm() / ref.norm() < 1e-4
