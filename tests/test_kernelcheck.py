@@ -328,18 +328,21 @@ def test_autotuning_leaves_in_place_and_accumulated_tensors_as_one_call_would():
     import re
 
     from effbench.kernels import (
+        contrastive,
         cross_entropy,
         linear_cross_entropy,
         optimizer_step,
         optimizer_step_diffgrad,
         optimizer_step_exadam,
+        sigmoid_pairwise,
     )
     from effbench.kernels._spec import python_function
 
-    modules = (optimizer_step, optimizer_step_diffgrad, optimizer_step_exadam, linear_cross_entropy, cross_entropy)
+    modules = (optimizer_step, optimizer_step_diffgrad, optimizer_step_exadam, linear_cross_entropy, cross_entropy,
+               contrastive, sigmoid_pairwise)
     tuned = [obj for module in modules
              for name, obj in vars(module).items() if name.endswith(KERNEL_SUFFIX) and hasattr(obj, "configs")]
-    assert len(tuned) == 7
+    assert len(tuned) == 10
     for kernel in tuned:
         source = inspect.getsource(python_function(kernel))
         aliases = dict(re.findall(r"(\w+) = (\w+_ptr) \+", source))  # row_ptr = logits_ptr + row * stride
@@ -349,4 +352,10 @@ def test_autotuning_leaves_in_place_and_accumulated_tensors_as_one_call_would():
         updated = loaded & stored
         assert updated <= set(kernel.restore_value), (python_function(kernel).__name__, updated)
     assert set(cross_entropy._cross_entropy_fwd_bwd_kernel.restore_value) == {"logits_ptr"}
+    # the tile kernels' gradients are sums of atomics, and their per-tile partial sums have more slots than a
+    # larger tile writes: all zeroed before each trial
+    assert set(contrastive._contrastive_bwd_kernel.reset_to_zero) == {"da_ptr", "dt_ptr"}
+    assert set(sigmoid_pairwise._sigmoid_fwd_kernel.reset_to_zero) == {"partial_ptr"}
+    assert set(sigmoid_pairwise._sigmoid_bwd_kernel.reset_to_zero) == {
+        "da_ptr", "dt_ptr", "dtemp_partial_ptr", "dbias_partial_ptr"}
     assert set(linear_cross_entropy._linear_ce_bwd_kernel.reset_to_zero) == {"dx_ptr", "dw_ptr"}  # atomics

@@ -6,6 +6,38 @@ N x D at N = 262144 tokens of D = 8192), and int32 arithmetic would wrap to anot
 import triton
 import triton.language as tl
 
+# The autotune space of the kernels built on these tiles (a logit tile, then its gradient into both operands):
+# the first entry is the interpreter's, and `effbench kernels` compiles every entry. sm_90: no spills but the
+# SigLIP backward's 8 B at 128 x 128 (it keeps the tile's dot products for dT as well); sm_80 (no wgmma) spills
+# 48-344 B at all but 64 x 128: the autotuner times them, so a spilling config wins only when still fastest.
+TILE_CONFIGS = [
+    triton.Config({"BLOCK_N": 64, "BLOCK_V": 64, "BLOCK_D": 64}, num_warps=4, num_stages=3),
+    triton.Config({"BLOCK_N": 128, "BLOCK_V": 128, "BLOCK_D": 64}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_N": 128, "BLOCK_V": 64, "BLOCK_D": 64}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_N": 64, "BLOCK_V": 128, "BLOCK_D": 64}, num_warps=8, num_stages=3),
+]
+
+
+def tile_blocks(blocks: dict[str, int] | None) -> dict[str, int]:
+    """The constexprs of explicit ``blocks`` (block_n, block_v, block_d); {} lets the autotuner choose."""
+    if not blocks:
+        return {}
+    if set(blocks) != {"block_n", "block_v", "block_d"}:
+        raise ValueError(f"blocks: give all of block_d, block_n, block_v, got {sorted(blocks)}")
+    return {"BLOCK_N": blocks["block_n"], "BLOCK_V": blocks["block_v"], "BLOCK_D": blocks["block_d"]}
+
+
+def tile_grid(rows: int, cols: int):
+    """The 2-D launch grid of (BLOCK_N, BLOCK_V) tiles, at whatever blocks the launch uses."""
+    return lambda meta: (triton.cdiv(rows, meta["BLOCK_N"]), triton.cdiv(cols, meta["BLOCK_V"]))
+
+
+def most_tiles(rows: int, cols: int, constexprs: dict[str, int]) -> int:
+    """Size of a per-tile partial-sum buffer: the tiles of the explicit blocks, else of the config with most."""
+    shapes = [(constexprs["BLOCK_N"], constexprs["BLOCK_V"])] if constexprs else [
+        (c.kwargs["BLOCK_N"], c.kwargs["BLOCK_V"]) for c in TILE_CONFIGS]
+    return max(triton.cdiv(rows, n) * triton.cdiv(cols, v) for n, v in shapes)
+
 
 @triton.jit
 def _logit_tile(x_ptr, w_ptr, rows, cols, row_mask, col_mask, D, stride_x, stride_w,

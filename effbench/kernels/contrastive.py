@@ -9,6 +9,9 @@
       dL/dS_ij = (exp(S_ij - rlse_i) + exp(S_ij - clse_j) - 2 [i = j]) / (2b),
 
   then adds s g @ t_tile into da and s g^T @ a_tile into dt with fp32 atomics.
+
+Forward and backward autotuned (``TILE_CONFIGS`` on (B, D); da and dt zeroed before every trial) unless
+blocks are given.
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ import triton.language as tl
 
 from effbench.kernels._common import require_device
 from effbench.kernels._spec import CompileSpec
-from effbench.kernels._tiles import _accumulate_tile_grads, _logit_tile
+from effbench.kernels._tiles import TILE_CONFIGS, _accumulate_tile_grads, _logit_tile, tile_blocks, tile_grid
+from effbench.kernels._tune import autotune
 from effbench.kernels.linear_cross_entropy import row_logsumexp
 
-BLOCKS = {"block_n": 64, "block_v": 64, "block_d": 64}
 
-
+@autotune(TILE_CONFIGS, key=["B", "D"], reset_to_zero=["da_ptr", "dt_ptr"])
 @triton.jit
 def _contrastive_bwd_kernel(
     a_ptr, t_ptr, row_lse_ptr, col_lse_ptr, da_ptr, dt_ptr,
@@ -51,7 +54,8 @@ def _contrastive_bwd_kernel(
 
 class ContrastiveFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, a: torch.Tensor, t: torch.Tensor, scale: float, blocks: dict[str, int]) -> torch.Tensor:
+    def forward(ctx: Any, a: torch.Tensor, t: torch.Tensor, scale: float, blocks: dict[str, int] | None
+                ) -> torch.Tensor:
         require_device(a, t)
         a, t = a.contiguous(), t.contiguous()
         row_lse = row_logsumexp(a * scale, t, blocks)
@@ -66,25 +70,24 @@ class ContrastiveFunction(torch.autograd.Function):
     def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         a, t, row_lse, col_lse = ctx.saved_tensors
         b, d = a.shape
-        blocks = ctx.blocks
+        constexprs = tile_blocks(ctx.blocks)
         da = torch.zeros(b, d, dtype=torch.float32, device=a.device)
         dt = torch.zeros(b, d, dtype=torch.float32, device=a.device)
-        grid = (triton.cdiv(b, blocks["block_n"]), triton.cdiv(b, blocks["block_v"]))
-        _contrastive_bwd_kernel[grid](
+        kernel = _contrastive_bwd_kernel.fn if constexprs else _contrastive_bwd_kernel
+        kernel[tile_grid(b, b)](
             a, t, row_lse, col_lse, da, dt, b, d, a.stride(0), t.stride(0), float(ctx.scale),
-            float(grad_loss) / (2 * b), BLOCK_N=blocks["block_n"], BLOCK_V=blocks["block_v"],
-            BLOCK_D=blocks["block_d"],
+            float(grad_loss) / (2 * b), **constexprs,
         )
         return da.to(a.dtype), dt.to(t.dtype), None, None
 
 
 def contrastive_loss(a: torch.Tensor, t: torch.Tensor, scale: float, **blocks: int) -> torch.Tensor:
-    return ContrastiveFunction.apply(a, t, scale, {**BLOCKS, **blocks})
+    """Blocks autotuned unless ``blocks`` names all of block_n, block_v, block_d (both passes)."""
+    return ContrastiveFunction.apply(a, t, scale, blocks or None)
 
 
 def compile_specs() -> list[CompileSpec]:
-    """The gpu grid's launch (loss/contrastive): bf16 at BLOCKS; b and d multiples of 16."""
-    return [CompileSpec(_contrastive_bwd_kernel, "bfloat16",
-                        {"BLOCK_N": BLOCKS["block_n"], "BLOCK_V": BLOCKS["block_v"], "BLOCK_D": BLOCKS["block_d"]},
+    """The gpu grid's launches (loss/contrastive): bf16 at every autotune config; b and d multiples of 16."""
+    return [CompileSpec(_contrastive_bwd_kernel, "bfloat16", {},
                         pointers={"row_lse_ptr": "fp32", "col_lse_ptr": "fp32", "da_ptr": "fp32", "dt_ptr": "fp32"},
                         floats=("scale", "grad_scale"), divisible=("B", "D", "stride_a", "stride_t"))]

@@ -44,7 +44,7 @@ import triton.language as tl
 
 from effbench.kernels._common import require_device
 from effbench.kernels._spec import CompileSpec
-from effbench.kernels._tiles import _accumulate_tile_grads, _logit_tile
+from effbench.kernels._tiles import TILE_CONFIGS, _accumulate_tile_grads, _logit_tile, tile_blocks
 from effbench.kernels._tune import autotune
 
 # Autotune spaces (the first entry is the interpreter's and the default blocks' choice). Every BLOCK_V divides
@@ -57,12 +57,7 @@ FORWARD_CONFIGS = [
     triton.Config({"BLOCK_N": 128, "BLOCK_V": 64, "BLOCK_D": 64}, num_warps=8, num_stages=4),
     triton.Config({"BLOCK_N": 64, "BLOCK_V": 128, "BLOCK_D": 64}, num_warps=4, num_stages=4),
 ]
-BACKWARD_CONFIGS = [
-    triton.Config({"BLOCK_N": 64, "BLOCK_V": 64, "BLOCK_D": 64}, num_warps=4, num_stages=3),
-    triton.Config({"BLOCK_N": 128, "BLOCK_V": 128, "BLOCK_D": 64}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_N": 128, "BLOCK_V": 64, "BLOCK_D": 64}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_N": 64, "BLOCK_V": 128, "BLOCK_D": 64}, num_warps=8, num_stages=3),
-]
+BACKWARD_CONFIGS = TILE_CONFIGS
 SPLIT_MULTIPLE = 256
 
 
@@ -130,14 +125,10 @@ def _linear_ce_bwd_kernel(
                            stride_x, stride_w, BLOCK_D)
 
 
-DEFAULT_BLOCKS = {"block_n": 64, "block_v": 64, "block_d": 64}
-
-
 def _launch(kernel: Any, blocks: dict[str, int] | None) -> tuple[Any, dict[str, int]]:
     """The autotuned kernel when ``blocks`` is None, else the plain jit function at those blocks."""
-    if blocks is None:
-        return kernel, {}
-    return kernel.fn, {"BLOCK_N": blocks["block_n"], "BLOCK_V": blocks["block_v"], "BLOCK_D": blocks["block_d"]}
+    constexprs = tile_blocks(blocks)
+    return (kernel.fn if constexprs else kernel), constexprs
 
 
 def default_splits(n: int, v: int, device: torch.device) -> int:
@@ -225,8 +216,6 @@ def linear_cross_entropy(
 ) -> torch.Tensor:
     """Mean cross-entropy of x @ w.T against y. Blocks are autotuned unless ``blocks`` names them (block_n,
     block_v, block_d: all three, both passes); ``splits``: the forward's vocabulary splits (None: by the GPU)."""
-    if blocks and set(blocks) != set(DEFAULT_BLOCKS):
-        raise ValueError(f"blocks: give all of {sorted(DEFAULT_BLOCKS)}, got {sorted(blocks)}")
     return LinearCrossEntropyFunction.apply(x, w, y, ignore_index, z_loss, label_smoothing, blocks or None, splits)
 
 

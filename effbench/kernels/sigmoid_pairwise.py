@@ -7,6 +7,10 @@ With logits l_ij = T a_i . t_j + beta (T = exp(t')) and z_ij = +1 on the diagona
 - backward: the same tile gives g = dL/dl = -z sigmoid(-z l) / b; da, dt accumulate
   T g @ t_tile and T g^T @ a_tile with fp32 atomics, and each program writes its partial
   sums of g * (a . t) * T (for t') and of g (for beta).
+
+Both autotuned over ``TILE_CONFIGS`` on (B, D) unless blocks are given. The partial-sum buffers have a
+slot per tile of the config with most tiles, zeroed before every trial (a larger tile writes fewer
+slots), as are da and dt (atomics add into them).
 """
 
 from __future__ import annotations
@@ -19,9 +23,15 @@ import triton.language as tl
 
 from effbench.kernels._common import require_device
 from effbench.kernels._spec import CompileSpec
-from effbench.kernels._tiles import _accumulate_tile_grads, _logit_tile
-
-BLOCKS = {"block_n": 64, "block_v": 64, "block_d": 64}
+from effbench.kernels._tiles import (
+    TILE_CONFIGS,
+    _accumulate_tile_grads,
+    _logit_tile,
+    most_tiles,
+    tile_blocks,
+    tile_grid,
+)
+from effbench.kernels._tune import autotune
 
 
 @triton.jit
@@ -33,6 +43,7 @@ def _sigmoid_tile(a_ptr, t_ptr, temp, bias, rows, cols, row_mask, col_mask, D, s
     return dots, sign, sign * (temp * dots + bias)  # z * l
 
 
+@autotune(TILE_CONFIGS, key=["B", "D"], reset_to_zero=["partial_ptr"])
 @triton.jit
 def _sigmoid_fwd_kernel(
     a_ptr, t_ptr, partial_ptr, B, D, stride_a, stride_t, temp, bias,
@@ -50,6 +61,7 @@ def _sigmoid_fwd_kernel(
     tl.store(partial_ptr + tl.program_id(0) * tl.num_programs(1) + tl.program_id(1), tl.sum(tl.sum(loss, 1), 0))
 
 
+@autotune(TILE_CONFIGS, key=["B", "D"], reset_to_zero=["da_ptr", "dt_ptr", "dtemp_partial_ptr", "dbias_partial_ptr"])
 @triton.jit
 def _sigmoid_bwd_kernel(
     a_ptr, t_ptr, da_ptr, dt_ptr, dtemp_partial_ptr, dbias_partial_ptr, B, D, stride_a, stride_t, temp, bias,
@@ -71,34 +83,38 @@ def _sigmoid_bwd_kernel(
                            stride_a, stride_t, BLOCK_D)
 
 
+def _kernel(tuned: Any, constexprs: dict[str, int]) -> Any:
+    return tuned.fn if constexprs else tuned  # explicit blocks: the plain jit function
+
+
 class SigmoidPairwiseFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, a: torch.Tensor, t: torch.Tensor, log_temp: torch.Tensor, bias: torch.Tensor,
-                blocks: dict[str, int]) -> torch.Tensor:
+                blocks: dict[str, int] | None) -> torch.Tensor:
         require_device(a, t)
         a, t = a.contiguous(), t.contiguous()
         b, d = a.shape
-        grid = (triton.cdiv(b, blocks["block_n"]), triton.cdiv(b, blocks["block_v"]))
-        partial = torch.empty(grid[0] * grid[1], dtype=torch.float32, device=a.device)
+        constexprs = tile_blocks(blocks)
+        partial = torch.zeros(most_tiles(b, b, constexprs), dtype=torch.float32, device=a.device)
         temp, beta = float(log_temp.exp()), float(bias)
-        _sigmoid_fwd_kernel[grid](a, t, partial, b, d, a.stride(0), t.stride(0), temp, beta,
-                                  BLOCK_N=blocks["block_n"], BLOCK_V=blocks["block_v"], BLOCK_D=blocks["block_d"])
+        _kernel(_sigmoid_fwd_kernel, constexprs)[tile_grid(b, b)](
+            a, t, partial, b, d, a.stride(0), t.stride(0), temp, beta, **constexprs)
         ctx.save_for_backward(a, t, log_temp, bias)
-        ctx.blocks, ctx.grid = blocks, grid
+        ctx.constexprs = constexprs
         return (partial.sum() / b).to(a.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         a, t, log_temp, bias = ctx.saved_tensors
         b, d = a.shape
-        blocks, grid = ctx.blocks, ctx.grid
+        constexprs = ctx.constexprs
         da = torch.zeros(b, d, dtype=torch.float32, device=a.device)
         dt = torch.zeros(b, d, dtype=torch.float32, device=a.device)
-        dtemp = torch.empty(grid[0] * grid[1], dtype=torch.float32, device=a.device)
-        dbias = torch.empty_like(dtemp)
-        _sigmoid_bwd_kernel[grid](
+        dtemp = torch.zeros(most_tiles(b, b, constexprs), dtype=torch.float32, device=a.device)
+        dbias = torch.zeros_like(dtemp)
+        _kernel(_sigmoid_bwd_kernel, constexprs)[tile_grid(b, b)](
             a, t, da, dt, dtemp, dbias, b, d, a.stride(0), t.stride(0), float(log_temp.exp()), float(bias),
-            float(grad_loss) / b, BLOCK_N=blocks["block_n"], BLOCK_V=blocks["block_v"], BLOCK_D=blocks["block_d"],
+            float(grad_loss) / b, **constexprs,
         )
         return (da.to(a.dtype), dt.to(t.dtype), dtemp.sum().to(log_temp.dtype).reshape(log_temp.shape),
                 dbias.sum().to(bias.dtype).reshape(bias.shape), None)
@@ -106,12 +122,13 @@ class SigmoidPairwiseFunction(torch.autograd.Function):
 
 def sigmoid_pairwise_loss(a: torch.Tensor, t: torch.Tensor, log_temp: torch.Tensor, bias: torch.Tensor,
                           **blocks: int) -> torch.Tensor:
-    return SigmoidPairwiseFunction.apply(a, t, log_temp, bias, {**BLOCKS, **blocks})
+    """Blocks autotuned unless ``blocks`` names all of block_n, block_v, block_d."""
+    return SigmoidPairwiseFunction.apply(a, t, log_temp, bias, blocks or None)
 
 
 def compile_specs() -> list[CompileSpec]:
-    """The gpu grid's launches (loss/sigmoid_pairwise): bf16 at BLOCKS; b and d multiples of 16."""
-    constexprs = {"BLOCK_N": BLOCKS["block_n"], "BLOCK_V": BLOCKS["block_v"], "BLOCK_D": BLOCKS["block_d"]}
+    """The gpu grid's launches (loss/sigmoid_pairwise): bf16 at every autotune config; b and d multiples of 16."""
+    constexprs: dict[str, int] = {}
     sizes = ("B", "D", "stride_a", "stride_t")
     return [
         CompileSpec(_sigmoid_fwd_kernel, "bfloat16", constexprs, pointers={"partial_ptr": "fp32"},

@@ -8,6 +8,7 @@ from effbench.methods.losses.infonce import reference, tiled, triton
 FAST = {
     "tiled": lambda a, t, s: tiled(a, t, s, budget_elements=5 * a.shape[0]),  # several row blocks
     "triton": lambda a, t, s: triton(a, t, s, block_n=16, block_v=16, block_d=16),
+    "triton_autotuned": triton,  # no blocks: the autotuned kernels (the interpreter keeps the first config)
 }
 
 

@@ -9,6 +9,7 @@ from effbench.methods.losses.siglip import chunked, reference, triton
 FAST = {
     "chunked": lambda *x: chunked(*x, budget_elements=5 * x[0].shape[0]),
     "triton": lambda *x: triton(*x, block_n=16, block_v=16, block_d=16),
+    "triton_autotuned": triton,  # no blocks: the autotuned kernels (the interpreter keeps the first config)
 }
 
 
