@@ -333,16 +333,18 @@ def test_autotuning_leaves_in_place_and_accumulated_tensors_as_one_call_would():
         linear_cross_entropy,
         optimizer_step,
         optimizer_step_diffgrad,
+        optimizer_step_adamp,
         optimizer_step_exadam,
+        optimizer_step_trust,
         sigmoid_pairwise,
     )
     from effbench.kernels._spec import python_function
 
-    modules = (optimizer_step, optimizer_step_diffgrad, optimizer_step_exadam, linear_cross_entropy, cross_entropy,
-               contrastive, sigmoid_pairwise)
+    modules = (optimizer_step, optimizer_step_diffgrad, optimizer_step_exadam, optimizer_step_trust,
+               optimizer_step_adamp, linear_cross_entropy, cross_entropy, contrastive, sigmoid_pairwise)
     tuned = [obj for module in modules
              for name, obj in vars(module).items() if name.endswith(KERNEL_SUFFIX) and hasattr(obj, "configs")]
-    assert len(tuned) == 10
+    assert len(tuned) == 15
     for kernel in tuned:
         source = inspect.getsource(python_function(kernel))
         aliases = dict(re.findall(r"(\w+) = (\w+_ptr) \+", source))  # row_ptr = logits_ptr + row * stride
@@ -358,4 +360,6 @@ def test_autotuning_leaves_in_place_and_accumulated_tensors_as_one_call_would():
     assert set(sigmoid_pairwise._sigmoid_fwd_kernel.reset_to_zero) == {"partial_ptr"}
     assert set(sigmoid_pairwise._sigmoid_bwd_kernel.reset_to_zero) == {
         "da_ptr", "dt_ptr", "dtemp_partial_ptr", "dbias_partial_ptr"}
+    for norms in (optimizer_step_trust._lamb_moments_kernel, optimizer_step_trust._sumsq_kernel):
+        assert norms.reset_to_zero == ["partial_ptr"]
     assert set(linear_cross_entropy._linear_ce_bwd_kernel.reset_to_zero) == {"dx_ptr", "dw_ptr"}  # atomics

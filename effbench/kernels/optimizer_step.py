@@ -27,9 +27,15 @@ ELEMENTWISE_CONFIGS = [
 ]
 
 
-def elementwise_autotune(*updated: str):
-    """Autotune an element-wise step kernel on ``n``, restoring ``updated`` (its in-place pointers) after trials."""
-    return autotune(ELEMENTWISE_CONFIGS, key=["n"], restore_value=list(updated))
+def elementwise_autotune(*updated: str, zeroed: tuple[str, ...] = ()):
+    """Autotune an element-wise step kernel on ``n``, restoring ``updated`` (its in-place pointers) after trials
+    and zeroing ``zeroed`` (per-block partial sums, sized by ``most_blocks``) before each."""
+    return autotune(ELEMENTWISE_CONFIGS, key=["n"], restore_value=list(updated), reset_to_zero=list(zeroed) or None)
+
+
+def most_blocks(n: int) -> int:
+    """Blocks of the smallest tile: slots enough in a per-block buffer for any config (the rest stay 0)."""
+    return max(triton.cdiv(n, c.kwargs["BLOCK"]) for c in ELEMENTWISE_CONFIGS)
 
 
 def tiles(n: int):

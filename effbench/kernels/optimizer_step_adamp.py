@@ -20,12 +20,14 @@ import triton.language as tl
 
 from effbench.kernels._common import require_device
 from effbench.kernels._spec import CompileSpec
-from effbench.kernels.optimizer_step import GPU_DTYPES
+from effbench.kernels.optimizer_step import GPU_DTYPES, elementwise_autotune, tiles
 
 BLOCK = 1024
 # optimizer/step's gpu matrices (transformer_shapes at d_model 768 and 2048) have 768 to 8192 columns: every
 # one tiles as _tile_shape(rows, cols) = (1, BLOCK); tests/test_kernelcheck.py checks each shape.
 GPU_TILES = ((1, BLOCK),)
+# The matrix passes' tile follows the matrix's shape (rows of a channel view, _tile_shape) and is not autotuned;
+# the vector step is element-wise and is (optimizer_step.ELEMENTWISE_CONFIGS).
 
 
 @triton.jit
@@ -84,6 +86,7 @@ def _apply_kernel(p_ptr, g_ptr, m_ptr, v_ptr, c_ptr, decay_ptr, rows, cols, step
     tl.store(p_ptr + offs, p.to(p_ptr.dtype.element_ty), mask=mask)
 
 
+@elementwise_autotune("p_ptr", "m_ptr", "v_ptr")
 @triton.jit
 def _vector_kernel(p_ptr, g_ptr, m_ptr, v_ptr, n, beta1, beta2, eps, decay, step_size, bias2,
                    NESTEROV: tl.constexpr, BLOCK: tl.constexpr):
@@ -148,9 +151,9 @@ def adamp_vector_step(p: torch.Tensor, m: torch.Tensor, v: torch.Tensor, lr: flo
     """A whole step on a vector (never projected): one fused pass, AdamW-like."""
     require_device(p)
     n = p.numel()
-    _vector_kernel[(triton.cdiv(n, BLOCK),)](
+    _vector_kernel[tiles(n)](
         _flat(p.data), _flat(p.grad), _flat(m), _flat(v), n, beta1, beta2, eps, 1 - lr * weight_decay, lr / bias1,
-        bias2, NESTEROV=nesterov, BLOCK=BLOCK,
+        bias2, NESTEROV=nesterov,
     )
 
 

@@ -19,9 +19,7 @@ import triton.language as tl
 
 from effbench.kernels._common import require_device
 from effbench.kernels._spec import CompileSpec
-from effbench.kernels.optimizer_step import GPU_DTYPES
-
-BLOCK = 1024
+from effbench.kernels.optimizer_step import BLOCK, GPU_DTYPES, elementwise_autotune, most_blocks, tiles
 
 
 @triton.jit
@@ -30,6 +28,7 @@ def _lamb_u(p, m, v, step1, bias2, eps, weight_decay):
     return m * step1 / (tl.sqrt(v / bias2) + eps) + weight_decay * p
 
 
+@elementwise_autotune("m_ptr", "v_ptr", zeroed=("partial_ptr",))
 @triton.jit
 def _lamb_moments_kernel(p_ptr, g_ptr, m_ptr, v_ptr, partial_ptr, n, beta1, beta2, eps, weight_decay, step1, bias2,
                          BLOCK: tl.constexpr):
@@ -49,6 +48,7 @@ def _lamb_moments_kernel(p_ptr, g_ptr, m_ptr, v_ptr, partial_ptr, n, beta1, beta
     tl.store(partial_ptr + block * 2 + 1, tl.sum(u * u, axis=0))
 
 
+@elementwise_autotune("p_ptr")
 @triton.jit
 def _lamb_apply_kernel(p_ptr, m_ptr, v_ptr, trust_ptr, n, lr, eps, weight_decay, step1, bias2, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -61,6 +61,7 @@ def _lamb_apply_kernel(p_ptr, m_ptr, v_ptr, trust_ptr, n, lr, eps, weight_decay,
     tl.store(p_ptr + offs, p.to(p_ptr.dtype.element_ty), mask=mask)
 
 
+@elementwise_autotune(zeroed=("partial_ptr",))
 @triton.jit
 def _sumsq_kernel(x_ptr, y_ptr, partial_ptr, n, BLOCK: tl.constexpr):
     """Partial ||x||^2, ||y||^2 of one block."""
@@ -73,6 +74,7 @@ def _sumsq_kernel(x_ptr, y_ptr, partial_ptr, n, BLOCK: tl.constexpr):
     tl.store(partial_ptr + block * 2 + 1, tl.sum(y * y, axis=0))
 
 
+@elementwise_autotune("p_ptr", "buf_ptr")
 @triton.jit
 def _lars_apply_kernel(p_ptr, g_ptr, buf_ptr, trust_ptr, n, lr, momentum, weight_decay, SCALED: tl.constexpr,
                        BLOCK: tl.constexpr):
@@ -106,16 +108,15 @@ def lamb_step(params: list[torch.Tensor], m: list[torch.Tensor], v: list[torch.T
     for p, m_i, v_i in zip(params, m, v, strict=True):
         require_device(p)
         n = p.numel()
-        blocks = triton.cdiv(n, BLOCK)
-        partial = torch.empty((blocks, 2), device=p.device, dtype=torch.float32)
-        _lamb_moments_kernel[(blocks,)](
+        partial = torch.zeros((most_blocks(n), 2), device=p.device, dtype=torch.float32)
+        _lamb_moments_kernel[tiles(n)](
             _flat(p.data), _flat(p.grad), _flat(m_i), _flat(v_i), partial, n, beta1, beta2, eps, weight_decay, step1,
-            bias2, BLOCK=BLOCK,
+            bias2,
         )
         p_norm, u_norm = _norms(partial)
         trust = torch.where((p_norm > 0) & (u_norm > 0), p_norm / u_norm, 1.0).reshape(1)
-        _lamb_apply_kernel[(blocks,)](
-            _flat(p.data), _flat(m_i), _flat(v_i), trust, n, lr, eps, weight_decay, step1, bias2, BLOCK=BLOCK,
+        _lamb_apply_kernel[tiles(n)](
+            _flat(p.data), _flat(m_i), _flat(v_i), trust, n, lr, eps, weight_decay, step1, bias2,
         )
 
 
@@ -125,18 +126,17 @@ def lars_step(params: list[torch.Tensor], buffers: list[torch.Tensor], lr: float
     for p, buf in zip(params, buffers, strict=True):
         require_device(p)
         n = p.numel()
-        blocks = triton.cdiv(n, BLOCK)
         trust = None
         if p.ndim > 1:
-            partial = torch.empty((blocks, 2), device=p.device, dtype=torch.float32)
-            _sumsq_kernel[(blocks,)](_flat(p.data), _flat(p.grad), partial, n, BLOCK=BLOCK)
+            partial = torch.zeros((most_blocks(n), 2), device=p.device, dtype=torch.float32)
+            _sumsq_kernel[tiles(n)](_flat(p.data), _flat(p.grad), partial, n)
             p_norm, g_norm = _norms(partial)
             denominator = g_norm + weight_decay * p_norm
             ok = (p_norm > 0) & (denominator > 0)
             trust = torch.where(ok, trust_coefficient * p_norm / denominator, 1.0).reshape(1)
-        _lars_apply_kernel[(blocks,)](
+        _lars_apply_kernel[tiles(n)](
             _flat(p.data), _flat(p.grad), _flat(buf), p.data if trust is None else trust, n, lr, momentum, weight_decay,
-            SCALED=trust is not None, BLOCK=BLOCK,
+            SCALED=trust is not None,
         )
 
 
