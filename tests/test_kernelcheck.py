@@ -152,8 +152,8 @@ def test_other_specs_hold_on_the_gpu_grid():
     for point in scoring.task.grids["gpu"]:
         if point["inputs"] == "head":
             assert all(point[k] % 16 == 0 for k in ("N", "H", "C")), point
-            for blocks in (sample_scores.FUSED, sample_scores.FROM_ROWS):
-                assert sample_scores._block_c(point["C"], blocks["block_c"]) == blocks["block_c"]
+            for config in [*sample_scores.FUSED_CONFIGS, *sample_scores.FROM_ROWS_CONFIGS]:
+                assert point["C"] >= config.kwargs["BLOCK_C"]
         else:
             assert point["T"] >= sample_scores.BLOCK_T and point["T"] % 16 == 0 and point["buckets"] % 16 == 0
     assert set(scoring.task.dtypes["gpu"]) == set(sample_scores.GPU_DTYPES)
@@ -332,19 +332,20 @@ def test_autotuning_leaves_in_place_and_accumulated_tensors_as_one_call_would():
         cross_entropy,
         linear_cross_entropy,
         optimizer_step,
-        optimizer_step_diffgrad,
         optimizer_step_adamp,
+        optimizer_step_diffgrad,
         optimizer_step_exadam,
         optimizer_step_trust,
+        sample_scores,
         sigmoid_pairwise,
     )
     from effbench.kernels._spec import python_function
 
     modules = (optimizer_step, optimizer_step_diffgrad, optimizer_step_exadam, optimizer_step_trust,
-               optimizer_step_adamp, linear_cross_entropy, cross_entropy, contrastive, sigmoid_pairwise)
+               optimizer_step_adamp, linear_cross_entropy, cross_entropy, contrastive, sigmoid_pairwise, sample_scores)
     tuned = [obj for module in modules
              for name, obj in vars(module).items() if name.endswith(KERNEL_SUFFIX) and hasattr(obj, "configs")]
-    assert len(tuned) == 15
+    assert len(tuned) == 16
     for kernel in tuned:
         source = inspect.getsource(python_function(kernel))
         aliases = dict(re.findall(r"(\w+) = (\w+_ptr) \+", source))  # row_ptr = logits_ptr + row * stride
@@ -357,6 +358,7 @@ def test_autotuning_leaves_in_place_and_accumulated_tensors_as_one_call_would():
     # the tile kernels' gradients are sums of atomics, and their per-tile partial sums have more slots than a
     # larger tile writes: all zeroed before each trial
     assert set(contrastive._contrastive_bwd_kernel.reset_to_zero) == {"da_ptr", "dt_ptr"}
+    assert sample_scores._ngram_counts_kernel.reset_to_zero == ["counts_ptr"]
     assert set(sigmoid_pairwise._sigmoid_fwd_kernel.reset_to_zero) == {"partial_ptr"}
     assert set(sigmoid_pairwise._sigmoid_bwd_kernel.reset_to_zero) == {
         "da_ptr", "dt_ptr", "dtemp_partial_ptr", "dbias_partial_ptr"}

@@ -36,14 +36,34 @@ import triton.language as tl
 
 from effbench.kernels._common import require_device
 from effbench.kernels._spec import CompileSpec
+from effbench.kernels._tune import autotune
 
 _TARGET_PROGRAMS = 512  # enough (row block, column range) programs to fill an H100-class GPU a few times
-# the launchers' defaults: logit tiles computed in registers (last_layer_scores), or read (scores_from_logits)
-FUSED = {"block_n": 64, "block_c": 128, "block_h": 64, "num_warps": 8}
-FROM_ROWS = {"block_n": 4, "block_c": 1024, "block_h": 16, "num_warps": 4}
-BLOCK_T = 256  # token positions per ngram_counts program
-# sampler/scoring's gpu grid: fp32 and bf16; C (32000, 128256) >= every block_c, so block_c stays in full;
-# n-gram rows of T >= BLOCK_T tokens; every size a multiple of 16. tests/test_kernelcheck.py checks the grid.
+# Autotune spaces of the scores kernel (the first entry: the interpreter's choice and the default of explicit
+# blocks): logit tiles computed in registers (last_layer_scores), or read (scores_from_logits). A column range
+# is a whole number of the space's widest BLOCK_C, so every config tiles it.
+# `effbench kernels` on sm_90, fp32 and bf16: none of these spills; 128-row or 64 x 256 tiles spill in fp32
+# (IEEE fp32 products: 24-6416 B), and 64 x 64 at 4 warps 16 B.
+FUSED_CONFIGS = [
+    triton.Config({"BLOCK_N": 64, "BLOCK_C": 128, "BLOCK_H": 64}, num_warps=8),
+    triton.Config({"BLOCK_N": 64, "BLOCK_C": 64, "BLOCK_H": 64}, num_warps=8),
+    triton.Config({"BLOCK_N": 32, "BLOCK_C": 256, "BLOCK_H": 64}, num_warps=8),
+    triton.Config({"BLOCK_N": 64, "BLOCK_C": 128, "BLOCK_H": 32}, num_warps=8),
+]
+FROM_ROWS_CONFIGS = [
+    triton.Config({"BLOCK_N": 4, "BLOCK_C": 1024, "BLOCK_H": 16}, num_warps=4),
+    triton.Config({"BLOCK_N": 8, "BLOCK_C": 1024, "BLOCK_H": 16}, num_warps=8),
+    triton.Config({"BLOCK_N": 4, "BLOCK_C": 2048, "BLOCK_H": 16}, num_warps=8),
+    triton.Config({"BLOCK_N": 16, "BLOCK_C": 512, "BLOCK_H": 16}, num_warps=4),
+]
+BLOCK_T = 256  # token positions per ngram_counts program (the smallest of its autotune space)
+NGRAM_CONFIGS = [
+    triton.Config({"BLOCK_T": BLOCK_T}, num_warps=4),
+    triton.Config({"BLOCK_T": 512}, num_warps=4),
+    triton.Config({"BLOCK_T": 1024}, num_warps=8),
+]
+# sampler/scoring's gpu grid: fp32 and bf16; C (32000, 128256) >= every BLOCK_C; n-gram rows of T >= BLOCK_T
+# tokens; every size a multiple of 16. tests/test_kernelcheck.py checks the grid.
 GPU_DTYPES = ("float32", "bfloat16")
 
 
@@ -108,26 +128,46 @@ def _block_c(c: int, block_c: int) -> int:
     return min(block_c, max(16, triton.next_power_of_2(c)))
 
 
+# One autotuner per mode (their spaces differ), over the same kernel; outputs are written whole by every config.
+_fused_scores = autotune(FUSED_CONFIGS, key=["N", "C", "H"])(_scores_kernel)
+_scores_of_logits = autotune(FROM_ROWS_CONFIGS, key=["N", "C"])(_scores_kernel)
+
+
 def _launch(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, y: torch.Tensor, logits: torch.Tensor | None,
-            block_n: int, block_c: int, block_h: int, splits: int | None, num_warps: int,
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            blocks: dict[str, int | None], splits: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``blocks`` (block_n, block_c, block_h, num_warps; None each): any given launch the plain kernel at them
+    (the rest from the mode's first config); none given, the autotuned kernel."""
     assert h.ndim == 2 and w.ndim == 2 and h.shape[1] == w.shape[1]
     assert b.shape == (w.shape[0],) and y.shape == (h.shape[0],)
     require_device(h, w, b)
     n, hidden = h.shape
     c = w.shape[0]
     h, w, b, y = h.contiguous(), w.contiguous(), b.contiguous(), y.contiguous()
-    block_c = _block_c(c, block_c)
-    n_row_blocks = triton.cdiv(n, block_n)
-    col_tiles = triton.cdiv(c, block_c)
-    n_splits = _splits(n_row_blocks, col_tiles, splits)
-    cols_per_split = triton.cdiv(col_tiles, n_splits) * block_c
+    tuner = _scores_of_logits if logits is not None else _fused_scores
+    configs = FROM_ROWS_CONFIGS if logits is not None else FUSED_CONFIGS
+    explicit = any(v is not None for v in blocks.values())
+    if explicit:
+        first = configs[0]
+        constexprs: dict[str, int] = {
+            "BLOCK_N": blocks["block_n"] or first.kwargs["BLOCK_N"],
+            "BLOCK_C": _block_c(c, blocks["block_c"] or first.kwargs["BLOCK_C"]),
+            "BLOCK_H": blocks["block_h"] or first.kwargs["BLOCK_H"],
+            "num_warps": blocks["num_warps"] or first.num_warps,
+        }
+        block_n, unit = constexprs["BLOCK_N"], constexprs["BLOCK_C"]
+    else:
+        constexprs = {}
+        block_n = min(cfg.kwargs["BLOCK_N"] for cfg in configs)
+        unit = max(cfg.kwargs["BLOCK_C"] for cfg in configs)
+    col_tiles = triton.cdiv(c, unit)
+    n_splits = _splits(triton.cdiv(n, block_n), col_tiles, splits)
+    cols_per_split = triton.cdiv(col_tiles, n_splits) * unit
     n_splits = triton.cdiv(c, cols_per_split)  # no empty range
     m, s1, s2, zy = (torch.empty(n_splits, n, dtype=torch.float32, device=h.device) for _ in range(4))
-    _scores_kernel[(n_row_blocks, n_splits)](
+    (tuner.fn if explicit else tuner)[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), n_splits)](
         h, w, b, logits if logits is not None else h, y, m, s1, s2, zy,
         n, c, hidden, h.stride(0), w.stride(0), logits.stride(0) if logits is not None else 0, cols_per_split,
-        FROM_LOGITS=logits is not None, BLOCK_N=block_n, BLOCK_C=block_c, BLOCK_H=block_h, num_warps=num_warps,
+        FROM_LOGITS=logits is not None, **constexprs,
     )
     # merge the column ranges' statistics
     m_all = m.max(0).values
@@ -146,22 +186,27 @@ def _launch(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, y: torch.Tensor, 
 
 
 def last_layer_scores(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, y: torch.Tensor,
-                      block_n: int = FUSED["block_n"], block_c: int = FUSED["block_c"], block_h: int = FUSED["block_h"],
-                      splits: int | None = None, num_warps: int = FUSED["num_warps"],
+                      block_n: int | None = None, block_c: int | None = None, block_h: int | None = None,
+                      splits: int | None = None, num_warps: int | None = None,
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, el2n, grad_norm), fp32 (N,) each, for h (N, H), w (C, H), b (C,), y (N,); no logits in memory."""
-    return _launch(h, w, b, y, None, block_n, block_c, block_h, splits, num_warps)
+    """(loss, el2n, grad_norm), fp32 (N,) each, for h (N, H), w (C, H), b (C,), y (N,); no logits in memory.
+    Blocks autotuned (FUSED_CONFIGS) unless given."""
+    blocks = {"block_n": block_n, "block_c": block_c, "block_h": block_h, "num_warps": num_warps}
+    return _launch(h, w, b, y, None, blocks, splits)
 
 
 def scores_from_logits(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, y: torch.Tensor,
-                       block_n: int = FROM_ROWS["block_n"], block_c: int = FROM_ROWS["block_c"],
-                       splits: int | None = None, num_warps: int = FROM_ROWS["num_warps"],
+                       block_n: int | None = None, block_c: int | None = None,
+                       splits: int | None = None, num_warps: int | None = None,
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The same scores from logits materialised by one matmul (N x C in the input dtype), one fold pass."""
+    """The same scores from logits materialised by one matmul (N x C in the input dtype), one fold pass.
+    Blocks autotuned (FROM_ROWS_CONFIGS) unless given."""
     logits = torch.addmm(b, h, w.T)
-    return _launch(h, w, b, y, logits, block_n, block_c, FROM_ROWS["block_h"], splits, num_warps)
+    blocks = {"block_n": block_n, "block_c": block_c, "block_h": None, "num_warps": num_warps}
+    return _launch(h, w, b, y, logits, blocks, splits)
 
 
+@autotune(NGRAM_CONFIGS, key=["T", "buckets"], reset_to_zero=["counts_ptr"])  # atomics add into the counts
 @triton.jit
 def _ngram_counts_kernel(tokens_ptr, counts_ptr, T, stride_tokens, buckets, vocab, mix, BLOCK_T: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
@@ -179,34 +224,35 @@ def _ngram_counts_kernel(tokens_ptr, counts_ptr, T, stride_tokens, buckets, voca
     tl.atomic_add(row_counts + bigram, tl.full([BLOCK_T], 1.0, tl.float32), mask=has_bigram)
 
 
-def ngram_counts(tokens: torch.Tensor, buckets: int, vocab: int, mix: int, block_t: int = BLOCK_T) -> torch.Tensor:
-    """(N, buckets) fp32 counts of each row's hashed unigrams and bigrams, by atomic adds (exact below 2^24)."""
+def ngram_counts(tokens: torch.Tensor, buckets: int, vocab: int, mix: int, block_t: int | None = None) -> torch.Tensor:
+    """(N, buckets) fp32 counts of each row's hashed unigrams and bigrams, by atomic adds (exact below 2^24).
+    BLOCK_T autotuned (NGRAM_CONFIGS) unless ``block_t`` is given or rows are shorter than BLOCK_T."""
     assert tokens.ndim == 2 and not tokens.is_floating_point()
     require_device(tokens)
     n, t = tokens.shape
     tokens = tokens.contiguous()
     counts = torch.zeros(n, buckets, dtype=torch.float32, device=tokens.device)
-    block_t = min(block_t, triton.next_power_of_2(max(t, 1)))
-    _ngram_counts_kernel[(n, triton.cdiv(t, block_t))](
-        tokens, counts, t, tokens.stride(0), buckets, vocab, mix, BLOCK_T=block_t,
-    )
+    args = (tokens, counts, t, tokens.stride(0), buckets, vocab, mix)
+    if block_t is None and t >= BLOCK_T:
+        _ngram_counts_kernel[lambda meta: (n, triton.cdiv(t, meta["BLOCK_T"]))](*args)
+    else:
+        block_t = min(block_t or BLOCK_T, triton.next_power_of_2(max(t, 1)))
+        _ngram_counts_kernel.fn[(n, triton.cdiv(t, block_t))](*args, BLOCK_T=block_t)
     return counts
 
 
 def compile_specs() -> list[CompileSpec]:
-    """The scores kernel with logit tiles in registers and from materialised logits, at every gpu-grid dtype,
-    and the n-gram histogram (int64 tokens, fp32 counts: no case dtype; the hash multiplier passes 2^31)."""
+    """The scores kernel with logit tiles in registers and from materialised logits, at every gpu-grid dtype and
+    autotune config, and the n-gram histogram (int64 tokens, fp32 counts: no case dtype; the hash multiplier
+    passes 2^31)."""
     stats = {"y_ptr": "i64", "m_ptr": "fp32", "s1_ptr": "fp32", "s2_ptr": "fp32", "zy_ptr": "fp32"}
     sizes = ("N", "C", "H", "stride_h", "stride_w", "stride_logits", "cols_per_split")
     specs = [
-        CompileSpec(_scores_kernel, dtype,
-                    {"FROM_LOGITS": from_logits, "BLOCK_N": blocks["block_n"], "BLOCK_C": blocks["block_c"],
-                     "BLOCK_H": blocks["block_h"]},
-                    pointers=stats, divisible=sizes, num_warps=blocks["num_warps"])
+        CompileSpec(tuner, dtype, {"FROM_LOGITS": from_logits}, pointers=stats, divisible=sizes)
         for dtype in GPU_DTYPES
-        for from_logits, blocks in ((False, FUSED), (True, FROM_ROWS))
+        for from_logits, tuner in ((False, _fused_scores), (True, _scores_of_logits))
     ]
-    specs.append(CompileSpec(_ngram_counts_kernel, None, {"BLOCK_T": BLOCK_T},
+    specs.append(CompileSpec(_ngram_counts_kernel, None, {},
                              pointers={"tokens_ptr": "i64", "counts_ptr": "fp32"}, int64=("mix",),
                              divisible=("T", "stride_tokens", "buckets", "vocab")))
     return specs

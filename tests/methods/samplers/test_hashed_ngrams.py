@@ -76,3 +76,15 @@ def test_points_of_the_other_kind_and_other_dtypes_are_skipped():
         task.make_inputs(head_point, torch.float32, "cpu", 0, method)
     with pytest.raises(Skipped, match="float32 only"):
         task.make_inputs(task.grids["smoke"][-1], torch.bfloat16, "cpu", 0, method)
+
+
+def test_triton_autotuned_path_on_rows_of_several_blocks():
+    """Rows of at least 256 tokens take the autotuned kernel (the interpreter keeps its first config, 256
+    positions per program): 300 positions make a second, partial block, and the counts stay exact."""
+    from effbench.kernels import _tune
+
+    tokens = torch.randint(0, 256, (3, 300), generator=torch.Generator().manual_seed(5))
+    _tune.forget()
+    got = triton_counts(tokens, 101)
+    assert _tune.chosen() == {"_ngram_counts_kernel": "BLOCK_T=256 num_warps=4 num_stages=3"}
+    assert torch.equal(got.double(), dict_counts(tokens, 101))
