@@ -34,17 +34,9 @@ from asv_runner.benchmarks.mark import SkipNotImplemented  # a NotImplementedErr
 
 from effbench.registry import Registry, UsageError, discover
 from effbench.rows import point_key
-from effbench.runner import (
-    Case,
-    RunConfig,
-    default_device,
-    make_config,
-    new_run,
-    parse_shard,
-    plan,
-    run_cases,
-    shard_of,
-)
+from effbench.run.plan import Case, RunConfig, default_device, make_config, parse_shard, plan, shard_of
+from effbench.run.provenance import new_run
+from effbench.run.session import run_cases
 from effbench.tasks import METRIC_UNITS, KernelTask
 
 SUITE_TIMEOUT_S = {"smoke": 1800, "cpu": 4 * 3600, "gpu": 8 * 3600}

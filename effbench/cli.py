@@ -239,18 +239,11 @@ def run(
     import signal
 
     from effbench.registry import UsageError
-    from effbench.runner import (
-        WorkerError,
-        find_resumable,
-        make_config,
-        new_run,
-        parse_shard,
-        plan,
-        plan_fingerprint,
-        run_cases,
-        shard_of,
-        shard_path,
-    )
+    from effbench.run.plan import make_config, parse_shard, plan, shard_of
+    from effbench.run.provenance import new_run, plan_fingerprint
+    from effbench.run.session import run_cases
+    from effbench.run.shards import find_resumable, shard_path
+    from effbench.run.worker import WorkerError
     from effbench.store import Store, StoreError
 
     registry = _registry(plugins)
@@ -377,7 +370,7 @@ def _duration(seconds: float | None) -> str:
 
 def _save_finished(shard: Path, ingest_shard: Any, db: Path) -> str:
     """Put an interrupted run's finished cases in the DB; says what was saved."""
-    from effbench.rows import ShardError, read_shard
+    from effbench.run.shards import ShardError, read_shard
     from effbench.store import StoreError
 
     if not shard.exists():

@@ -20,21 +20,19 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from effbench.errors import UsageError  # noqa: F401 - re-exported: every layer raises it
+
 FAMILIES = ("loss", "optimizer", "sampler", "attention")
 GRIDS = ("smoke", "cpu", "gpu")
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Provenance roots besides a method's and its task's files: what every case's numbers pass through, whatever
-# the method. The runner plans, checks (checks.py), times and measures (measure.py) and writes each row; the
-# worker is the process each case runs in. Naming these two is enough: their import closures bring in
+# the method. The run package plans, checks (checks.py), times and measures (measure.py) and writes each row,
+# in the worker process each case runs in. Naming its modules is enough: their import closures bring in
 # measure.py, checks.py, rows.py, registry.py, tasks/__init__.py (and workloads.py, train.py, data.py,
 # models.py where the runner or a task imports them), and a new import of theirs joins by itself. The CLI,
 # store, analysis and site never change a number and stay out: editing them keeps stored results current.
-HARNESS = (PACKAGE_DIR / "runner.py", PACKAGE_DIR / "worker.py")
-
-
-class UsageError(ValueError):
-    """Bad input from the user (unknown name, bad plugin, ...): shown as one line, no traceback."""
+HARNESS = tuple(sorted((PACKAGE_DIR / "run").glob("*.py")))
 
 
 class Unavailable(Exception):

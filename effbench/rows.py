@@ -1,19 +1,17 @@
 """The one schema between the runner and the store: plain, frozen records (stdlib only).
 
 A run shard (``results/runs/<run_id>.jsonl``) is one JSON object per line, each with a
-``type`` field naming one of the record classes below. The store ingests shards; the
-runner writes them. Neither knows the other.
+``type`` field naming one of the record classes below. ``effbench.run.shards`` writes and
+verifies shards; the store ingests them. Neither knows the other's internals.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 3  # 2: runs.ended_at and the cases table (each case's wall time); 3: the tuning table
@@ -366,149 +364,3 @@ def row_case_key(row: Result | Sample | CurvePoint) -> str:
 def tuning_key(task: str, method: str, impl: str, point_key: str, dtype: str, device: str) -> str:
     """The group one tuning job serves: every scored seed of (task, method, impl, point, dtype, device)."""
     return "\x1f".join((task, method, impl, point_key, dtype, device))
-
-
-def lines_digest(lines: list[str]) -> str:
-    """sha256 of the lines as written (each followed by a newline)."""
-    digest = hashlib.sha256()
-    for line in lines:
-        digest.update(line.encode("utf-8") + b"\n")
-    return digest.hexdigest()
-
-
-class ShardError(ValueError):
-    """A shard that is malformed, cut short inside a record, altered or of a newer format."""
-
-
-@dataclass
-class ShardContents:
-    """What a shard holds that can be trusted: only rows closed by a CaseDone or RunDone."""
-
-    header: ShardHeader | None  # None: a format-1 shard
-    run: Run | None
-    records: list[Any]  # runs, methods and the rows of finished cases (and of the run's close)
-    done: dict[str, CaseDone]  # case key -> its commit record
-    complete: bool  # the run wrote its RunDone
-    good_bytes: int  # the byte length of the shard up to the last trusted line: resume cuts there
-    warnings: list[str]
-    ended_at: str | None = None  # from the RunDone (format 3 on)
-    tuning: dict[str, TuningDone] = dataclasses.field(default_factory=dict)  # tuning_key -> its job (format 4)
-
-    def case_times(self) -> list[CaseTime]:
-        """Each finished case's wall time (None in shards before format 3)."""
-        return [CaseTime(done.run_id, *split_case_key(key), done.status, done.wall_s, done.finished_at)
-                for key, done in self.done.items()]
-
-
-def read_shard(path: str | Path) -> ShardContents:
-    """Parse and verify a shard. Raises ShardError for anything a killed writer cannot explain."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ShardError(f"cannot read shard {path}: {exc.strerror or exc}") from None
-    chunks = data.split(b"\n")
-    contents = ShardContents(None, None, [], {}, False, 0, [])
-    pending: list[tuple[Any, str]] = []  # rows not yet closed by a commit record
-    offset = 0
-    for number, chunk in enumerate(chunks, start=1):
-        last = number == len(chunks)  # no newline after it
-        end = offset + len(chunk) + (0 if last else 1)
-        try:
-            line = chunk.decode("utf-8")
-        except UnicodeDecodeError:
-            line = None
-        if line is not None and not line.strip():
-            offset = end
-            if not pending:
-                contents.good_bytes = end
-            continue
-        try:
-            if line is None:
-                raise ValueError("not UTF-8 text")
-            record = from_json_line(line)
-        except (ValueError, TypeError) as exc:
-            if last:  # the writer died mid-line
-                contents.warnings.append(f"{path}:{number}: skipped a truncated last line")
-                break
-            raise ShardError(f"{path}:{number}: malformed shard line: {exc}") from None
-        where = f"{path}:{number}"
-        if number == 1 and isinstance(record, ShardHeader):
-            if record.format > SHARD_FORMAT:
-                raise ShardError(f"{where}: shard format {record.format} is newer than this effbench's "
-                                 f"{SHARD_FORMAT}: upgrade effbench")
-            contents.header = record
-        elif isinstance(record, ShardHeader):
-            raise ShardError(f"{where}: a shard header that is not on the first line (concatenated shards?)")
-        elif isinstance(record, Run):
-            if contents.run is not None and contents.run != record:
-                raise ShardError(f"{where}: a second, different run record")
-            contents.run = record
-            contents.records.append(record)
-        elif isinstance(record, MethodInfo | TaskInfo):
-            contents.records.append(record)
-        elif contents.header is None:
-            if isinstance(record, CaseDone | RunDone | TuningDone):
-                raise ShardError(f"{where}: a commit record in a shard without a header")
-            contents.records.append(record)  # format 1: every row as written
-        elif contents.complete:
-            raise ShardError(f"{where}: records after the run's end")
-        elif isinstance(record, CaseDone | RunDone | TuningDone):
-            _close(record, pending, contents, where)
-            contents.records.extend(r for r, _ in pending)
-            pending = []
-        else:
-            if contents.run is not None and record.run_id != contents.run.run_id:
-                raise ShardError(f"{where}: a row of run {record.run_id!r} in the shard of {contents.run.run_id!r}")
-            pending.append((record, line))
-        offset = end
-        if not pending:
-            contents.good_bytes = end
-    if contents.run is None:
-        raise ShardError(f"{path}: not an effbench shard (no run record)")
-    if contents.header is not None and contents.header.run_id != contents.run.run_id:
-        raise ShardError(f"{path}: header of run {contents.header.run_id!r}, run record {contents.run.run_id!r}")
-    if pending:
-        cases = {row_case_key(r) for r, _ in pending if not isinstance(r, TuningTrial)}
-        contents.warnings.append(f"{path}: dropped {len(pending)} rows of {len(cases)} unfinished case(s): "
-                                 "the run was stopped while writing")
-    return contents
-
-
-def _close(record: CaseDone | RunDone | TuningDone, pending: list[tuple[Any, str]], contents: ShardContents,
-           where: str) -> None:
-    """Check a commit record against the rows it closes."""
-    run_id = contents.header.run_id if contents.header else ""
-    if record.run_id != run_id:
-        raise ShardError(f"{where}: a commit record of run {record.run_id!r} in the shard of {run_id!r}")
-    if record.rows != len(pending) or record.sha256 != lines_digest([line for _, line in pending]):
-        raise ShardError(f"{where}: corrupted shard: the {len(pending)} rows before this commit record do not "
-                         f"match its count ({record.rows}) and checksum")
-    if isinstance(record, RunDone):
-        if record.cases != len(contents.done):
-            raise ShardError(f"{where}: the run's end counts {record.cases} cases, the shard {len(contents.done)}")
-        contents.complete = True
-        contents.ended_at = record.ended_at
-        return
-    if isinstance(record, TuningDone):
-        if record.group in contents.tuning:
-            raise ShardError(f"{where}: tuning of {record.group.replace(chr(31), ' ')!r} appears twice")
-        if any(not isinstance(r, TuningTrial) or tuning_key(r.task, r.method, r.impl, r.point_key, r.dtype, r.device)
-               != record.group for r, _ in pending):
-            raise ShardError(f"{where}: rows of something else inside the tuning of "
-                             f"{record.group.replace(chr(31), ' ')!r}")
-        try:
-            json.loads(record.values)
-        except ValueError:
-            raise ShardError(f"{where}: tuned values that are not JSON") from None
-        contents.tuning[record.group] = record
-        return
-    try:
-        split_case_key(record.case)
-    except ValueError:
-        raise ShardError(f"{where}: a commit record with a malformed case key") from None
-    if record.case in contents.done:
-        raise ShardError(f"{where}: case {record.case.replace(chr(31), ' ')!r} appears twice")
-    if any(isinstance(r, TuningTrial) or row_case_key(r) != record.case for r, _ in pending):
-        raise ShardError(f"{where}: rows of another case inside case {record.case.replace(chr(31), ' ')!r}")
-    contents.done[record.case] = record

@@ -36,11 +36,10 @@ from effbench.rows import (
     Result,
     Run,
     Sample,
-    ShardError,
     TaskInfo,
     TuningTrial,
-    read_shard,
 )
+from effbench.run.shards import ShardError, read_shard
 
 DEFAULT_DB = Path("results/effbench.duckdb")
 # DuckDB lets one process write a file (and no one read it meanwhile): others wait this long for it.

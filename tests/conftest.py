@@ -90,13 +90,14 @@ def smoke_db(tmp_path_factory):
     it (one test picked by node id) runs it here."""
     import time
 
-    from effbench.rows import read_shard
+    from effbench.run.shards import read_shard
     from effbench.store import Store
 
     shared = os.environ.get(SMOKE_DIR_ENV)
     if shared is None:
         from effbench.registry import discover
-        from effbench.runner import make_config, plan, run_cases
+        from effbench.run.plan import make_config, plan
+        from effbench.run.session import run_cases
 
         registry = discover()
         config = make_config("smoke", "cpu")

@@ -6,7 +6,8 @@ import math
 import pytest
 
 from effbench.registry import discover
-from effbench.runner import Case, execute, make_config
+from effbench.run.case import execute
+from effbench.run.plan import Case, make_config
 
 REGISTRY = discover()
 CONFIG = make_config("smoke", "cpu", seeds=3)

@@ -9,7 +9,8 @@ import pytest
 from asv_runner.benchmarks.mark import SkipNotImplemented
 
 from effbench import asv_suites
-from effbench.runner import CaseResult, make_config, plan, shard_of
+from effbench.run.case import CaseResult
+from effbench.run.plan import make_config, plan, shard_of
 from tests.conftest import ROOT
 
 SHARDS = 4

@@ -44,7 +44,7 @@ def test_asv_run_then_ingest(tmp_path, registry):
     holds the rows `effbench run --task optimizer/step --shard i/4` gives: same cases, seeds, metrics and
     statuses."""
     from effbench.asv_suites import suite_cases
-    from effbench.runner import make_config
+    from effbench.run.plan import make_config
 
     config = make_config("smoke", "cpu")
     whole = suite_cases(registry, "optimizer/step", config, None)

@@ -32,7 +32,9 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import effbench.runner
+import effbench.run.case
+import effbench.run.plan
+import effbench.run.session
 from effbench.cli import cli
 from effbench.registry import FAMILIES, discover
 
@@ -42,7 +44,7 @@ _REGISTRY = discover()
 TASKS = sorted(_REGISTRY.tasks) + sorted({key.split("/", 1)[1] for key in _REGISTRY.tasks})
 METHODS = sorted({m.name for m in _REGISTRY.methods.values()})
 IMPLS = sorted({i for m in _REGISTRY.methods.values() for i in m.impls})
-GRIDS = sorted(getattr(effbench.runner, "GRIDS", ("smoke", "cpu", "gpu")))
+GRIDS = sorted(getattr(effbench.run.plan, "GRIDS", ("smoke", "cpu", "gpu")))
 DEVICES = ["auto", "cpu", "cuda"]
 SHARDS = ["1/1", "1/2", "2/2", "3/4", "0/3", "4/3", "-1/2", "1/0", "0/0", "1/-1", "a/b", "1/", "/2", "1/2/3",
           "1", "", "1 / 2", "1.5/3", "١/٢", "99999999999999999999/99999999999999999999"]
@@ -87,7 +89,8 @@ def _valid_records() -> list[dict]:
     """One well-typed record of every shard record type, from the row classes' own fields (the run
     record is a real one, and the other records' fields of the same name take its values)."""
     from effbench import rows
-    from effbench.runner import make_config, new_run
+    from effbench.run.plan import make_config
+    from effbench.run.provenance import new_run
 
     run = json.loads(rows.to_json_line(new_run(make_config("smoke", "cpu", seeds=1), "effbench run --fuzz")))
     records = [run]
@@ -182,7 +185,9 @@ def templates(tmp_path_factory):
     """A real (empty) effbench DB and a real shard, made once and copied into every example's directory."""
     import duckdb
 
-    from effbench.runner import make_config, new_run, run_cases
+    from effbench.run.plan import make_config
+    from effbench.run.provenance import new_run
+    from effbench.run.session import run_cases
     from effbench.store import Store
 
     tmp = tmp_path_factory.mktemp("fuzz-templates")
@@ -357,16 +362,16 @@ class _NoWorker:
 
 @pytest.fixture
 def no_benchmark_work(monkeypatch):
-    real = effbench.runner.run_cases
+    real = effbench.run.session.run_cases
 
     def empty_run_cases(registry, cases, *args, **kwargs):
         return real(registry, [], *args, **kwargs)  # writes the shard header, runs no case
 
-    monkeypatch.setattr(effbench.runner, "run_cases", empty_run_cases)
-    monkeypatch.setattr(effbench.runner, "Worker", _NoWorker)
-    monkeypatch.setattr(effbench.runner, "execute", _NoWorker)
+    monkeypatch.setattr(effbench.run.session, "run_cases", empty_run_cases)
+    monkeypatch.setattr(effbench.run.session, "Worker", _NoWorker)
+    monkeypatch.setattr(effbench.run.session, "execute", _NoWorker)
     # per-worker resource limits must never be applied to the test process itself
-    monkeypatch.setattr(effbench.runner, "apply_memory_limit", _NoWorker, raising=False)
+    monkeypatch.setattr(effbench.run.case, "apply_memory_limit", _NoWorker, raising=False)
 
 
 def invoke_all(root: Path, templates: dict[str, Path], invocations: list[list[str]], mutant: str = "",

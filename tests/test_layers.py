@@ -6,26 +6,42 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "effbench"
 
 # module -> imports it must never make (effbench modules or third-party roots)
+RUN_INTERNALS = {"effbench.run.plan", "effbench.run.case", "effbench.run.worker", "effbench.run.provenance",
+                 "effbench.run.session"}
+ABOVE_RUN = {"duckdb", "polars", "plotly", "jinja2", "effbench.store", "effbench.sitegen", "effbench.analysis",
+             "effbench.cli"}
 FORBIDDEN = {
     "rows": {"effbench", "torch", "duckdb", "polars", "plotly", "triton"},
-    "store": {"torch", "triton", "effbench.runner", "effbench.registry", "effbench.measure", "effbench.tasks"},
-    "analysis": {"torch", "triton", "effbench.runner", "effbench.registry", "effbench.tasks"},
-    "sitegen": {"torch", "triton", "effbench.runner", "effbench.registry", "effbench.tasks"},
+    "errors": {"effbench", "torch", "duckdb", "polars", "plotly", "triton"},
+    # the store reads shards (run/shards), nothing else of the run package
+    "store": {"torch", "triton", "effbench.registry", "effbench.measure", "effbench.tasks", *RUN_INTERNALS},
+    "analysis": {"torch", "triton", "effbench.run", "effbench.registry", "effbench.tasks"},
+    "sitegen": {"torch", "triton", "effbench.run", "effbench.registry", "effbench.tasks"},
     "measure": {"duckdb", "polars", "plotly", "jinja2", "effbench.store", "effbench.registry"},
-    "runner": {"duckdb", "polars", "plotly", "jinja2", "effbench.store", "effbench.sitegen"},
-    "registry": {"duckdb", "polars", "plotly", "effbench.runner", "effbench.store"},
+    "run/plan": ABOVE_RUN,
+    "run/case": ABOVE_RUN,
+    "run/worker": ABOVE_RUN,
+    "run/provenance": ABOVE_RUN,
+    "run/session": ABOVE_RUN,
+    "run/shards": {*ABOVE_RUN, "torch", "triton", "effbench.registry", "effbench.tasks", *RUN_INTERNALS},
+    "registry": {"duckdb", "polars", "plotly", "effbench.run", "effbench.store"},
     "asv_suites": {"duckdb", "polars", "plotly", "effbench.store", "effbench.sitegen"},
     # compiles kernels and returns rows: the CLI stores them, the site reads them through analysis
     "kernelcheck": {"duckdb", "polars", "plotly", "jinja2", "effbench.store", "effbench.sitegen", "effbench.analysis",
-                    "effbench.runner"},
+                    "effbench.run"},
 }
-DEFINITIONS = {"duckdb", "polars", "plotly", "jinja2", "effbench.runner", "effbench.store", "effbench.sitegen",
+DEFINITIONS = {"duckdb", "polars", "plotly", "jinja2", "effbench.run", "effbench.store", "effbench.sitegen",
                "effbench.analysis", "effbench.cli"}
 
 
 def imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, but those under ``if TYPE_CHECKING:`` (annotations, never run)."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+            node.body = []
     names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

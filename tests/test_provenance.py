@@ -62,7 +62,7 @@ def test_code_hash_changes_with_a_kernel_the_method_imports(plugin_dir):
     labels = [source_label(p, [plugin_dir]) for p in registry.closure(method)]
     assert {"prov_plugin.py", "prov_kernel.py", "prov_util.py"} <= set(labels)
     assert "unrelated.py" not in labels
-    assert {"effbench/tasks/linear_cross_entropy.py", "effbench/runner.py", "effbench/measure.py",
+    assert {"effbench/tasks/linear_cross_entropy.py", "effbench/run/case.py", "effbench/measure.py",
             "effbench/checks.py"} <= set(labels)
     before = registry.code_hash(method)
     assert len(before) == 16 and int(before, 16) >= 0
@@ -99,7 +99,8 @@ def test_builtin_closure_has_its_kernels_and_the_harness_only(registry):
         "effbench/kernels/__init__.py",
         "effbench/tasks/linear_cross_entropy.py",  # the task
         "effbench/methods/losses/goldfish.py",  # imported by the task
-        "effbench/runner.py", "effbench/worker.py", "effbench/measure.py", "effbench/checks.py",
+        "effbench/run/case.py", "effbench/run/worker.py", "effbench/run/session.py", "effbench/measure.py",
+        "effbench/checks.py", "effbench/kernels/_tune.py",
         "effbench/rows.py", "effbench/tasks/__init__.py", "effbench/registry.py",  # the harness
     }
     assert expected <= set(labels), expected - set(labels)
@@ -251,7 +252,8 @@ def test_a_run_records_its_peers_and_on_a_gpu_the_driver_and_clocks(monkeypatch)
     import types
     from importlib import metadata
 
-    from effbench.runner import gpu_state, make_config, new_run
+    from effbench.run.plan import make_config
+    from effbench.run.provenance import gpu_state, new_run
 
     run = new_run(make_config("smoke", "cpu"), "test")
     peers = json.loads(run.peers)

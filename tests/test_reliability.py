@@ -16,8 +16,10 @@ import pytest
 from click.testing import CliRunner
 
 from effbench.cli import cli
-from effbench.rows import SCHEMA_VERSION, SHARD_FORMAT, read_shard
-from effbench.runner import Case, make_config, run_cases
+from effbench.rows import SCHEMA_VERSION, SHARD_FORMAT
+from effbench.run.plan import Case, make_config
+from effbench.run.session import run_cases
+from effbench.run.shards import read_shard
 from effbench.store import Store
 from tests.conftest import PLUGINS, ROOT
 
@@ -290,7 +292,7 @@ def test_plugins_load_only_from_named_paths(tmp_path):
 
 
 def test_a_shard_has_one_writer(shard, tmp_path):
-    from effbench.runner import Shard, ShardBusy
+    from effbench.run.shards import Shard, ShardBusy
 
     contents = read_shard(shard)
     copy = tmp_path / shard.name

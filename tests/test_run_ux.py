@@ -15,7 +15,7 @@ import torch
 from click.testing import CliRunner
 
 from effbench.cli import cli
-from effbench.rows import read_shard
+from effbench.run.shards import read_shard
 from effbench.store import Store
 from tests.conftest import PLUGINS, ROOT
 
@@ -201,7 +201,8 @@ def test_dry_run_estimates_from_declared_costs_then_from_earlier_runs(tmp_path):
 
 
 def test_smoke_runs_every_method_once_at_its_first_covered_point(registry, tmp_path):
-    from effbench.runner import make_config, plan, run_cases
+    from effbench.run.plan import make_config, plan
+    from effbench.run.session import run_cases
 
     config = make_config("smoke", "cpu")
     assert config.seeds == 1 and config.points == "first_covered" and not config.timed
@@ -221,7 +222,10 @@ def test_smoke_runs_every_method_once_at_its_first_covered_point(registry, tmp_p
 
 def test_resume_picks_the_interrupted_run_with_the_most_finished_cases(faulty_registry, tmp_path):
     """A fresh run started (and stopped) after an interruption must not strand the earlier run's cases."""
-    from effbench.runner import find_resumable, make_config, plan, plan_fingerprint, run_cases
+    from effbench.run.plan import make_config, plan
+    from effbench.run.provenance import plan_fingerprint
+    from effbench.run.session import run_cases
+    from effbench.run.shards import find_resumable
 
     config = make_config("smoke", "cpu")
     cases = plan(faulty_registry, config, method="planted_faults", impl="reference,correct,sleepy")
@@ -247,7 +251,7 @@ def test_resume_picks_the_interrupted_run_with_the_most_finished_cases(faulty_re
 
 def test_gpu_smoke_is_the_headline_selection_and_plans_without_a_gpu(tmp_path):
     from effbench.registry import discover
-    from effbench.runner import make_config, plan
+    from effbench.run.plan import make_config, plan
 
     config = make_config("gpu-smoke", "cuda", dry_run=True)  # no GPU here: a plan needs none
     assert config.base_grid == "gpu" and config.timed and config.seeds == 1

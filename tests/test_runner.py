@@ -3,8 +3,12 @@ import math
 import pytest
 
 from effbench.registry import UsageError
-from effbench.rows import STATUSES, Result, read_shard
-from effbench.runner import Case, execute, make_config, new_run, plan, result_rows, run_cases
+from effbench.rows import STATUSES, Result
+from effbench.run.case import execute
+from effbench.run.plan import Case, make_config, plan
+from effbench.run.provenance import new_run
+from effbench.run.session import result_rows, run_cases
+from effbench.run.shards import read_shard
 
 POINT = {"N": 16, "D": 8, "V": 37, "ignore_frac": 0.0}
 

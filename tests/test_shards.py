@@ -5,7 +5,7 @@ from click.testing import CliRunner
 
 from effbench.cli import cli
 from effbench.registry import UsageError
-from effbench.runner import make_config, parse_shard, plan, shard_of
+from effbench.run.plan import make_config, parse_shard, plan, shard_of
 
 
 def test_shards_partition_the_plan_and_keep_groups_together(registry):

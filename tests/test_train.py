@@ -106,7 +106,8 @@ def test_tuning_picks_the_fastest_lr_on_one_seed():
 
 
 def test_tuned_workload_records_its_lr(registry):
-    from effbench.runner import Case, execute, make_config
+    from effbench.run.case import execute
+    from effbench.run.plan import Case, make_config
 
     point = dict(registry.tasks["sampler/data_selection"].grids["smoke"][0])
     point.pop("lr")

@@ -9,7 +9,9 @@ from click.testing import CliRunner
 from effbench.cli import cli
 from effbench.registry import discover
 from effbench.rows import Result
-from effbench.runner import Case, _TruthCache, execute, make_config, run_cases
+from effbench.run.case import _TruthCache, execute
+from effbench.run.plan import Case, make_config
+from effbench.run.session import run_cases
 from tests.conftest import PLUGINS
 
 ADVERSARIAL = PLUGINS / "adversarial.py"
@@ -115,7 +117,7 @@ def test_an_input_the_task_lets_implementations_update_is_not_a_mutation():
     import torch
 
     from effbench.checks import snapshot
-    from effbench.runner import _mutation
+    from effbench.run.case import _mutation
 
     inputs = {"params": [torch.zeros(2)], "x": torch.zeros(2)}
     pristine = snapshot(inputs)
@@ -130,7 +132,8 @@ def test_an_input_the_task_lets_implementations_update_is_not_a_mutation():
 def test_the_autotuned_config_is_recorded_with_the_time():
     """An autotuned kernel's choice goes with the time it gave (the time_ms row's message); an impl that
     autotunes nothing records none, even right after one that did."""
-    from effbench.runner import new_run, result_rows
+    from effbench.run.provenance import new_run
+    from effbench.run.session import result_rows
 
     registry = discover([PLUGINS / "autotuned.py"])
     tuned_case = Case(LCE, "autotuned", "tuned", registry.tasks[LCE].grids["smoke"][0], "float32", "cpu", 0)

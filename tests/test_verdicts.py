@@ -8,8 +8,10 @@ import polars as pl
 import pytest
 
 from effbench import analysis, workloads
-from effbench.rows import TuningDone, TuningTrial, from_json_line, read_shard
-from effbench.runner import make_config, plan, run_cases
+from effbench.rows import TuningDone, TuningTrial, from_json_line
+from effbench.run.plan import make_config, plan
+from effbench.run.session import run_cases
+from effbench.run.shards import read_shard
 from effbench.stats import adjust, compare
 from effbench.store import Store
 

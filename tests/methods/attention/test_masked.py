@@ -84,7 +84,8 @@ def test_flex_on_the_cpu_is_checked_and_measured_forward_only():
     """torch refuses FlexAttention's CPU backward: the case is ok on its output, fwd+bwd metrics NULL."""
     from effbench.methods.attention.sliding_window import method as sliding_window
     from effbench.registry import Registry
-    from effbench.runner import Case, execute, make_config
+    from effbench.run.case import execute
+    from effbench.run.plan import Case, make_config
     from effbench.tasks.masked_attention import task
 
     registry = Registry()

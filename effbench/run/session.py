@@ -1,0 +1,238 @@
+"""A run end to end: its cases in the worker, each outcome as rows in the run's shard.
+
+``run_cases`` runs a plan (fresh or resumed from an unfinished shard): tuning jobs before their first
+scored seed, cases one at a time in the worker, each finished case appended to
+``<shard_dir>/<run_id>.jsonl`` and fsynced before the next starts, failures recorded like results.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from effbench import workloads
+from effbench.registry import (
+    Registry,
+    UsageError,
+)
+from effbench.rows import (
+    SHARD_FORMAT,
+    STATUSES,
+    CurvePoint,
+    Result,
+    Run,
+    Sample,
+    ShardHeader,
+    TuningDone,
+    TuningTrial,
+    point_json,
+    tuning_key,
+)
+from effbench.run.case import CaseResult, TuningResult, _TruthCache, execute, execute_tuning, needs_tuning
+from effbench.run.plan import Case, RunConfig
+from effbench.run.provenance import method_infos, new_run, plan_fingerprint, task_infos
+from effbench.run.shards import Shard, ShardContents, shard_path
+from effbench.run.worker import Worker
+from effbench.tasks import KernelTask, metric_unit
+
+
+def _known_status(result: CaseResult) -> CaseResult:
+    if result.status in STATUSES:
+        return result
+    return CaseResult(status="error", message=f"unknown status {result.status!r}: {result.message}")
+
+
+def result_rows(
+    registry: Registry, run: Run, case: Case, result: CaseResult
+) -> list[Result | Sample | CurvePoint]:
+    """Rows of one case. A failed case gets one row per metric its task declares, valued NULL."""
+    task = registry.tasks[case.task]
+    method = registry.methods[(case.task, case.method)]
+    result = _known_status(result)
+    if result.status in ("ok", "wrong"):
+        metrics = dict(result.metrics)
+    else:
+        # Kernel tasks time and measure memory on seed 0 only; later seeds check accuracy.
+        later_seed = isinstance(task, KernelTask) and case.seed > 0
+        metrics = {m: None for m in task.metrics if not (later_seed and m in ("time_ms", "peak_mem_bytes"))}
+    code_hash = registry.code_hash(method)
+    common = dict(
+        run_id=run.run_id, task=case.task, method=case.method, impl=case.impl,
+        point_key=case.point_key, dtype=case.dtype, device=case.device, seed=case.seed,
+    )
+    rows: list[Result | Sample | CurvePoint] = []
+    for metric, value in metrics.items():
+        message = result.message or result.notes.get(metric, "")
+        if result.status == "ok" and result.notes.get(metric):
+            message = result.notes[metric]
+        rows.append(
+            Result(
+                family=case.family, point=point_json(case.point), metric=metric,
+                value=None if value is None else float(value), unit=metric_unit(metric),
+                status=result.status, message=message,
+                measure_method=result.measure_methods.get(metric, ""), code_hash=code_hash, **common,
+            )
+        )
+    for metric, samples in result.samples.items():
+        rows.extend(Sample(metric=metric, idx=i, value=v, **common) for i, v in enumerate(samples))
+    for step, wall, train_loss, eval_loss, eval_metric in result.curve:
+        rows.append(CurvePoint(step=step, wall_s=wall, train_loss=train_loss, eval_loss=eval_loss,
+                               eval_metric=eval_metric, **common))
+    return rows
+
+
+def tuning_rows(run: Run, case: Case, result: TuningResult) -> list[TuningTrial]:
+    """The tuning table's rows of one tuning job (none when it failed: its status is in the TuningDone)."""
+    return [TuningTrial(run_id=run.run_id, task=case.task, method=case.method, impl=case.impl,
+                        point_key=case.point_key, dtype=case.dtype, device=case.device, seed=t["seed"],
+                        param=t["param"], value=float(t["value"]),
+                        score=None if t["score"] is None else float(t["score"]),
+                        final_metric=None if t["final_metric"] is None else float(t["final_metric"]),
+                        chosen=bool(t["chosen"]), note=t["note"]) for t in result.trials]
+
+
+def _tuning_from_record(done: TuningDone) -> TuningResult:
+    return TuningResult(done.status, done.message, json.loads(done.values))
+
+
+@dataclass
+class RunSummary:
+    run: Run
+    shard: Path
+    counts: dict[str, int]
+    failures: list[tuple[Case, CaseResult]]
+    resumed: int = 0  # cases finished by the earlier part of a resumed run
+    dropped: int = 0  # planned cases not run: an earlier point covered the method (GRID_POINTS)
+    by_task: dict[str, dict[str, int]] = field(default_factory=dict)  # task -> status -> cases
+
+    @property
+    def ran(self) -> int:
+        return sum(self.counts.values())
+
+
+def run_cases(
+    registry: Registry,
+    cases: Sequence[Case],
+    config: RunConfig,
+    shard_dir: Path,
+    command: str = "",
+    on_case: Callable[[Case, CaseResult], None] | None = None,
+    on_start: Callable[[Case], None] | None = None,
+    on_drop: Callable[[Case], None] | None = None,
+    in_process: bool = False,
+    run: Run | None = None,
+    resume: ShardContents | None = None,
+) -> RunSummary:
+    """Run ``cases``, writing each outcome to the run's shard (``shard_path(shard_dir, run)``) as it finishes.
+
+    ``resume``: the contents of an unfinished shard of the same plan (``find_resumable``); the run
+    goes on in that shard under its run id, and the cases it finished are not run again.
+    ``on_start(case)`` is called as a case starts, ``on_case(case, result)`` once it is in the shard,
+    ``on_drop(case)`` for a planned case that does not run because an earlier point of the grid covered
+    its method (``config.points == "first_covered"``).
+    An exception (an interrupt) ends the worker and propagates; every case finished before it is in
+    the shard.
+    ``in_process=True`` runs cases in this process (no isolation from crashes or hangs):
+    for tests and debugging only.
+    """
+    if resume is not None:
+        if resume.header is None or resume.run is None or resume.complete:
+            raise UsageError("only an unfinished shard of format 2 or later can be resumed")
+        run = resume.run
+        shard = Shard(shard_path(shard_dir, run), resume.header, resume_at=resume.good_bytes)
+        shard.cases = len(resume.done)
+        tunings = {group: _tuning_from_record(done) for group, done in resume.tuning.items()}
+    else:
+        run = run or new_run(config, command)
+        header = ShardHeader(SHARD_FORMAT, run.run_id, plan_fingerprint(config, cases, registry.plugins), len(cases))
+        shard = Shard(shard_path(shard_dir, run), header)
+        shard.start([run, *method_infos(registry, cases), *task_infos(registry, cases)])
+        tunings = {}
+    counts = dict.fromkeys(STATUSES, 0)
+    failures: list[tuple[Case, CaseResult]] = []
+    worker: Worker | None = None
+    cache = _TruthCache()
+    first_covered = config.points == "first_covered"
+    covered: set[tuple[str, ...]] = set()  # lineages that ran at an earlier point
+    dropped = 0
+    by_task: dict[str, dict[str, int]] = {}
+
+    def tune(case: Case) -> TuningResult:
+        """The tuning job of the case's group: run once (before its first scored seed), written to the shard
+        with every trial; a resumed run reuses the one its shard holds."""
+        nonlocal worker
+        group = tuning_key(case.task, case.method, case.impl, case.point_key, case.dtype, case.device)
+        if group not in tunings:
+            started = time.perf_counter()
+            if in_process:
+                result = execute_tuning(registry, case)
+            else:
+                if worker is None or not worker.alive():
+                    worker = Worker(registry.plugins)
+                # every lr of the grid, and a prior run per lr for a schedule built from one: a hang guard
+                budget = config.timeout_s * 2 * (len(workloads.learning_rates(case.point)) + 1)
+                result = worker.tune(case, config, budget)
+            shard.write_tuning(case, result, tuning_rows(run, case, result), round(time.perf_counter() - started, 4))
+            tunings[group] = result
+        return tunings[group]
+
+    try:
+        for case in cases:
+            if case.lineage in covered:
+                dropped += 1  # an earlier point of the grid covered this method (GRID_POINTS)
+                if on_drop is not None:
+                    on_drop(case)
+                continue
+            if resume is not None and case.key in resume.done:
+                status = resume.done[case.key].status
+                counts[status] = counts.get(status, 0) + 1
+                tally = by_task.setdefault(case.task, {})
+                tally[status] = tally.get(status, 0) + 1
+                if first_covered and status != "skipped":
+                    covered.add(case.lineage)
+                continue
+            if on_start is not None:
+                on_start(case)
+            impl = registry.methods[(case.task, case.method)].impls[case.impl]
+            blocked = impl.why_not(case.device, case.dtype)
+            tuning = None if blocked or not needs_tuning(registry, case) else tune(case)
+            started = time.perf_counter()  # after its group's tuning job: a case's time is its own
+            if blocked:  # no need to start a process to learn that a package is missing
+                result = CaseResult(status=blocked[0], message=blocked[1])
+            elif tuning is not None and tuning.status != "ok":
+                failed = tuning.status not in ("skipped", "unavailable")
+                result = CaseResult(status=tuning.status,
+                                    message=f"tuning failed: {tuning.message}" if failed else tuning.message)
+            elif in_process:
+                result = execute(registry, case, config, cache, None if tuning is None else tuning.values)
+            else:
+                if worker is None or not worker.alive():
+                    worker = Worker(registry.plugins)
+                result = worker.run(case, config, None if tuning is None else tuning.values)
+            result = _known_status(result)
+            shard.write_case(case, result.status, result_rows(registry, run, case, result),
+                             wall_s=round(time.perf_counter() - started, 4))
+            counts[result.status] = counts.get(result.status, 0) + 1
+            tally = by_task.setdefault(case.task, {})
+            tally[result.status] = tally.get(result.status, 0) + 1
+            if first_covered and result.status != "skipped":
+                covered.add(case.lineage)
+            if result.status not in ("ok", "skipped", "unavailable"):
+                failures.append((case, result))
+            if on_case is not None:
+                on_case(case, result)
+        shard.write_end([])
+    except BaseException:
+        if worker is not None:
+            worker.kill()  # interrupted: the case in flight is lost, everything before it is in the shard
+        raise
+    else:
+        if worker is not None:
+            worker.close()
+    finally:
+        shard.close()
+    resumed = len(resume.done) if resume is not None else 0
+    return RunSummary(run, shard.path, counts, failures, resumed, dropped, by_task)
