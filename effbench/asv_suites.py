@@ -34,9 +34,8 @@ from asv_runner.benchmarks.mark import SkipNotImplemented  # a NotImplementedErr
 
 from effbench.registry import Registry, UsageError, discover
 from effbench.rows import point_key
+from effbench.run import session
 from effbench.run.plan import Case, RunConfig, default_device, make_config, parse_shard, plan, shard_of
-from effbench.run.provenance import new_run
-from effbench.run.session import run_cases
 from effbench.tasks import METRIC_UNITS, KernelTask
 
 SUITE_TIMEOUT_S = {"smoke": 1800, "cpu": 4 * 3600, "gpu": 8 * 3600}
@@ -145,10 +144,9 @@ def make_suite(task_key: str) -> type:
         outcomes: dict[tuple[str, str, str, str], list] = {}
         if not cases:  # all of this task's cases are on other shards
             return {}
-        shard_dir.mkdir(parents=True, exist_ok=True)
-        run_cases(registry, cases, config, shard_dir, run=new_run(config, f"asv suite {task_key}", source="asv"),
-                  on_case=lambda c, r: outcomes.setdefault(
-                      (f"{c.method}:{c.impl}", c.point_key, c.dtype, c.device), []).append((c, r)))
+        session.run(registry, config, cases, shard_dir, command=f"asv suite {task_key}", source="asv",
+                    on_case=lambda c, r: outcomes.setdefault(
+                        (f"{c.method}:{c.impl}", c.point_key, c.dtype, c.device), []).append((c, r)))
         return {key: _aggregate(task, value) for key, value in outcomes.items()}
 
     # asv keys setup_cache results by "module:line"; every suite's setup_cache is this same

@@ -157,18 +157,6 @@ def zoo(as_json: bool) -> None:
                 [[m["name"], f"{m['parameters']:,}", m["counted_for"]] for m in models])
 
 
-class Interrupted(BaseException):
-    """A signal asked the run to stop (SIGTERM: CI cancellation, `timeout`, a scheduler)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _raise_interrupted(signum: int, frame: Any) -> None:
-    raise Interrupted(signum)
-
-
 def _say(text: str) -> None:
     """One plain line on stderr (never read as markup: case messages hold brackets)."""
     click.echo(text, err=True)
@@ -238,12 +226,10 @@ def run(
     """
     import signal
 
+    from effbench.progress import RunProgress
     from effbench.registry import UsageError
+    from effbench.run import session
     from effbench.run.plan import make_config, parse_shard, plan, shard_of
-    from effbench.run.provenance import new_run, plan_fingerprint
-    from effbench.run.session import run_cases
-    from effbench.run.shards import find_resumable, shard_path
-    from effbench.run.worker import WorkerError
     from effbench.store import Store, StoreError
 
     registry = _registry(plugins)
@@ -256,7 +242,6 @@ def run(
         if shard_spec is not None:
             index, count = parse_shard(shard_spec)
             cases = shard_of(registry, cases, index, count)
-        fingerprint = plan_fingerprint(config, cases, registry.plugins)
     except UsageError as exc:
         _fail(str(exc))
     if not cases:
@@ -266,38 +251,11 @@ def run(
         _print_plan(config, by_task, shard_spec, len(cases), total)
         return
     try:
-        earlier = find_resumable(shard_dir, fingerprint)
-    except UsageError as exc:
-        if resume:
-            _fail(str(exc))
-        earlier = None  # a fresh run does not need the earlier shard
-    if shard_spec is not None:
-        _say(f"shard {shard_spec}: {len(cases)} of {total} cases")
-
-    def ingest_shard(shard: Path) -> int:
-        with Store(db, on_wait=_say) as store:
-            return store.ingest_shard(shard).total
-
-    resume_from = None
-    if earlier is not None and resume:
-        path, contents = earlier
-        if contents.complete:
-            try:
-                added = ingest_shard(path)  # idempotent: makes sure the finished run is in this DB
-            except StoreError as exc:
-                _fail(str(exc))
-            _say(f"nothing to resume: run {contents.run.run_id} finished all its cases ({len(contents.done)}; "
-                 f"{path}; {added} rows added to {db})")
-            return
-        resume_from = contents
-        _say(f"resuming run {contents.run.run_id}: {len(contents.done)} of {len(cases)} cases done")
-    elif earlier is not None and not earlier[1].complete:
-        _say(f"note: run {earlier[1].run.run_id} of this same command stopped after {len(earlier[1].done)} of "
-             f"{len(cases)} cases; --resume would finish it")
-    try:
         Store(db, on_wait=_say).close()  # fail before hours of work if the DB is unusable
     except StoreError as exc:
         _fail(str(exc))
+    if shard_spec is not None:
+        _say(f"shard {shard_spec}: {len(cases)} of {total} cases")
     limit = f", memory limit {memory_limit_gib:g} GiB" if memory_limit_gib else ""
     expected = sum(e.cases for e in by_task.values())
     unknown = sum(e.sources["unknown"] for e in by_task.values())
@@ -309,34 +267,31 @@ def run(
          + (f" + {unknown} cases of unknown cost" if unknown else "")
          + ("" if config.timed else "; smoke: times are for checking, not for comparison"))
 
-    argv = ["effbench", *sys.argv[1:]]
-    run_info = resume_from.run if resume_from else new_run(config, shlex.join(argv))
-    shard = shard_path(shard_dir, run_info)
-    previous_term = signal.signal(signal.SIGTERM, _raise_interrupted)
-    summary = None
-    from effbench.progress import RunProgress
+    def store(shard: Path) -> int:
+        with Store(db, on_wait=_say) as opened:
+            return opened.ingest_shard(shard).total
 
+    def progress(total: int, done_before: int) -> RunProgress:
+        return RunProgress(total, done_before=done_before, estimates=per_case, interval_s=_progress_interval())
+
+    argv = ["effbench", *sys.argv[1:]]
     try:
-        with RunProgress(len(cases), done_before=len(resume_from.done) if resume_from else 0,
-                         estimates=per_case, interval_s=_progress_interval()) as progress:
-            summary = run_cases(registry, cases, config, shard_dir, on_case=progress.finish,
-                                on_start=progress.start, on_drop=progress.drop, run=run_info, resume=resume_from)
-        added = ingest_shard(summary.shard)
-    except UsageError as exc:  # the shard is busy: another process runs or resumes this run
+        outcome = session.run(registry, config, cases, shard_dir, command=shlex.join(argv), resume=resume,
+                              store=store, say=_say, progress=progress)
+    except UsageError as exc:  # the shard is busy, or the run to resume is unreadable
         _fail(str(exc))
     except StoreError as exc:
-        _fail(f"{exc} (the shard {shard} holds every result: `effbench ingest` it later)")
-    except (WorkerError, KeyboardInterrupt, Interrupted) as exc:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the saving short
-        saved = _save_finished(shard, ingest_shard, db)
-        if isinstance(exc, WorkerError):
-            _fail(f"{exc}; {saved}")
-        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        _fail(f"{exc} (the run's shard holds every result: `effbench ingest` it later)")
+    except session.SessionError as exc:
+        _fail(str(exc))
+    if outcome.interrupted is not None:
         again = argv if "--resume" in argv else [*argv, "--resume"]
-        _say(f"interrupted by {signal.Signals(signum).name}; {saved}; to finish the run: {shlex.join(again)}")
-        sys.exit(128 + signum)
-    finally:
-        signal.signal(signal.SIGTERM, previous_term)
+        _say(f"interrupted by {signal.Signals(outcome.interrupted).name}; {outcome.saved} to {db}; to finish the "
+             f"run: {shlex.join(again)}")
+        sys.exit(128 + outcome.interrupted)
+    summary, added = outcome.summary, outcome.added
+    if summary is None:  # --resume found the run finished: session.run said so
+        return
     seen = [s for s in _STATUS_ORDER if summary.counts.get(s)]
     rows = [[task_key, sum(c.values()), *[c.get(s) or "" for s in seen]]
             for task_key, c in sorted(summary.by_task.items())]
@@ -366,26 +321,6 @@ def _duration(seconds: float | None) -> str:
     from effbench.console import duration
 
     return duration(seconds)
-
-
-def _save_finished(shard: Path, ingest_shard: Any, db: Path) -> str:
-    """Put an interrupted run's finished cases in the DB; says what was saved."""
-    from effbench.run.shards import ShardError, read_shard
-    from effbench.store import StoreError
-
-    if not shard.exists():
-        return "no case had finished; nothing to save"
-    try:
-        finished = len(read_shard(shard).done)
-    except ShardError as exc:
-        return f"the shard {shard} is unreadable ({exc})"
-    if not finished:
-        return "no case had finished; nothing to save"
-    try:
-        ingest_shard(shard)
-    except StoreError as exc:
-        return f"{finished} finished cases are in {shard} ({exc})"
-    return f"{finished} finished cases saved to {db}"
 
 
 def _plan_estimates(registry: Any, config: Any, cases: list[Any], db: Path) -> tuple[dict[str, Any], dict]:
@@ -732,6 +667,8 @@ def kernels(arch_list: str, kernel_filter: str | None, as_json: bool, db: Path, 
 
 
 def main() -> None:
+    from effbench.errors import Interrupted
+
     try:
         cli(prog_name="effbench")
     except KeyboardInterrupt:

@@ -42,16 +42,16 @@ def test_suite_shards_are_effbench_run_shards(registry):
 
 @pytest.mark.parametrize("task_key", ["optimizer/step", "sampler/data_selection"])
 def test_setup_cache_runs_only_its_shard(task_key, monkeypatch):
-    """setup_cache on each shard (the runner replaced by a recorder): the caches split the unsharded
+    """setup_cache on each shard (the session replaced by a recorder): the caches split the unsharded
     one, params never change, and a combination of another shard skips."""
     ran: list[str] = []
 
-    def fake_run_cases(registry, cases, config, shard_dir, on_case, **_):
+    def fake_run(registry, config, cases, shard_dir, on_case, **_):
         for case in cases:
             ran.append(case.label())
             on_case(case, CaseResult("ok", metrics={"time_ms": 1.0}))
 
-    monkeypatch.setattr(asv_suites, "run_cases", fake_run_cases)
+    monkeypatch.setattr(asv_suites.session, "run", fake_run)
     monkeypatch.delenv("EFFBENCH_SHARD", raising=False)
     monkeypatch.setenv("EFFBENCH_GRID", "smoke")
     whole_suite = asv_suites.make_suite(task_key)
