@@ -66,6 +66,13 @@ def test_definitions_never_import_the_layers_after_them():
         assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}"
 
 
+def test_kernels_and_tasks_never_import_methods():
+    """Kernels are what methods call, and tasks define what methods are judged on: both sit below methods."""
+    for path in [*PACKAGE.glob("kernels/*.py"), *PACKAGE.glob("tasks/*.py")]:
+        bad = [n for n in imports(path) if violates(n, {"effbench.methods"})]
+        assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}"
+
+
 def test_site_and_query_work_without_torch():
     import subprocess
     import sys

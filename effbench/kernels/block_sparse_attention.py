@@ -1,7 +1,7 @@
 """Block-sparse flash attention driven by a ``BlockLayout`` (``block_sparse_attention``).
 
 FlashAttention-2 (Dao, arXiv:2307.08691) restricted to the tiles a mask allows: the
-(N, N) mask is cut into BLOCK x BLOCK tiles (``effbench.methods.attention._blocks``)
+(N, N) mask is cut into BLOCK x BLOCK tiles (``effbench.kernels._blocks``)
 and each program walks only the non-empty tiles of its row (or column) of tiles, so
 an empty tile costs nothing and no N x N tensor exists. Full tiles need no element
 mask; partial tiles load their (BLOCK, BLOCK) mask from a compact table.
@@ -39,10 +39,10 @@ import torch
 import triton
 import triton.language as tl
 
+from effbench.kernels._blocks import BlockLayout, layout_for
 from effbench.kernels._common import require_device
 from effbench.kernels._spec import CompileSpec, python_function
 from effbench.kernels._tune import autotune
-from effbench.methods.attention._blocks import BlockLayout, layout_for
 from effbench.registry import Unavailable
 
 HEAD_DIMS = (16, 32, 64, 128)

@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 
 import torch
 
+from effbench.registry import Skipped
+
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "bfloat16": torch.bfloat16,
@@ -208,3 +210,11 @@ def grad_outputs(
 def leaf(t: torch.Tensor) -> torch.Tensor:
     """A fresh autograd leaf sharing ``t``'s storage (no copy)."""
     return t.detach().requires_grad_(True)
+
+
+def need(point: dict[str, Any], *names: str) -> tuple[Any, ...]:
+    """The point's values of ``names``; a point that lacks one does not define the pattern: skipped."""
+    missing = [n for n in names if n not in point]
+    if missing:
+        raise Skipped(f"the grid point sets no {', '.join(missing)} (this pattern's parameters)")
+    return tuple(point[n] for n in names)

@@ -28,9 +28,9 @@ from typing import Any
 
 import torch
 
-from effbench.methods.losses.goldfish import goldfish_mask
 from effbench.registry import Skipped
 from effbench.tasks import KernelTask, grad_outputs, leaf
+from effbench.tasks._tokens import goldfish_mask
 
 IGNORE_INDEX = -100
 TRAINED_ENTROPY = 2.5  # nats: the mean softmax entropy of softmax="trained" points

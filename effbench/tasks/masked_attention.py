@@ -45,8 +45,7 @@ from typing import Any
 
 import torch
 
-from effbench.methods.attention._masked import need
-from effbench.tasks import KernelTask, grad_outputs, leaf
+from effbench.tasks import KernelTask, grad_outputs, leaf, need
 
 FWD_BWD_FLOPS = 3.5  # forward + backward FLOPs / forward FLOPs (FlashAttention's benchmark convention)
 

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from effbench.registry import BackwardUnavailable, Skipped
+from effbench.tasks import need  # noqa: F401 - the patterns import it from here with the rest
 
 MaskMod = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 ModFactory = Callable[[int, dict, Any], MaskMod]
@@ -43,14 +44,6 @@ _SCORES_PER_CHUNK = 1 << 28
 
 
 # --------------------------------------------------------------------------- pattern parameters
-
-
-def need(point: dict[str, Any], *names: str) -> tuple[Any, ...]:
-    """The point's values of ``names``; a point that lacks one does not define the pattern: skipped."""
-    missing = [n for n in names if n not in point]
-    if missing:
-        raise Skipped(f"the grid point sets no {', '.join(missing)} (this pattern's parameters)")
-    return tuple(point[n] for n in names)
 
 
 def point_generator(point: dict[str, Any], salt: str) -> torch.Generator:

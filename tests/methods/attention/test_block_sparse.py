@@ -5,8 +5,8 @@ import gc
 import pytest
 import torch
 
-from effbench.methods.attention import _blocks
-from effbench.methods.attention._blocks import EMPTY, FULL, PARTIAL, BlockLayout, block_density, density, layout_for
+from effbench.kernels import _blocks
+from effbench.kernels._blocks import EMPTY, FULL, PARTIAL, BlockLayout, block_density, density, layout_for
 from effbench.methods.attention._masked import reference_attention
 from effbench.registry import Unavailable
 

@@ -1,8 +1,9 @@
 import torch
 
 from effbench.data import IGNORE, Dataset
-from effbench.methods.losses.goldfish import goldfish_mask, reference
+from effbench.methods.losses.goldfish import reference
 from effbench.methods.losses.standard import reference as standard
+from effbench.tasks._tokens import goldfish_mask
 from effbench.tasks.memorization import extraction
 
 
