@@ -32,6 +32,7 @@ from typing import Any
 
 from asv_runner.benchmarks.mark import SkipNotImplemented  # a NotImplementedError: asv records a skip
 
+from effbench.asv_results import class_name
 from effbench.registry import Registry, UsageError, discover
 from effbench.rows import point_key
 from effbench.run import session
@@ -61,11 +62,6 @@ def asv_shard_dir(suite_file: str | None) -> Path:
     except (OSError, ValueError, AttributeError):
         pass
     return (results if results.is_absolute() else conf_dir / results) / "effbench"
-
-
-def class_name(task_key: str) -> str:
-    """``'loss/linear_cross_entropy'`` -> ``'LinearCrossEntropy'`` (the store inverts this)."""
-    return "".join(part.capitalize() for part in task_key.split("/", 1)[1].split("_"))
 
 
 def shard_from_env() -> tuple[int, int] | None:

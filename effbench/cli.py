@@ -16,6 +16,8 @@ from typing import Any
 
 import click
 
+from effbench.rows import FAMILIES
+
 DB_OPTION = click.option(
     "--db", "db", type=click.Path(dir_okay=False, path_type=Path), default=Path("results/effbench.duckdb"),
     show_default=True, help="DuckDB results file.",
@@ -65,7 +67,7 @@ def cli() -> None:
 
 
 @cli.command("list")
-@click.option("--family", help="Only this family (loss, optimizer, sampler, attention).")
+@click.option("--family", help=f"Only this family ({', '.join(FAMILIES)}).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print a JSON list of {family, task, method, impls, paper, arxiv, kind}; kind is kernel, "
               "workload or schedule (the learning-rate schedules of optimizer/convergence).")
@@ -163,7 +165,7 @@ def _say(text: str) -> None:
 
 
 @cli.command()
-@click.option("--family", help="Only this family.")
+@click.option("--family", help=f"Only this family ({', '.join(FAMILIES)}).")
 @click.option("--task", help="Only this task ('family/name' or its name).")
 @click.option("--method", help="Only this method, or several comma-separated (adamw,lion).")
 @click.option("--impl", help="Only this implementation, or several comma-separated.")

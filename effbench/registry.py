@@ -21,8 +21,8 @@ from types import ModuleType
 from typing import Any
 
 from effbench.errors import UsageError  # noqa: F401 - re-exported: every layer raises it
+from effbench.rows import FAMILIES
 
-FAMILIES = ("loss", "optimizer", "sampler", "attention")
 GRIDS = ("smoke", "cpu", "gpu")
 
 PACKAGE_DIR = Path(__file__).resolve().parent

@@ -16,6 +16,9 @@ from typing import Any
 
 SCHEMA_VERSION = 3  # 2: runs.ended_at and the cases table (each case's wall time); 3: the tuning table
 
+# The families, in the order pages and listings show them: the one list (the registry checks tasks against it,
+# the site and the CLI read it).
+FAMILIES = ("loss", "optimizer", "sampler", "attention")
 # Every case ends with exactly one of these.
 STATUSES = ("ok", "error", "oom", "timeout", "unavailable", "skipped", "wrong")
 # Grids whose times are for comparison. The smoke grid's are not (no warm-up, a few repetitions): enough to

@@ -28,9 +28,9 @@ import polars as pl
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from effbench import analysis
+from effbench.rows import FAMILIES
 from effbench.store import DEFAULT_DB
 
-FAMILIES = ("loss", "optimizer", "sampler", "attention")
 FAIL_STATUSES = ("wrong", "error", "oom", "timeout")
 # 20 distinguishable colours (Tableau's 10, then their light partners): a figure of up to 20 traces never
 # gives two of them one colour (the optimizer figures draw 14)
@@ -577,6 +577,7 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
     plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
     shutil.copyfile(plotly_js, assets / "plotly.min.js")
     env = Environment(loader=PackageLoader("effbench", "templates"), autoescape=select_autoescape(["html"]))
+    env.globals["family_names"] = FAMILIES  # the navigation
     (assets / "effbench.css").write_text(
         (Path(__file__).parent / "static" / "effbench.css").read_text(encoding="utf-8"), encoding="utf-8"
     )

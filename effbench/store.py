@@ -7,19 +7,13 @@ every table has a primary key over what identifies a row.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import hashlib
-import itertools
-import json
-import math
 import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,6 +21,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from effbench.asv_results import AsvResultError, asv_records
 from effbench.rows import (
     SCHEMA_VERSION,
     CaseTime,
@@ -293,7 +288,10 @@ class Store:
         files = [path] if path.is_file() else sorted(
             p for p in path.rglob("*.json") if p.name not in ("machine.json", "benchmarks.json")
         )
-        return [IngestReport(str(file), frames=_frames(asv_records(file, detailed), file)) for file in files]
+        try:
+            return [IngestReport(str(file), frames=_frames(asv_records(file, detailed), file)) for file in files]
+        except AsvResultError as exc:
+            raise StoreError(str(exc)) from None
 
     def _collect_db(self, path: Path) -> IngestReport:
         """Every table of another effbench DB (one of an older or equal schema)."""
@@ -371,31 +369,6 @@ def record_frames(records: Sequence[Any]) -> dict[str, pl.DataFrame]:
     }
 
 
-# --------------------------------------------------------------------------- asv results
-
-_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
-
-
-def suite_task(module: str, class_name: str) -> str:
-    """``('loss', 'LinearCrossEntropy')`` -> ``'loss/linear_cross_entropy'`` (inverse of asv_suites)."""
-    return f"{module}/{_CAMEL.sub('_', class_name).lower()}"
-
-
-def _find_benchmarks_json(file: Path) -> Path:
-    for parent in file.parents:
-        candidate = parent / "benchmarks.json"
-        if candidate.is_file():
-            return candidate
-    raise StoreError(f"{file}: no benchmarks.json above it; is this an asv results directory?")
-
-
-def _literal(text: str) -> Any:
-    try:
-        return ast.literal_eval(text)  # asv stores params as Python reprs; literal_eval never runs code
-    except (ValueError, SyntaxError):
-        return text
-
-
 def _asv_detailed(shards: Sequence[IngestReport]) -> set[tuple[str, str]]:
     """(commit, task) of every shard an asv suite wrote (source asv) among ``shards``."""
     detailed = set()
@@ -407,101 +380,3 @@ def _asv_detailed(shards: Sequence[IngestReport]) -> set[tuple[str, str]]:
             if source == "asv" and commit:
                 detailed.update((commit, task) for task in tasks["task"].to_list())
     return detailed
-
-
-def asv_records(file: Path, detailed: set[tuple[str, str]] = frozenset()) -> list[Any]:
-    """Runs and results from one asv result file (asv >= 0.6, format version 2), less the tasks whose
-    (commit, task) is in ``detailed``: an asv suite's shard of that commit holds them in full."""
-    try:
-        return _asv_records(file, detailed)
-    except (TypeError, ValueError, AttributeError, OverflowError, KeyError) as exc:
-        # asv's JSON is trusted for nothing: a field of the wrong type is a malformed file
-        raise StoreError(f"{file}: not a valid asv result file ({type(exc).__name__}: "
-                         f"{_first_line(exc)[:200]})") from None
-
-
-def _asv_records(file: Path, detailed: set[tuple[str, str]]) -> list[Any]:
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-        benchmarks = json.loads(_find_benchmarks_json(file).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StoreError(f"{file}: not a readable asv result file: {exc}") from None
-    try:
-        columns = data["result_columns"]
-        results = data["results"]
-        commit = data["commit_hash"]
-        env_name = data.get("env_name", "")
-        date_ms = data["date"]
-        machine = data.get("params", {})
-    except (KeyError, TypeError) as exc:
-        raise StoreError(f"{file}: not an asv result file (missing {exc})") from None
-    if not isinstance(results, dict):
-        raise StoreError(f"{file}: 'results' is not a mapping")
-    run_id = "asv-" + hashlib.sha256(
-        json.dumps([machine.get("machine"), commit, env_name, date_ms]).encode()
-    ).hexdigest()[:16]
-    started = datetime.fromtimestamp(date_ms / 1000, tz=timezone.utc).isoformat(timespec="seconds")
-    records: list[Any] = []
-    devices: set[str] = set()
-    grids: set[str] = set()
-    summarised_elsewhere = False
-    for name, entry in results.items():
-        parts = name.split(".")
-        if len(parts) != 3 or not parts[2].startswith("track_"):
-            continue  # not an effbench suite benchmark
-        family, class_name, bench = parts
-        metric = bench.removeprefix("track_")
-        task = suite_task(family, class_name)
-        if (commit, task) in detailed:
-            summarised_elsewhere = True
-            continue
-        row = dict(zip(columns, entry, strict=False))
-        values = row.get("result")
-        params = row.get("params") or []
-        meta = benchmarks.get(name, {})
-        unit = meta.get("unit", "")
-        if values is None:
-            continue
-        if not isinstance(values, list):
-            values = [values]
-        combos = list(itertools.product(*[[_literal(p) for p in ps] for ps in params]))
-        if len(combos) != len(values):
-            raise StoreError(f"{file}: {name}: {len(values)} values for {len(combos)} parameter combinations")
-        for combo, value in zip(combos, values, strict=True):
-            if len(combo) != 5:
-                raise StoreError(f"{file}: {name}: expected params (case, point, dtype, device, grid)")
-            case, pkey, dtype, device, grid = combo
-            method, _, impl = str(case).partition(":")
-            devices.add(str(device))
-            grids.add(str(grid))
-            if value is None:
-                status, message, stored = "error", "asv recorded a failure (its log has the message)", None
-            elif isinstance(value, float) and math.isnan(value):
-                # asv's skip: not run here (another shard's case, or one effbench's run records as
-                # skipped with its reason). A row for it would shadow another shard's result.
-                continue
-            else:
-                status, message, stored = "ok", "", float(value)
-            records.append(
-                Result(
-                    run_id=run_id, family=family, task=task, method=method, impl=impl,
-                    point_key=str(pkey), point="", dtype=str(dtype), device=str(device), seed=0,
-                    metric=metric, value=stored, unit=unit, status=status, message=message,
-                    measure_method="asv track_ (effbench measure)", code_hash=str(row.get("version", "")),
-                )
-            )
-    if summarised_elsewhere and not records:
-        return []  # every task of the file is in its suites' shards: no run of its own
-    records.insert(
-        0,
-        Run(
-            run_id=run_id, started_at=started, git_commit=commit, git_branch=None,
-            machine=str(machine.get("machine", "")), device=",".join(sorted(devices)) or "unknown",
-            gpu_name=machine.get("gpu"), cpu_name=machine.get("cpu"), num_threads=None,
-            python_version=str(data.get("python", machine.get("python", ""))),
-            torch_version=machine.get("torch"), triton_version=machine.get("triton"),
-            cuda_version=machine.get("cuda"), effbench_version="", grid=",".join(sorted(grids)) or "unknown",
-            source="asv", command=f"asv run ({env_name})",
-        ),
-    )
-    return records

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from effbench.asv_suites import class_name
+from effbench.asv_results import class_name
 from tests.conftest import ROOT
 
 

@@ -25,6 +25,8 @@ FORBIDDEN = {
     "run/session": ABOVE_RUN,
     "run/shards": {*ABOVE_RUN, "torch", "triton", "effbench.registry", "effbench.tasks", *RUN_INTERNALS},
     "registry": {"duckdb", "polars", "plotly", "effbench.run", "effbench.store"},
+    "asv_results": {"torch", "triton", "duckdb", "polars", "plotly", "effbench.store", "effbench.registry",
+                    "effbench.run", "effbench.tasks"},
     "asv_suites": {"duckdb", "polars", "plotly", "effbench.store", "effbench.sitegen"},
     # compiles kernels and returns rows: the CLI stores them, the site reads them through analysis
     "kernelcheck": {"duckdb", "polars", "plotly", "jinja2", "effbench.store", "effbench.sitegen", "effbench.analysis",

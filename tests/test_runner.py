@@ -3,7 +3,7 @@ import math
 import pytest
 
 from effbench.registry import UsageError
-from effbench.rows import STATUSES, Result
+from effbench.rows import FAMILIES, STATUSES, Result
 from effbench.run.case import execute
 from effbench.run.plan import Case, make_config, plan
 from effbench.run.provenance import new_run
@@ -84,7 +84,7 @@ def test_failure_rows_have_null_values(faulty_registry):
 def test_plan_orders_and_filters(registry):
     config = make_config("smoke", "cpu", seeds=2)
     cases = plan(registry, config)
-    assert {c.family for c in cases} == {"loss", "optimizer", "sampler", "attention"}
+    assert {c.family for c in cases} == set(FAMILIES)
     assert len(cases) == len(set((c.task, c.method, c.impl, c.point_key, c.dtype, c.seed) for c in cases))
     only = plan(registry, config, family="optimizer", impl="torch_fused")
     assert only and all(c.family == "optimizer" and c.impl == "torch_fused" for c in only)

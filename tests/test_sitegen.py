@@ -1,7 +1,7 @@
 import re
 import shutil
 
-from effbench.rows import MethodInfo, Result, Run
+from effbench.rows import FAMILIES, MethodInfo, Result, Run
 from effbench.sitegen import build, figure_payloads, method_page, task_page
 from effbench.store import Store
 
@@ -17,7 +17,7 @@ def test_site_from_a_real_smoke_run(smoke_db, tmp_path):
     site = tmp_path / "site"
     html = index.read_text()
     assert shard.run.run_id in html
-    for family in ("loss", "optimizer", "sampler", "attention"):
+    for family in FAMILIES:
         page = (site / f"{family}.html").read_text()
         assert "<table>" in page and 'href="task-' in page, family
     tasks = sorted(site.glob("task-*.html"))
