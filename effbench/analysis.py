@@ -10,6 +10,7 @@ Example::
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import polars as pl
@@ -512,3 +513,22 @@ def verdict_table(frame: pl.DataFrame, tasks: pl.DataFrame, task: str, correctio
             pl.col("better").sum().alias(f"{metric}_better"), pl.col("worse").sum().alias(f"{metric}_worse"))
         cases = cases.join(counts, on=["method", "impl"], how="left")
     return cases.sort(["solved", "method", "impl"], descending=[True, False, False], nulls_last=True)
+
+
+def point_size(point_json: str | None, sizes: str | list[str] | None = None) -> float:
+    """A point's problem size: the product of its task's declared size parameters (``sizes``: a JSON list or a
+    list; a name twice counts squared), else a proxy, the product of the point's positive integer values (N, D,
+    V, batch, steps, ...; fractions and coefficients such as z_loss are floats and stay out)."""
+    try:
+        point = json.loads(point_json or "{}")
+        names = json.loads(sizes) if isinstance(sizes, str) else sizes
+    except ValueError:
+        return 0.0
+    if names:
+        values = [point.get(name) for name in names]
+        return math.prod(float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool))
+    size = 1.0
+    for value in point.values():
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            size *= float(value)
+    return size

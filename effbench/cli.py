@@ -414,6 +414,96 @@ def merge(sources: tuple[Path, ...], db: Path) -> None:
 
 
 @cli.command()
+@click.argument("tasks", nargs=-1)
+@DB_OPTION
+@click.option("--format", "fmt", type=click.Choice(["markdown"]), default="markdown", show_default=True,
+              help="Output format.")
+@click.option("--check", "check_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Exit 1 when a generated block of this file differs from what the DB gives (0 when all match).")
+@click.option("--write", "write_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Rewrite every generated block of this file from the DB.")
+def report(tasks: tuple[str, ...], db: Path, fmt: str, check_file: Path | None, write_file: Path | None) -> None:
+    """Findings tables from the DB: a workload task's verdicts, a kernel task's largest point.
+
+    Without --check or --write, prints a block per task (TASKS: 'family/name' or its name; all by default).
+    A document keeps tables between markers, so that its numbers cannot drift from their data:
+
+    \b
+        <!-- effbench report: workload optimizer/convergence -->
+        <!-- effbench report: end -->
+
+    (kinds: workload, matrix, kernel). --write fills them in; --check exits 1 and shows the difference
+    when a block no longer matches the DB.
+
+    \b
+    Example:
+        effbench ingest results/runs --db committed.duckdb
+        effbench report --db committed.duckdb --check docs/findings.md
+        effbench report optimizer/convergence --db committed.duckdb
+    """
+    import difflib
+
+    from effbench.report import Report, ReportError
+    from effbench.store import StoreError
+
+    try:
+        reporter = Report(db, _declared_sizes())
+        if check_file is not None or write_file is not None:
+            path = check_file or write_file
+            text = path.read_text(encoding="utf-8")
+            blocks = reporter.blocks(text)
+            if not blocks:
+                _fail(f"{path}: no '<!-- effbench report: KIND TASK -->' blocks")
+            if write_file is not None:
+                path.write_text(reporter.update(text), encoding="utf-8")
+                click.echo(f"{path}: {len(blocks)} blocks written from {db}")
+                return
+            mismatches = reporter.check(text)
+            for m in mismatches:
+                click.echo(f"block '{m.spec}' differs from the DB:", err=True)
+                click.echo("".join(difflib.unified_diff(m.stored.splitlines(keepends=True),
+                                                        m.fresh.splitlines(keepends=True), "document", "db")),
+                           err=True)
+            if mismatches:
+                sys.exit(1)
+            click.echo(f"{path}: {len(blocks)} blocks match {db}")
+            return
+        known = sorted(set(reporter.frame["task"])) if not reporter.frame.is_empty() else []
+        chosen = [_task_key(t, known) for t in tasks] or known
+        kinds = ({r["task"]: r["kind"] for r in reporter.info.iter_rows(named=True)}
+                 if not reporter.info.is_empty() else {})
+        for task in chosen:
+            kind = kinds.get(task) or ("kernel" if reporter.frame.filter(
+                (reporter.frame["task"] == task) & (reporter.frame["metric"] == "time_ms")).height else "workload")
+            spec = f"{kind} {task}"
+            try:
+                click.echo(f"{spec}\n\n{reporter.render(spec)}")
+            except ReportError as exc:
+                click.echo(f"{spec}: {exc}\n", err=True)
+    except (ReportError, StoreError) as exc:
+        _fail(str(exc))
+
+
+def _task_key(name: str, known: list[str]) -> str:
+    if name in known:
+        return name
+    matches = [k for k in known if k.split("/", 1)[1] == name]
+    if len(matches) != 1:
+        _fail(f"no results of task {name!r} in the DB; it has: {', '.join(known) or 'none'}")
+    return matches[0]
+
+
+def _declared_sizes() -> dict[str, list[str]]:
+    """Each task's size parameters from the registry (for runs older than the tasks rows); {} without torch."""
+    try:
+        from effbench.registry import discover
+
+        return {key: list(task.sizes) for key, task in discover().tasks.items() if task.sizes}
+    except ImportError:
+        return {}
+
+
+@cli.command()
 @click.argument("sql")
 @DB_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print rows as a JSON list of objects.")

@@ -138,6 +138,7 @@ class TaskInfo:
     compare: str  # JSON list of [metric, higher_is_better]
     target: str  # the targets' provenance: a fixed constant and how it was set, or none
     description: str | None = None  # what the task measures, and what a reader must know to read it
+    sizes: str | None = None  # JSON list of the point parameters whose product is the problem size
 
 
 @dataclass(frozen=True)

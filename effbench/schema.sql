@@ -120,7 +120,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     baseline_impl VARCHAR,
     compare VARCHAR,
     target VARCHAR,
-    description VARCHAR
+    description VARCHAR,
+    sizes VARCHAR
 );
 
 -- Every setting a workload case's tuning job tried, on tuning seeds disjoint from the scored seeds

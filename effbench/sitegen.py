@@ -28,6 +28,7 @@ import polars as pl
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from effbench import analysis
+from effbench.analysis import point_size
 from effbench.rows import FAMILIES
 from effbench.store import DEFAULT_DB
 
@@ -106,21 +107,6 @@ def _where(device: str, hardware: str | None, gpu_name: str | None, shared: set[
     return f"{device} ({hardware})" if device in shared else _device_label(device, gpu_name)
 
 
-def point_size(point_json: str | None) -> float:
-    """A problem-size proxy for ordering grid points: the product of the point's positive integer values (the
-    sizes: N, D, V, batch, steps, ...). Fractions and coefficients (ignore_frac, z_loss, label_smoothing) are
-    floats and stay out: a point with a z-loss is not 10^4 times smaller."""
-    try:
-        point = json.loads(point_json or "{}")
-    except ValueError:
-        return 0.0
-    size = 1.0
-    for value in point.values():
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            size *= float(value)
-    return size
-
-
 def _points(frame: pl.DataFrame) -> dict[str, dict[str, Any]]:
     """point_key -> the grid point it names (from the rows' canonical JSON; {} when unreadable)."""
     if frame.is_empty() or "point" not in frame.columns:
@@ -145,7 +131,9 @@ def point_labels(frame: pl.DataFrame) -> dict[str, str]:
 
 
 def _ordered_points(frame: pl.DataFrame) -> list[str]:
-    pairs = {r["point_key"]: point_size(r["point"]) for r in frame.select("point_key", "point").unique().iter_rows(
+    """Point keys by problem size (the task's declared sizes where the rows carry them), then by key."""
+    columns = ["point_key", "point", *(["sizes"] if "sizes" in frame.columns else [])]
+    pairs = {r["point_key"]: point_size(r["point"], r.get("sizes")) for r in frame.select(columns).unique().iter_rows(
         named=True)}
     return sorted(pairs, key=lambda k: (pairs[k], k))
 
@@ -564,6 +552,8 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
     db, out = Path(db), Path(out)
     frame = analysis.open_results(db)
     task_frame = analysis.task_info(db)
+    if not frame.is_empty() and "sizes" in task_frame.columns:  # each task's declared size parameters
+        frame = frame.join(task_frame.select("task", "sizes"), on="task", how="left")
     verdicts = analysis.significance(frame, task_frame) if not frame.is_empty() else pl.DataFrame()
     targets = {r["task"]: r["target"] for r in task_frame.iter_rows(named=True)} if not task_frame.is_empty() else {}
     about = ({r["task"]: r.get("description") or "" for r in task_frame.iter_rows(named=True)}

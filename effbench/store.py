@@ -173,6 +173,7 @@ class Store:
                 self._all(statement)
         # columns added within schema 3 (files written by its first commits lack them)
         self._all("ALTER TABLE tasks ADD COLUMN IF NOT EXISTS description VARCHAR")
+        self._all("ALTER TABLE tasks ADD COLUMN IF NOT EXISTS sizes VARCHAR")
         for column in ("peers", "driver_version", "gpu_clocks"):
             self._all(f"ALTER TABLE runs ADD COLUMN IF NOT EXISTS {column} VARCHAR")
         self._all(

@@ -145,7 +145,7 @@ def task_infos(registry: Registry, cases: Sequence[Case]) -> list[TaskInfo]:
         baseline_impl = ("reference" if "reference" in impls else next(iter(impls))) if impls else None
         compare = [[m, higher] for m, higher in task.compare] if workload else []
         infos.append(TaskInfo(task.family, key, task.kind, baseline, baseline_impl, json.dumps(compare),
-                              task.target if workload else "", task.description))
+                              task.target if workload else "", task.description, json.dumps(list(task.sizes))))
     return infos
 
 

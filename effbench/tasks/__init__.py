@@ -107,6 +107,9 @@ class Task:
     # DB's measured times win once there are any): smoke and cpu on the 2-core development CPU, gpu on
     # one H100. A grid left out is unknown.
     cost_s: dict[str, float] = field(default_factory=dict, kw_only=True)
+    # The point parameters whose product is the problem size (a name twice: squared, as N in attention's
+    # B H N^2 d), for ordering points and picking the largest; empty: every positive integer of the point.
+    sizes: tuple[str, ...] = field(default=(), kw_only=True)
 
     def __post_init__(self) -> None:
         if self.source_file is None:

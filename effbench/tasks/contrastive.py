@@ -47,6 +47,7 @@ task = KernelTask(
     # seconds per case on the 2-core development CPU, measured 2026-12-06: smoke, a smoke run of each method
     # once; cpu: run 20261206T141236Z-ab82cf98, 93 s for 27 cases; gpu: not measured yet
     cost_s={"smoke": 0.17, "cpu": 3.5},
+    sizes=("b", "b", "d"),
     make_inputs=make_inputs,
     outputs=outputs,
     tolerance={"float32": 1e-5, "bfloat16": 2e-2, "float16": 2e-3, "float64": 1e-12},

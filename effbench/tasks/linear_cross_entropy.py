@@ -150,6 +150,7 @@ task = KernelTask(
     # once; cpu: run 20261206T140913Z-35bd78a0, 199 s for 84 cases; gpu: not measured yet
     # gpu: a guess, not a measurement (no GPU has run this grid): the float64 truth and torch.compile dominate
     cost_s={"smoke": 0.17, "cpu": 2.4, "gpu": 30.0},
+    sizes=("N", "D", "V"),
     make_inputs=make_inputs,
     outputs=outputs,
     tolerance={"float32": 1e-5, "bfloat16": 1e-2, "float16": 1e-3, "float64": 1e-12},

@@ -188,6 +188,7 @@ task = KernelTask(
     # once; cpu: run 20261206T142135Z-98a1cf57, 537 s for 1098 cases; gpu: not measured yet
     # gpu: a guess, not a measurement (no GPU has run this grid): the float64 truth at N = 16384 dominates
     cost_s={"smoke": 0.15, "cpu": 0.5, "gpu": 20.0},
+    sizes=("B", "H", "N", "N", "d"),
     make_inputs=make_inputs,
     outputs=outputs,
     derived=derived,

@@ -240,6 +240,7 @@ task = KernelTask(
     # once; cpu: run 20261206T141541Z-96b1ee84, 349 s for 270 cases; gpu: not measured yet
     # gpu: a guess, not a measurement (no GPU has run this grid): 5 steps, the 50-step check and the timing
     cost_s={"smoke": 0.27, "cpu": 1.3, "gpu": 10.0},
+    sizes=("layers", "d_model", "d_model"),  # ~ the parameter count
     make_inputs=make_inputs,
     outputs=outputs,
     timed=timed,

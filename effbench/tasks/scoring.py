@@ -114,6 +114,7 @@ task = KernelTask(
     # seconds per case on the 2-core development CPU, measured 2026-12-06: smoke, a smoke run of each method
     # once; cpu: run 20261206T143038Z-117456bf, 188 s for 105 cases; gpu: not measured yet
     cost_s={"smoke": 0.07, "cpu": 1.8},
+    sizes=("N", "H", "C", "T"),  # head points: N H C; n-gram points: N T
     make_inputs=make_inputs,
     outputs=outputs,
     tolerance={"float32": 1e-5, "bfloat16": 1e-2, "float64": 1e-12},

@@ -49,6 +49,7 @@ task = KernelTask(
     # seconds per case on the 2-core development CPU, measured 2026-12-06: smoke, a smoke run of each method
     # once; cpu: run 20261206T141412Z-01f3f6a0, 86 s for 27 cases; gpu: not measured yet
     cost_s={"smoke": 0.17, "cpu": 3.2},
+    sizes=("b", "b", "d"),
     make_inputs=make_inputs,
     outputs=outputs,
     tolerance={"float32": 1e-5, "bfloat16": 2e-2, "float16": 2e-3, "float64": 1e-12},
