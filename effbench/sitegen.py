@@ -552,7 +552,7 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
     db, out = Path(db), Path(out)
     frame = analysis.open_results(db)
     task_frame = analysis.task_info(db)
-    if not frame.is_empty() and "sizes" in task_frame.columns:  # each task's declared size parameters
+    if not frame.is_empty() and not task_frame.is_empty() and "sizes" in task_frame.columns:  # declared sizes
         frame = frame.join(task_frame.select("task", "sizes"), on="task", how="left")
     verdicts = analysis.significance(frame, task_frame) if not frame.is_empty() else pl.DataFrame()
     targets = {r["task"]: r["target"] for r in task_frame.iter_rows(named=True)} if not task_frame.is_empty() else {}

@@ -31,6 +31,12 @@ def test_findings_match_the_committed_runs(committed_db):
     assert "7 blocks match" in done.stdout
 
 
+def test_readme_blocks_match_the_committed_runs(committed_db):
+    done = report("--db", committed_db, "--check", ROOT / "README.md")
+    assert done.returncode == 0, done.stderr
+    assert "1 blocks match" in done.stdout
+
+
 def test_a_drifted_number_fails_the_check_with_its_difference(committed_db, tmp_path):
     text = FINDINGS.read_text()
     drifted = tmp_path / "findings.md"
