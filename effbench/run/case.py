@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from effbench import workloads
+from effbench import roofline, workloads
 from effbench.checks import Truth, Verdict, judge, make_truth, mutated, refill, snapshot
 from effbench.kernels import _tune
 from effbench.measure import TimingConfig, peak_memory, time_call
@@ -172,6 +172,7 @@ def _kernel_case(
         if configs:  # what the timed calls launched: the autotuner's choice for these sizes
             result.notes["time_ms"] = "autotuned kernel configs: " + "; ".join(f"{k}: {v}" for k, v in configs.items())
         _add_derived(task, impl, inputs, case, method, result, timing.median_ms, config.timing)
+        _add_roofline(task, inputs, case, method, result, timing.median_ms, config.timing)
         for name in ("time_ms", "time_p20_ms", "time_p80_ms"):
             result.measure_methods[name] = timing.method
         result.measure_methods["peak_mem_bytes"] = memory.method
@@ -236,6 +237,23 @@ def _add_derived(task: KernelTask, impl: Any, inputs: dict[str, Any], case: Case
     for name, value in task.derived(impl.fn, inputs, case.point, method, time_ms, **extra).items():
         result.metrics[name] = value
         result.measure_methods[name] = f"by {case.task}'s derived metrics (its docstring)"
+
+
+def _add_roofline(task: KernelTask, inputs: dict[str, Any], case: Case, method: Method, result: CaseResult,
+                  time_ms: float, timing: TimingConfig) -> None:
+    """The case's roofline (``effbench.roofline``), when its task declares the work a call must do."""
+    if task.work is None or not time_ms:
+        return
+    declared = task.work(inputs, case.point, method)
+    if declared is None:  # the method's work is not of the task's form (see the task's work docstring)
+        return
+    moved, flops = declared
+    limits = roofline.peaks(case.device, DTYPES[case.dtype], lambda fn: time_call(fn, case.device, timing).median_ms)
+    how = (f"declared work ({moved:.4g} B, {flops:.4g} FLOP) / time_ms; peaks {limits.bandwidth / 1e9:.4g} GB/s, "
+           f"{limits.flops / 1e12:.4g} TFLOP/s: {limits.source}")
+    for name, value in roofline.roofline(moved, flops, time_ms, limits).items():
+        result.metrics[name] = value
+        result.measure_methods[name] = how
 
 
 def _workload_case(task: WorkloadTask, method: Method, case: Case, tuned: dict[str, Any] | None) -> CaseResult:

@@ -76,6 +76,10 @@ METRIC_UNITS: dict[str, str] = {
     "grad_bytes": "bytes",
     "train_state_bytes": "bytes",
     "grad_rel_error": "relative",
+    # every kernel task that declares its work (effbench.roofline)
+    "work_gb_per_s": "GB/s (declared bytes / time)",
+    "work_tflop_s": "TFLOP/s (declared FLOPs / time)",
+    "roofline_fraction": "fraction (max(bytes/peak bandwidth, FLOPs/peak FLOP/s) / time)",
 }
 KERNEL_METRICS = ("time_ms", "peak_mem_bytes", "rel_error")
 
@@ -148,6 +152,10 @@ class KernelTask(Task):
     # an implementation changes makes its case an ``error`` naming it
     in_place: tuple[str, ...] = ()
     metrics: tuple[str, ...] = KERNEL_METRICS
+    # work(inputs, point, method) -> (bytes, FLOPs) one timed call must do at least (None: not declared for
+    # this method): the roofline of the case (``effbench.roofline``: achieved GB/s and TFLOP/s of that work,
+    # and the fraction of the time bound)
+    work: Callable[..., tuple[float, float] | None] | None = None
     kind: ClassVar[str] = "kernel"
 
     def timed_call(self, fn: Callable[..., Any], inputs: dict[str, Any], point: dict[str, Any]) -> Callable[[], Any]:

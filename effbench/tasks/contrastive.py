@@ -32,6 +32,14 @@ def outputs(fn: Callable[..., torch.Tensor], inputs: dict[str, Any], point: dict
     return grad_outputs(fn(a, t, point["scale"]), {"a": a, "t": t})
 
 
+
+def work(inputs: dict[str, Any], point: dict[str, Any], method: Any) -> tuple[float, float]:
+    """The least a forward + backward must do: read a and t, write their gradients, and 6 b^2 d FLOPs (the
+    similarities 2 b^2 d, then da and dt 2 b^2 d each; the b x b matrix need never reach memory)."""
+    a = inputs["a"]
+    b, d = a.shape
+    return 4.0 * a.numel() * a.element_size(), 6.0 * b * b * d
+
 task = KernelTask(
     family="loss",
     name="contrastive",
@@ -48,6 +56,7 @@ task = KernelTask(
     # once; cpu: run 20261206T141236Z-ab82cf98, 93 s for 27 cases; gpu: not measured yet
     cost_s={"smoke": 0.17, "cpu": 3.5},
     sizes=("b", "b", "d"),
+    work=work,
     make_inputs=make_inputs,
     outputs=outputs,
     tolerance={"float32": 1e-5, "bfloat16": 2e-2, "float16": 2e-3, "float64": 1e-12},

@@ -129,6 +129,17 @@ def derived(fn: Callable[..., Any], inputs: dict[str, Any], point: dict[str, Any
 
 
 # Grids are append-only: add points, never change or remove one (results refer to their keys).
+
+def work(inputs: dict[str, Any], point: dict[str, Any], method: Any) -> tuple[float, float]:
+    """The least a forward + backward must do: read q, k, v, the output's gradient (and the mask), write o and
+    the three gradients: 8 B H N d elements; FLOPs over the attended pairs only, FlashAttention's convention
+    (forward 4 d per pair, backward 2.5x that), so a sparse pattern is judged on the work it must do."""
+    q = inputs["q"]
+    b, h, n, d = q.shape
+    mask = inputs["mask"]
+    pairs = int(mask.sum()) * (b * h if mask.dim() == 2 else 1)
+    return 8.0 * q.numel() * q.element_size() + mask.numel() * mask.element_size(), FWD_BWD_FLOPS * 4 * pairs * d
+
 task = KernelTask(
     family="attention",
     name="masked_attention",
@@ -189,6 +200,7 @@ task = KernelTask(
     # gpu: a guess, not a measurement (no GPU has run this grid): the float64 truth at N = 16384 dominates
     cost_s={"smoke": 0.15, "cpu": 0.5, "gpu": 20.0},
     sizes=("B", "H", "N", "N", "d"),
+    work=work,
     make_inputs=make_inputs,
     outputs=outputs,
     derived=derived,

@@ -220,6 +220,16 @@ def derived(factory: Callable[..., Any], inputs: dict[str, Any], point: dict[str
     return metrics
 
 
+
+def work(inputs: dict[str, Any], point: dict[str, Any], method: Any) -> tuple[float, float] | None:
+    """The parameter-sized tensors one step must read and write (the method's ``traffic``: AdamW 7); the
+    element-wise arithmetic is negligible beside it. None for rules that declare no traffic (Muon's
+    Newton-Schulz iterations are matmuls; SAM's two passes; factored states)."""
+    traffic = method.extras.get("traffic")
+    if not traffic:
+        return None
+    return float(traffic * sum(p.numel() * p.element_size() for p in inputs["params"])), 0.0
+
 task = KernelTask(
     family="optimizer",
     name="step",
@@ -241,6 +251,7 @@ task = KernelTask(
     # gpu: a guess, not a measurement (no GPU has run this grid): 5 steps, the 50-step check and the timing
     cost_s={"smoke": 0.27, "cpu": 1.3, "gpu": 10.0},
     sizes=("layers", "d_model", "d_model"),  # ~ the parameter count
+    work=work,
     make_inputs=make_inputs,
     outputs=outputs,
     timed=timed,

@@ -82,6 +82,16 @@ def _ngrams(n: int, t: int, buckets: int) -> dict[str, Any]:
 
 
 # Grids are append-only: add points, never change or remove one (results refer to their keys).
+
+def work(inputs: dict[str, Any], point: dict[str, Any], method: Any) -> tuple[float, float]:
+    """Head scores: read h, W and b, 2 N H C FLOPs (the logits; their softmax statistics are O(N C)). n-gram
+    counts: read the tokens, write the N x buckets counts, no floating-point work."""
+    if "tokens" in inputs:
+        return float(inputs["tokens"].numel() * 8 + point["N"] * point["buckets"] * 4), 0.0
+    h, w = inputs["h"], inputs["w"]
+    moved = float((h.numel() + w.numel() + inputs["b"].numel()) * h.element_size())
+    return moved, 2.0 * h.shape[0] * h.shape[1] * w.shape[0]
+
 task = KernelTask(
     family="sampler",
     name="scoring",
@@ -115,6 +125,7 @@ task = KernelTask(
     # once; cpu: run 20261206T143038Z-117456bf, 188 s for 105 cases; gpu: not measured yet
     cost_s={"smoke": 0.07, "cpu": 1.8},
     sizes=("N", "H", "C", "T"),  # head points: N H C; n-gram points: N T
+    work=work,
     make_inputs=make_inputs,
     outputs=outputs,
     tolerance={"float32": 1e-5, "bfloat16": 1e-2, "float64": 1e-12},

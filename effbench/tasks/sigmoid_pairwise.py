@@ -36,6 +36,13 @@ def outputs(fn: Callable[..., torch.Tensor], inputs: dict[str, Any], point: dict
     return grad_outputs(fn(**leaves), leaves)
 
 
+
+def work(inputs: dict[str, Any], point: dict[str, Any], method: Any) -> tuple[float, float]:
+    """As InfoNCE's: read a and t, write their gradients, 6 b^2 d FLOPs (logits, then da and dt)."""
+    a = inputs["a"]
+    b, d = a.shape
+    return 4.0 * a.numel() * a.element_size(), 6.0 * b * b * d
+
 task = KernelTask(
     family="loss",
     name="sigmoid_pairwise",
@@ -50,6 +57,7 @@ task = KernelTask(
     # once; cpu: run 20261206T141412Z-01f3f6a0, 86 s for 27 cases; gpu: not measured yet
     cost_s={"smoke": 0.17, "cpu": 3.2},
     sizes=("b", "b", "d"),
+    work=work,
     make_inputs=make_inputs,
     outputs=outputs,
     tolerance={"float32": 1e-5, "bfloat16": 2e-2, "float16": 2e-3, "float64": 1e-12},
