@@ -235,7 +235,10 @@ def _kernel_body(frame: pl.DataFrame, prefix: str, with_figures: bool = True) ->
     perf_rows = [
         {"method": r["method"], "impl": r["impl"], "point": r["point_key"], "dtype": r["dtype"],
          "device": _where(r["device"], r["hardware"], r["gpu_name"], shared), "status": r["status"],
-         "time": _fmt(r["time_ms"], "ms"), "speedup": _fmt(r["speedup"]) + ("×" if r["speedup"] is not None else ""),
+         "time": _fmt(r["time_ms"], "ms"),
+         # of the time the device's memory and arithmetic allow for the task's declared work (higher is better)
+         "roofline": _fmt(r["roofline_fraction"]),
+         "speedup": _fmt(r["speedup"]) + ("×" if r["speedup"] is not None else ""),
          "memory": _fmt(r["peak_mem_bytes"], "bytes"),
          "memory saving": _fmt(r["memory_ratio"]) + ("×" if r["memory_ratio"] is not None else ""),
          "message": r["message"] or ""}
@@ -247,7 +250,9 @@ def _kernel_body(frame: pl.DataFrame, prefix: str, with_figures: bool = True) ->
             {"title": "numerical check: worst error over seeds against the float64 reference "
                       "(FAIL = wrong: NaN/Inf or beyond twice the naive same-dtype error plus the tolerance)",
              "columns": list(error_rows[0]) if error_rows else [], "rows": error_rows},
-            {"title": "time and memory (seed 0), speedup and memory saving over the reference",
+            {"title": "time and memory (seed 0); roofline = the declared work's time bound on this device / the "
+                      "time (1 = as fast as the device allows; higher is better); speedup and memory saving over "
+                      "the reference",
              "columns": list(perf_rows[0]) if perf_rows else [], "rows": perf_rows},
         ],
     }

@@ -32,6 +32,12 @@ def test_site_from_a_real_smoke_run(smoke_db, tmp_path):
     titles = [f["layout"]["title"]["text"] if "title" in f["layout"] else "" for f in figure_payloads(lce)]
     assert "speedup over the reference [cpu]" in lce and "time vs memory at the largest point" in lce, titles
     assert "numerical check" in lce and ">pass<" in lce
+    # the roofline fraction beside every time: the column after time, and a stored value for the timed reference
+    assert re.search(r">time</th>\s*<th[^>]*>roofline</th>", lce)
+    with Store(db, read_only=True) as store:
+        fractions = store.query("SELECT value FROM results WHERE task = 'loss/linear_cross_entropy' AND impl = "
+                                "'reference' AND metric = 'roofline_fraction'")["value"].to_list()
+    assert fractions and all(0 < f for f in fractions)
     workload = (site / task_page("sampler/data_selection")).read_text()
     assert "training curves" in workload and "steps to target" in workload and "performance profile" in workload
     assert "significance against the task" in workload
