@@ -18,7 +18,8 @@ import polars as pl
 from effbench.rows import TIMED_GRIDS
 from effbench.store import DEFAULT_DB, Store
 
-KERNEL_COLUMNS = ("time_ms", "peak_mem_bytes", "rel_error", "roofline_fraction")
+KERNEL_COLUMNS = ("time_ms", "peak_mem_bytes", "rel_error", "roofline_fraction", "work_gb_per_s", "work_tflop_s",
+                  "peak_gb_per_s", "peak_tflop_s")
 # A case is also keyed by the hardware it ran on (``hardware_of`` in schema.sql: the GPU or CPU model, else the
 # machine): numbers from two machines are two cases, never one case's values to divide or compare.
 CASE = ["task", "method", "impl", "point_key", "dtype", "device", "hardware"]

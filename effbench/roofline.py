@@ -91,4 +91,6 @@ def roofline(moved_bytes: float, flops: float, time_ms: float, limits: Peaks) ->
         "work_gb_per_s": moved_bytes / seconds / 1e9,
         "work_tflop_s": flops / seconds / 1e12,
         "roofline_fraction": bound / seconds,
+        "peak_gb_per_s": limits.bandwidth / 1e9,  # the roof itself, so that the site can draw it
+        "peak_tflop_s": limits.flops / 1e12,
     }

@@ -141,6 +141,39 @@ def _ordered_points(frame: pl.DataFrame) -> list[str]:
 # --------------------------------------------------------------------------- kernel task pages
 
 
+ROOF_DASHES = ("dash", "dot", "dashdot", "longdash")  # one roof per dtype, told apart by its dash
+
+
+def _roofline_figure(ok: pl.DataFrame, fig_id: str, where: str) -> Figure | None:
+    """Achieved TFLOP/s against arithmetic intensity (FLOP per byte of the task's declared work), every case a
+    point, under the roof min(peak FLOP/s, bandwidth x intensity) of each dtype; None without FLOPs."""
+    needed = ["work_tflop_s", "work_gb_per_s", "peak_gb_per_s", "peak_tflop_s"]
+    if not set(needed) <= set(ok.columns):
+        return None
+    rows = ok.drop_nulls(needed).filter((pl.col("work_tflop_s") > 0) & (pl.col("work_gb_per_s") > 0))
+    if rows.is_empty():
+        return None
+    fig = go.Figure()
+    intensity = pl.col("work_tflop_s") * 1e3 / pl.col("work_gb_per_s")
+    rows = rows.with_columns(intensity.alias("intensity")).sort(["method", "impl", "dtype", "point_key"])
+    for (method, impl, dtype), group in rows.group_by(["method", "impl", "dtype"], maintain_order=True):
+        fig.add_trace(go.Scatter(x=group["intensity"].to_list(), y=group["work_tflop_s"].to_list(), mode="markers",
+                                 name=f"{method}/{impl} ({dtype})", text=group["point_key"].to_list(),
+                                 hovertemplate="%{text}<br>%{x:.3g} FLOP/B, %{y:.3g} TFLOP/s",
+                                 marker={"color": PALETTE[len(fig.data) % len(PALETTE)], "size": 9}))
+    low, high = rows["intensity"].min() / 4, rows["intensity"].max() * 4
+    xs = [low * (high / low) ** (i / 40) for i in range(41)]
+    for (dtype,), group in rows.group_by(["dtype"], maintain_order=True):
+        bandwidth, peak = group["peak_gb_per_s"].max(), group["peak_tflop_s"].max()
+        fig.add_trace(go.Scatter(x=xs, y=[min(peak, bandwidth * x / 1e3) for x in xs], mode="lines",
+                                 name=f"roof ({dtype}): {bandwidth:.3g} GB/s, {peak:.3g} TFLOP/s",
+                                 line={"color": "#444", "dash": ROOF_DASHES[len(fig.data) % len(ROOF_DASHES)]}))
+    fig.update_layout(xaxis_type="log", yaxis_type="log", legend={"orientation": "h", "y": -0.35},
+                      xaxis_title="arithmetic intensity (FLOP per byte of the declared work)",
+                      yaxis_title="achieved TFLOP/s (higher is better)", yaxis={"automargin": True})
+    return _figure(fig, fig_id, f"roofline: each case's achieved rate under the device's ceilings [{where}]", 480)
+
+
 def _kernel_figures(summary: pl.DataFrame, frame: pl.DataFrame, prefix: str) -> list[Figure]:
     figures: list[Figure] = []
     shared = _shared_devices(summary)
@@ -176,6 +209,9 @@ def _kernel_figures(summary: pl.DataFrame, frame: pl.DataFrame, prefix: str) -> 
             fig.update_layout(xaxis_title="grid point", yaxis={"automargin": True})
             figures.append(_figure(fig, f"{prefix}-{n}-heatmap", f"speedup over the reference [{where}]",
                                    max(300, 40 * len(labels) + 160)))
+        roof = _roofline_figure(ok, f"{prefix}-{n}-roofline", where)
+        if roof is not None:
+            figures.append(roof)
         # time vs memory at the largest point, Pareto front marked
         if order:
             largest = ok.filter(pl.col("point_key") == order[-1]).drop_nulls(["time_ms", "peak_mem_bytes"])

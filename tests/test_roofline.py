@@ -30,7 +30,8 @@ def test_fraction_is_the_time_bound_over_the_time():
     peaks = roofline.Peaks(bandwidth=1e11, flops=1e14, source="test")
     # 1 GB at 100 GB/s and 1 TFLOP at 100 TFLOP/s: both bounds 10 ms
     assert roofline.roofline(1e9, 1e12, 10.0, peaks) == pytest.approx(
-        {"work_gb_per_s": 100.0, "work_tflop_s": 100.0, "roofline_fraction": 1.0})
+        {"work_gb_per_s": 100.0, "work_tflop_s": 100.0, "roofline_fraction": 1.0, "peak_gb_per_s": 100.0,
+         "peak_tflop_s": 100.0})
     # memory-bound at 40 ms: a quarter of the roofline
     assert roofline.roofline(1e9, 1e6, 40.0, peaks)["roofline_fraction"] == pytest.approx(0.25)
 

@@ -34,6 +34,7 @@ def test_site_from_a_real_smoke_run(smoke_db, tmp_path):
     assert "numerical check" in lce and ">pass<" in lce
     # the roofline fraction beside every time: the column after time, and a stored value for the timed reference
     assert re.search(r">time</th>\s*<th[^>]*>roofline</th>", lce)
+    assert "roofline: each case" in lce and "ceilings [cpu]" in lce  # the roofline figure
     with Store(db, read_only=True) as store:
         fractions = store.query("SELECT value FROM results WHERE task = 'loss/linear_cross_entropy' AND impl = "
                                 "'reference' AND metric = 'roofline_fraction'")["value"].to_list()

@@ -80,6 +80,8 @@ METRIC_UNITS: dict[str, str] = {
     "work_gb_per_s": "GB/s (declared bytes / time)",
     "work_tflop_s": "TFLOP/s (declared FLOPs / time)",
     "roofline_fraction": "fraction (max(bytes/peak bandwidth, FLOPs/peak FLOP/s) / time)",
+    "peak_gb_per_s": "GB/s (the device's bandwidth ceiling: spec sheet or measured)",
+    "peak_tflop_s": "TFLOP/s (the device's arithmetic ceiling in the case's dtype: spec sheet or measured)",
 }
 KERNEL_METRICS = ("time_ms", "peak_mem_bytes", "rel_error")
 
