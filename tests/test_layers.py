@@ -8,7 +8,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "effbench"
 # module -> imports it must never make (effbench modules or third-party roots)
 RUN_INTERNALS = {"effbench.run.plan", "effbench.run.case", "effbench.run.worker", "effbench.run.provenance",
                  "effbench.run.session"}
-ABOVE_RUN = {"duckdb", "polars", "plotly", "jinja2", "effbench.store", "effbench.sitegen", "effbench.analysis",
+ABOVE_RUN = {"duckdb", "polars", "plotly", "jinja2", "effbench.store", "effbench.sitegen", "effbench.site",
+             "effbench.analysis",
              "effbench.cli"}
 FORBIDDEN = {
     "rows": {"effbench", "torch", "duckdb", "polars", "plotly", "triton"},
@@ -17,6 +18,10 @@ FORBIDDEN = {
     "store": {"torch", "triton", "effbench.registry", "effbench.measure", "effbench.tasks", *RUN_INTERNALS},
     "analysis": {"torch", "triton", "effbench.run", "effbench.registry", "effbench.tasks"},
     "sitegen": {"torch", "triton", "effbench.run", "effbench.registry", "effbench.tasks"},
+    "site/common": {"torch", "triton", "effbench.run", "effbench.registry", "effbench.tasks", "effbench.sitegen"},
+    "site/kernel": {"torch", "triton", "effbench.run", "effbench.registry", "effbench.tasks", "effbench.sitegen"},
+    "site/workload": {"torch", "triton", "effbench.run", "effbench.registry", "effbench.tasks", "effbench.sitegen"},
+    "site/overview": {"torch", "triton", "effbench.run", "effbench.registry", "effbench.tasks", "effbench.sitegen"},
     "measure": {"duckdb", "polars", "plotly", "jinja2", "effbench.store", "effbench.registry"},
     "run/plan": ABOVE_RUN,
     "run/case": ABOVE_RUN,
@@ -33,6 +38,7 @@ FORBIDDEN = {
                     "effbench.run"},
 }
 DEFINITIONS = {"duckdb", "polars", "plotly", "jinja2", "effbench.run", "effbench.store", "effbench.sitegen",
+               "effbench.site",
                "effbench.analysis", "effbench.cli"}
 
 

@@ -292,7 +292,7 @@ def test_memory_ratios_need_both_peaks_above_the_noise_floor(tmp_path):
 
 
 def test_points_order_by_their_sizes_not_their_coefficients():
-    from effbench.sitegen import point_size
+    from effbench.analysis import point_size
 
     plain = '{"N": 4096, "D": 256, "V": 32000, "ignore_frac": 0.1}'
     options = '{"N": 2048, "D": 256, "V": 32000, "ignore_frac": 0.0, "z_loss": 0.0001, "label_smoothing": 0.1}'

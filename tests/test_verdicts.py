@@ -212,7 +212,7 @@ def test_two_site_builds_from_one_db_are_identical(registry, tmp_path):
 
 
 def test_point_labels_name_what_differs():
-    from effbench.sitegen import point_labels
+    from effbench.site.common import point_labels
 
     frame = pl.DataFrame({"point_key": ["a", "b"], "point": [
         json.dumps({"data": "digits", "model": "mlp", "steps": 200, "lrs": "0.1,1.0"}),

@@ -1,0 +1,1 @@
+"""The static site's parts; ``effbench.sitegen.build`` writes the pages."""
