@@ -146,3 +146,16 @@ def test_the_autotuned_config_is_recorded_with_the_time():
     assert rows["time_ms"].message == expected and rows["time_ms"].status == "ok"
     plain = execute(registry, Case(LCE, "autotuned", "reference", tuned_case.point, "float32", "cpu", 0), CONFIG)
     assert plain.status == "ok" and "time_ms" not in plain.notes
+
+
+def test_a_tuned_kernel_whose_trials_were_not_reset_is_wrong():
+    """Planted: autotuning ran a trial into the gradient buffers and the real launch added into them again (a
+    kernel without reset_to_zero). The loss is right, every gradient doubled: `wrong`, naming both gradients,
+    with the config it ran still recorded beside the time."""
+    registry = discover([PLUGINS / "autotuned.py"])
+    point = registry.tasks[LCE].grids["smoke"][0]
+    result = execute(registry, Case(LCE, "autotuned", "trials_not_reset", point, "float32", "cpu", 0), CONFIG)
+    assert result.status == "wrong"
+    assert result.message.startswith("rel_error 1.000e+00 in 'dx' above its tolerance")
+    assert "(and 1 more: rel_error 1.000e+00 in 'dw' above its tolerance" in result.message
+    assert result.notes["time_ms"].startswith("autotuned kernel configs: _stand_in_kernel:")
