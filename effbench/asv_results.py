@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from effbench.errors import first_line
 from effbench.rows import Result, Run
 
 
@@ -28,10 +29,6 @@ class AsvResultError(ValueError):
 def class_name(task_key: str) -> str:
     """``'loss/linear_cross_entropy'`` -> ``'LinearCrossEntropy'`` (``suite_task`` inverts it)."""
     return "".join(part.capitalize() for part in task_key.split("/", 1)[1].split("_"))
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
@@ -65,7 +62,7 @@ def asv_records(file: Path, detailed: set[tuple[str, str]] = frozenset()) -> lis
     except (TypeError, ValueError, AttributeError, OverflowError, KeyError) as exc:
         # asv's JSON is trusted for nothing: a field of the wrong type is a malformed file
         raise AsvResultError(f"{file}: not a valid asv result file ({type(exc).__name__}: "
-                         f"{_first_line(exc)[:200]})") from None
+                         f"{first_line(exc)[:200]})") from None
 
 
 def _asv_records(file: Path, detailed: set[tuple[str, str]]) -> list[Any]:

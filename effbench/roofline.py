@@ -57,15 +57,21 @@ def spec_peaks(device_name: str, dtype: str) -> Peaks | None:
 _MEASURED: dict[tuple[str, str], Peaks] = {}
 
 
+def copy_bandwidth(nbytes: int, dtype: torch.dtype, device: str,
+                   time_ms: Callable[[Callable[[], Any]], float]) -> float:
+    """Bytes/s of one device-to-device copy of ``nbytes`` in ``dtype`` (bytes read + written / time): the
+    bandwidth a memory-bound kernel can hope for (``time_ms(fn)`` times a call as the cases are timed)."""
+    src = torch.empty(nbytes // torch.empty((), dtype=dtype).element_size(), dtype=dtype, device=device).normal_()
+    dst = torch.empty_like(src)
+    return 2 * nbytes / (time_ms(lambda: dst.copy_(src)) * 1e-3)
+
+
 def measured_peaks(device: str, dtype: torch.dtype, time_ms: Callable[[Callable[[], Any]], float]) -> Peaks:
     """This machine's copy bandwidth and matmul FLOP/s on ``device`` in ``dtype`` (cached per worker);
     ``time_ms(fn)`` times a call as the case's own timing does."""
     key = (device, str(dtype))
     if key not in _MEASURED:
-        src = torch.empty(COPY_BYTES // 4, dtype=torch.float32, device=device).uniform_()
-        dst = torch.empty_like(src)
-        bandwidth = 2 * COPY_BYTES / (time_ms(lambda: dst.copy_(src)) * 1e-3)
-        del src, dst
+        bandwidth = copy_bandwidth(COPY_BYTES, torch.float32, device, time_ms)
         a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, device=device).to(dtype)
         b = torch.randn(MATMUL_SIZE, MATMUL_SIZE, device=device).to(dtype)
         flops = 2 * MATMUL_SIZE**3 / (time_ms(lambda: a @ b) * 1e-3)

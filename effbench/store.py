@@ -22,6 +22,7 @@ import duckdb
 import polars as pl
 
 from effbench.asv_results import AsvResultError, asv_records
+from effbench.errors import first_line
 from effbench.rows import (
     SCHEMA_VERSION,
     CaseTime,
@@ -116,7 +117,7 @@ class Store:
                 )
         except duckdb.Error as exc:
             self.con.close()
-            raise StoreError(f"{self.path} is not a usable effbench database: {_first_line(exc)}") from None
+            raise StoreError(f"{self.path} is not a usable effbench database: {first_line(exc)}") from None
         except BaseException:
             self.con.close()
             raise
@@ -128,7 +129,7 @@ class Store:
             try:
                 return duckdb.connect(str(self.path), read_only=read_only)
             except duckdb.Error as exc:
-                first = _first_line(exc)
+                first = first_line(exc)
                 held = "lock" in first.lower()
                 holder = re.search(r"PID (\d+)", first)
                 who = f"another process (PID {holder.group(1)})" if holder else "another process"
@@ -326,7 +327,7 @@ class Store:
                     report.added = self._insert_frames(report.frames)
                     report.frames = {}
         except duckdb.Error as exc:  # a value the schema refuses: the transaction is rolled back
-            raise StoreError(f"{current}: cannot be stored: {_first_line(exc)}; nothing was ingested") from None
+            raise StoreError(f"{current}: cannot be stored: {first_line(exc)}; nothing was ingested") from None
         return reports
 
     # ----------------------------------------------------------------- queries
@@ -345,15 +346,11 @@ class Store:
         return pl.DataFrame(columns, strict=False)
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
-
 def _frames(records: Sequence[Any], source: Path) -> dict[str, pl.DataFrame]:
     try:
         return record_frames(records)
     except (pl.exceptions.PolarsError, OverflowError, TypeError, ValueError) as exc:
-        raise StoreError(f"{source}: values of the wrong type ({_first_line(exc)[:200]})") from None
+        raise StoreError(f"{source}: values of the wrong type ({first_line(exc)[:200]})") from None
 
 
 def record_frames(records: Sequence[Any]) -> dict[str, pl.DataFrame]:

@@ -3,6 +3,8 @@
 Element offsets are int64: a row index times a stride passes 2^31 once V x D does (V = 256000 at D = 8448,
 N x D at N = 262144 tokens of D = 8192), and int32 arithmetic would wrap to another row silently."""
 
+from typing import Any
+
 import triton
 import triton.language as tl
 
@@ -25,6 +27,13 @@ def tile_blocks(blocks: dict[str, int] | None) -> dict[str, int]:
     if set(blocks) != {"block_n", "block_v", "block_d"}:
         raise ValueError(f"blocks: give all of block_d, block_n, block_v, got {sorted(blocks)}")
     return {"BLOCK_N": blocks["block_n"], "BLOCK_V": blocks["block_v"], "BLOCK_D": blocks["block_d"]}
+
+
+def tile_launch(tuned: Any, blocks: dict[str, int] | None) -> tuple[Any, dict[str, int]]:
+    """(kernel, constexprs) of a launch: the autotuned kernel when ``blocks`` is None, else the plain jit function
+    under it at those blocks."""
+    constexprs = tile_blocks(blocks)
+    return (tuned.fn if constexprs else tuned), constexprs
 
 
 def tile_grid(rows: int, cols: int):

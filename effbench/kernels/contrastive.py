@@ -24,7 +24,7 @@ import triton.language as tl
 
 from effbench.kernels._common import require_device
 from effbench.kernels._spec import CompileSpec
-from effbench.kernels._tiles import TILE_CONFIGS, _accumulate_tile_grads, _logit_tile, tile_blocks, tile_grid
+from effbench.kernels._tiles import TILE_CONFIGS, _accumulate_tile_grads, _logit_tile, tile_grid, tile_launch
 from effbench.kernels._tune import autotune
 from effbench.kernels.linear_cross_entropy import row_logsumexp
 
@@ -70,10 +70,9 @@ class ContrastiveFunction(torch.autograd.Function):
     def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         a, t, row_lse, col_lse = ctx.saved_tensors
         b, d = a.shape
-        constexprs = tile_blocks(ctx.blocks)
+        kernel, constexprs = tile_launch(_contrastive_bwd_kernel, ctx.blocks)
         da = torch.zeros(b, d, dtype=torch.float32, device=a.device)
         dt = torch.zeros(b, d, dtype=torch.float32, device=a.device)
-        kernel = _contrastive_bwd_kernel.fn if constexprs else _contrastive_bwd_kernel
         kernel[tile_grid(b, b)](
             a, t, row_lse, col_lse, da, dt, b, d, a.stride(0), t.stride(0), float(ctx.scale),
             float(grad_loss) / (2 * b), **constexprs,

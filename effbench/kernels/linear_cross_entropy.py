@@ -44,7 +44,7 @@ import triton.language as tl
 
 from effbench.kernels._common import require_device
 from effbench.kernels._spec import CompileSpec
-from effbench.kernels._tiles import TILE_CONFIGS, _accumulate_tile_grads, _logit_tile, tile_blocks
+from effbench.kernels._tiles import TILE_CONFIGS, _accumulate_tile_grads, _logit_tile, tile_launch
 from effbench.kernels._tune import autotune
 
 # Autotune spaces (the first entry is the interpreter's and the default blocks' choice). Every BLOCK_V divides
@@ -125,12 +125,6 @@ def _linear_ce_bwd_kernel(
                            stride_x, stride_w, BLOCK_D)
 
 
-def _launch(kernel: Any, blocks: dict[str, int] | None) -> tuple[Any, dict[str, int]]:
-    """The autotuned kernel when ``blocks`` is None, else the plain jit function at those blocks."""
-    constexprs = tile_blocks(blocks)
-    return (kernel.fn if constexprs else kernel), constexprs
-
-
 def default_splits(n: int, v: int, device: torch.device) -> int:
     """Vocabulary splits of the forward: about four programs per SM at 128-row blocks, at least one whole
     SPLIT_MULTIPLE of columns per split; one split off CUDA (the interpreter gains nothing from more)."""
@@ -154,7 +148,7 @@ def linear_cross_entropy_forward(
     chunk = triton.cdiv(triton.cdiv(v, splits), SPLIT_MULTIPLE) * SPLIT_MULTIPLE
     splits = triton.cdiv(v, chunk)  # no empty split
     parts = [torch.empty(splits, n, dtype=torch.float32, device=x.device) for _ in range(3)]
-    kernel, constexprs = _launch(_linear_ce_fwd_kernel, blocks)
+    kernel, constexprs = tile_launch(_linear_ce_fwd_kernel, blocks)
     kernel[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), splits)](
         x, w, y, *parts, n, v, d, x.stride(0), w.stride(0), chunk, **constexprs,
     )
@@ -172,7 +166,7 @@ def linear_cross_entropy_backward(
     v = w.shape[0]
     dx = torch.zeros(n, d, dtype=torch.float32, device=x.device)
     dw = torch.zeros(v, d, dtype=torch.float32, device=x.device)
-    kernel, constexprs = _launch(_linear_ce_bwd_kernel, blocks)
+    kernel, constexprs = tile_launch(_linear_ce_bwd_kernel, blocks)
     kernel[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]) * triton.cdiv(v, meta["BLOCK_V"]),)](
         x, w, y, lse, row_scale, dx, dw, n, v, d, x.stride(0), w.stride(0), float(z_loss), float(label_smoothing),
         **constexprs,

@@ -28,8 +28,8 @@ from effbench.kernels._tiles import (
     _accumulate_tile_grads,
     _logit_tile,
     most_tiles,
-    tile_blocks,
     tile_grid,
+    tile_launch,
 )
 from effbench.kernels._tune import autotune
 
@@ -83,10 +83,6 @@ def _sigmoid_bwd_kernel(
                            stride_a, stride_t, BLOCK_D)
 
 
-def _kernel(tuned: Any, constexprs: dict[str, int]) -> Any:
-    return tuned.fn if constexprs else tuned  # explicit blocks: the plain jit function
-
-
 class SigmoidPairwiseFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, a: torch.Tensor, t: torch.Tensor, log_temp: torch.Tensor, bias: torch.Tensor,
@@ -94,25 +90,25 @@ class SigmoidPairwiseFunction(torch.autograd.Function):
         require_device(a, t)
         a, t = a.contiguous(), t.contiguous()
         b, d = a.shape
-        constexprs = tile_blocks(blocks)
+        kernel, constexprs = tile_launch(_sigmoid_fwd_kernel, blocks)
         partial = torch.zeros(most_tiles(b, b, constexprs), dtype=torch.float32, device=a.device)
         temp, beta = float(log_temp.exp()), float(bias)
-        _kernel(_sigmoid_fwd_kernel, constexprs)[tile_grid(b, b)](
+        kernel[tile_grid(b, b)](
             a, t, partial, b, d, a.stride(0), t.stride(0), temp, beta, **constexprs)
         ctx.save_for_backward(a, t, log_temp, bias)
-        ctx.constexprs = constexprs
+        ctx.blocks = blocks
         return (partial.sum() / b).to(a.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         a, t, log_temp, bias = ctx.saved_tensors
         b, d = a.shape
-        constexprs = ctx.constexprs
+        kernel, constexprs = tile_launch(_sigmoid_bwd_kernel, ctx.blocks)
         da = torch.zeros(b, d, dtype=torch.float32, device=a.device)
         dt = torch.zeros(b, d, dtype=torch.float32, device=a.device)
         dtemp = torch.zeros(most_tiles(b, b, constexprs), dtype=torch.float32, device=a.device)
         dbias = torch.zeros_like(dtemp)
-        _kernel(_sigmoid_bwd_kernel, constexprs)[tile_grid(b, b)](
+        kernel[tile_grid(b, b)](
             a, t, da, dt, dtemp, dbias, b, d, a.stride(0), t.stride(0), float(log_temp.exp()), float(bias),
             float(grad_loss) / b, **constexprs,
         )

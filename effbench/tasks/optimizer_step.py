@@ -186,16 +186,16 @@ def copy_bandwidth(params: list[torch.Tensor], timing: Any = None) -> float:
     """GB/s of one device-to-device copy as large as the parameters (bytes read + written / time), timed
     like the cases: the yardstick of a memory-bound step."""
     from effbench.measure import TimingConfig, time_call
+    from effbench.roofline import copy_bandwidth as measure_copy
 
     like = params[0]
     nbytes = sum(p.numel() * p.element_size() for p in params)
     key = (str(like.device), str(like.dtype), nbytes, timing)
     if key not in _copy_bandwidth:
-        src = torch.empty(nbytes // like.element_size(), dtype=like.dtype, device=like.device).normal_()
-        dst = torch.empty_like(src)
-        measured = time_call(lambda: dst.copy_(src), like.device.type, timing or TimingConfig())
-        _copy_bandwidth[key] = 2 * nbytes / (measured.median_ms * 1e-3) / 1e9
-        del src, dst
+        def timed(fn: Callable[[], Any]) -> float:
+            return time_call(fn, like.device.type, timing or TimingConfig()).median_ms
+
+        _copy_bandwidth[key] = measure_copy(nbytes, like.dtype, str(like.device), timed) / 1e9
     return _copy_bandwidth[key]
 
 
