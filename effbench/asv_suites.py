@@ -33,14 +33,14 @@ from typing import Any
 from asv_runner.benchmarks.mark import SkipNotImplemented  # a NotImplementedError: asv records a skip
 
 from effbench.asv_results import class_name
+from effbench.metrics import Metric
 from effbench.registry import Registry, UsageError, discover
 from effbench.rows import point_key
 from effbench.run import session
 from effbench.run.plan import Case, RunConfig, default_device, make_config, parse_shard, plan, shard_of
-from effbench.tasks import METRIC_UNITS, KernelTask
+from effbench.tasks import KernelTask
 
 SUITE_TIMEOUT_S = {"smoke": 1800, "cpu": 4 * 3600, "gpu": 8 * 3600}
-HIGHER_IS_BETTER = {"final_metric"}
 TRACKED_KERNEL = ("time_ms", "peak_mem_bytes", "rel_error")
 TRACKED_WORKLOAD = ("final_metric", "final_loss", "steps_to_target", "time_to_target_s", "peak_mem_bytes")
 
@@ -106,7 +106,7 @@ def _aggregate(task: Any, outcomes: list[tuple[Case, Any]]) -> dict[str, Any]:
     return entry
 
 
-def _track(metric: str) -> Any:
+def _track(metric: str, declared: Metric) -> Any:
     def track(self: Any, cache: dict, case: str, point: str, dtype: str, device: str, grid: str) -> float:
         entry = cache[(case, point, dtype, device)]
         if entry["status"] != "ok":
@@ -115,8 +115,8 @@ def _track(metric: str) -> Any:
         return math.nan if value is None else float(value)
 
     track.__name__ = f"track_{metric}"
-    track.unit = METRIC_UNITS.get(metric, "")
-    if metric in HIGHER_IS_BETTER:
+    track.unit = declared.unit
+    if declared.higher_is_better:
         track.higher_is_better = True
     return track
 
@@ -177,5 +177,5 @@ def make_suite(task_key: str) -> type:
         "__doc__": f"effbench task {task_key} ({task.kind}), grid {grid}.",
     }
     for metric in tracked:
-        attrs[f"track_{metric}"] = _track(metric)
+        attrs[f"track_{metric}"] = _track(metric, task.metric(metric))
     return type(class_name(task_key), (), attrs)

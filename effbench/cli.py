@@ -357,6 +357,19 @@ def _print_plan(config: Any, tasks: dict[str, Any], shard_spec: str | None, plan
                + ("" if config.timed else "; smoke times are for checking, not for comparison"))
 
 
+def _declare_old_tasks(store: Any) -> None:
+    """Shards written before tasks declared their metrics carry no declarations: the installed tasks' fill in
+    (a unit or direction changes only with a new metric name, so today's declaration is the old one's)."""
+    missing = store.tasks_without_metrics()
+    if not missing:
+        return
+    from effbench.metrics import to_json
+    from effbench.registry import discover
+
+    tasks = discover().tasks
+    store.fill_task_metrics({key: to_json(tasks[key].metric_table) for key in missing if key in tasks})
+
+
 def _ingest_into(db: Path, paths: tuple[Path, ...]) -> list[Any]:
     """All sources read and checked first, then written in one transaction: a bad one changes nothing."""
     from effbench.store import Store, StoreError
@@ -364,6 +377,7 @@ def _ingest_into(db: Path, paths: tuple[Path, ...]) -> list[Any]:
     try:
         with Store(db, on_wait=lambda message: click.echo(message, err=True)) as store:
             reports = store.ingest_all(paths)
+            _declare_old_tasks(store)
     except StoreError as exc:
         _fail(str(exc))
     for report in reports:

@@ -358,6 +358,19 @@ def _check_grids(task: Any) -> None:
         dtypes = task.dtypes[grid]
         if not isinstance(dtypes, list | tuple) or any(d not in DTYPES for d in dtypes):
             raise UsageError(f"{where}: dtypes of grid {grid!r} must be some of {', '.join(DTYPES)}: {dtypes!r}")
+    _check_metrics(task, where)
+
+
+def _check_metrics(task: Any, where: str) -> None:
+    """Every metric a task names is declared once (unit, direction, scope); compared ones have a direction."""
+    undeclared = [m for m in (*task.metrics, *getattr(task, "compare", ())) if not isinstance(m, str)
+                  or m not in task.metric_table]
+    if undeclared:
+        raise UsageError(f"{where}: metrics {undeclared!r} are not declared: add effbench.metrics.Metric(...) "
+                         f"entries to the task's declares=")
+    aimless = [m for m in getattr(task, "compare", ()) if task.metric_table[m].better is None]
+    if aimless:
+        raise UsageError(f"{where}: compared metrics {aimless!r} declare no better direction")
 
 
 def _objects_of(module: ModuleType) -> list[Any]:

@@ -139,6 +139,7 @@ class TaskInfo:
     target: str  # the targets' provenance: a fixed constant and how it was set, or none
     description: str | None = None  # what the task measures, and what a reader must know to read it
     sizes: str | None = None  # JSON list of the point parameters whose product is the problem size
+    metrics: str | None = None  # JSON {metric: [unit, better, scope, about]}: the task's declarations
 
 
 @dataclass(frozen=True)

@@ -110,8 +110,9 @@ CREATE TABLE IF NOT EXISTS methods (
 );
 
 -- What the analysis needs of a task without the registry: the baseline (method and impl) every other
--- method is compared with, on which metrics (JSON [[metric, higher_is_better], ...]), and the targets'
--- provenance. The newest description wins.
+-- method is compared with, on which metrics (JSON [[metric, higher_is_better], ...]), the targets'
+-- provenance, and every metric's declaration (JSON {metric: [unit, better, scope, about]}, effbench.metrics).
+-- The newest description wins.
 CREATE TABLE IF NOT EXISTS tasks (
     family VARCHAR NOT NULL,
     task VARCHAR PRIMARY KEY,
@@ -121,7 +122,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     compare VARCHAR,
     target VARCHAR,
     description VARCHAR,
-    sizes VARCHAR
+    sizes VARCHAR,
+    metrics VARCHAR
 );
 
 -- Every setting a workload case's tuning job tried, on tuning seeds disjoint from the scored seeds

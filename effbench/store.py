@@ -175,6 +175,7 @@ class Store:
         # columns added within schema 3 (files written by its first commits lack them)
         self._all("ALTER TABLE tasks ADD COLUMN IF NOT EXISTS description VARCHAR")
         self._all("ALTER TABLE tasks ADD COLUMN IF NOT EXISTS sizes VARCHAR")
+        self._all("ALTER TABLE tasks ADD COLUMN IF NOT EXISTS metrics VARCHAR")
         for column in ("peers", "driver_version", "gpu_clocks"):
             self._all(f"ALTER TABLE runs ADD COLUMN IF NOT EXISTS {column} VARCHAR")
         self._all(
@@ -193,6 +194,15 @@ class Store:
         except BaseException:
             self._all("ROLLBACK")
             raise
+
+    def tasks_without_metrics(self) -> list[str]:
+        """Tasks whose rows came from shards written before tasks declared their metrics."""
+        return [r[0] for r in self._all("SELECT task FROM tasks WHERE metrics IS NULL ORDER BY task")]
+
+    def fill_task_metrics(self, declared: dict[str, str]) -> None:
+        """Set the metric declarations (``effbench.metrics.to_json``) of tasks that have none; never overwrite."""
+        for task, table in declared.items():
+            self._all("UPDATE tasks SET metrics = ? WHERE task = ? AND metrics IS NULL", [table, task])
 
     def insert(self, records: list[Any]) -> dict[str, int]:
         """Insert records of the row types; existing keys are left alone. One transaction."""

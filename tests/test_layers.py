@@ -14,6 +14,8 @@ ABOVE_RUN = {"duckdb", "polars", "plotly", "jinja2", "effbench.store", "effbench
 FORBIDDEN = {
     "rows": {"effbench", "torch", "duckdb", "polars", "plotly", "triton"},
     "errors": {"effbench", "torch", "duckdb", "polars", "plotly", "triton"},
+    # declarations the store and the site read: stdlib only
+    "metrics": {"effbench", "torch", "duckdb", "polars", "plotly", "triton"},
     # the store reads shards (run/shards), nothing else of the run package
     "store": {"torch", "triton", "effbench.registry", "effbench.measure", "effbench.tasks", *RUN_INTERNALS},
     "analysis": {"torch", "triton", "effbench.run", "effbench.registry", "effbench.tasks"},

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from effbench.registry import GRIDS
 from effbench.rows import point_key
-from effbench.tasks import DTYPES, METRIC_UNITS
+from effbench.tasks import DTYPES
 
 FROZEN = Path(__file__).parent / "grid_keys.json"
 
@@ -20,7 +20,10 @@ def test_every_task_declares_every_grid(registry):
         if task.kind == "kernel":
             for grid in GRIDS:
                 assert all(d in task.tolerance for d in task.dtypes[grid]), key
-        assert all(m in METRIC_UNITS for m in task.metrics)
+        for name in (*task.metrics, *getattr(task, "compare", ())):
+            declared = task.metric(name)
+            assert declared.unit, (key, name)
+        assert all(task.metric(m).better for m in getattr(task, "compare", ())), key
 
 
 def test_grids_are_append_only(registry):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from effbench import __version__
+from effbench import __version__, metrics
 from effbench.registry import (
     Registry,
 )
@@ -143,9 +143,10 @@ def task_infos(registry: Registry, cases: Sequence[Case]) -> list[TaskInfo]:
         baseline = task.baseline if workload else None
         impls = registry.methods[(key, baseline)].impls if (key, baseline) in registry.methods else {}
         baseline_impl = ("reference" if "reference" in impls else next(iter(impls))) if impls else None
-        compare = [[m, higher] for m, higher in task.compare] if workload else []
+        compare = [[m, task.metric(m).higher_is_better] for m in task.compare] if workload else []
         infos.append(TaskInfo(task.family, key, task.kind, baseline, baseline_impl, json.dumps(compare),
-                              task.target if workload else "", task.description, json.dumps(list(task.sizes))))
+                              task.target if workload else "", task.description, json.dumps(list(task.sizes)),
+                              metrics.to_json(task.metric_table)))
     return infos
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from effbench import workloads
 from effbench.errors import Interrupted
+from effbench.metrics import resolve
 from effbench.registry import (
     Registry,
     UsageError,
@@ -40,7 +41,14 @@ from effbench.run.plan import Case, RunConfig
 from effbench.run.provenance import method_infos, new_run, plan_fingerprint, task_infos
 from effbench.run.shards import Shard, ShardContents, ShardError, find_resumable, read_shard, shard_path
 from effbench.run.worker import Worker, WorkerError
-from effbench.tasks import KernelTask, metric_unit
+from effbench.tasks import KernelTask
+
+
+def _unit(task: Any, metric: str) -> str:
+    """The metric's declared unit ("" for one the task does not declare: the registry refuses such tasks, but
+    a derived() may still emit a stray name, and its row is kept rather than lost)."""
+    found = resolve(metric, task.metric_table)
+    return found.unit if found is not None else ""
 
 
 def _known_status(result: CaseResult) -> CaseResult:
@@ -75,7 +83,7 @@ def result_rows(
         rows.append(
             Result(
                 family=case.family, point=point_json(case.point), metric=metric,
-                value=None if value is None else float(value), unit=metric_unit(metric),
+                value=None if value is None else float(value), unit=_unit(task, metric),
                 status=result.status, message=message,
                 measure_method=result.measure_methods.get(metric, ""), code_hash=code_hash, **common,
             )

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from effbench.metrics import Metric, declarations, resolve
 from effbench.registry import Skipped
 
 DTYPES: dict[str, torch.dtype] = {
@@ -25,72 +26,7 @@ DTYPES: dict[str, torch.dtype] = {
     "float64": torch.float64,
 }
 
-# Units of the metrics every task may emit; asv and the site read the same names.
-METRIC_UNITS: dict[str, str] = {
-    "time_ms": "ms",
-    "time_p20_ms": "ms",
-    "time_p80_ms": "ms",
-    "peak_mem_bytes": "bytes",
-    "peak_mem_abs_bytes": "bytes",
-    "rel_error": "relative",
-    "naive_rel_error": "relative",
-    "error_ratio": "ratio",
-    "final_loss": "loss",
-    "final_metric": "metric",
-    "steps_to_target": "steps",
-    "time_to_target_s": "s",
-    "time_per_step_ms": "ms",
-    "examples_seen": "examples",
-    "examples_scored": "examples",
-    "lr": "lr",
-    "state_bytes": "bytes",
-    "gb_per_s": "GB/s",
-    "copy_gb_per_s": "GB/s",
-    "bandwidth_fraction": "fraction",
-    "ece": "ece",
-    "extraction_rate": "fraction",
-    "token_match": "fraction",
-    "p_value_extraction_rate": "p",
-    "delta_extraction_rate": "fraction",
-    "significant_extraction_rate": "bool",
-    "p_value_final_loss": "p",
-    "delta_final_loss": "loss",
-    "significant_final_loss": "bool",
-    "wall_s": "s",
-    "p_value_final_metric": "p",
-    "delta_final_metric": "metric",
-    "significant_final_metric": "bool",
-    "p_value_steps_to_target": "p",
-    "delta_steps_to_target": "steps",
-    "significant_steps_to_target": "bool",
-    # attention/masked_attention: the FLOP convention travels in the unit (forward 4 N^2 d per head,
-    # backward 2.5x that, FlashAttention's benchmark convention)
-    "mask_density": "fraction",
-    "tflop_s_dense": "TFLOP/s (3.5 x 4 B H N^2 d per fwd+bwd)",
-    "tflop_s_attended": "TFLOP/s (3.5 x 4 d x attended pairs per fwd+bwd)",
-    "time_fwd_ms": "ms",
-    "tflop_s_fwd_attended": "TFLOP/s (4 d x attended pairs per forward)",
-    "peak_mem_fwd_bytes": "bytes",
-    # sampler/memory: one step's memory, counted per tensor (the task's docstring)
-    "saved_activation_bytes": "bytes",
-    "grad_bytes": "bytes",
-    "train_state_bytes": "bytes",
-    "grad_rel_error": "relative",
-    # every kernel task that declares its work (effbench.roofline)
-    "work_gb_per_s": "GB/s (declared bytes / time)",
-    "work_tflop_s": "TFLOP/s (declared FLOPs / time)",
-    "roofline_fraction": "fraction (max(bytes/peak bandwidth, FLOPs/peak FLOP/s) / time)",
-    "peak_gb_per_s": "GB/s (the device's bandwidth ceiling: spec sheet or measured)",
-    "peak_tflop_s": "TFLOP/s (the device's arithmetic ceiling in the case's dtype: spec sheet or measured)",
-}
 KERNEL_METRICS = ("time_ms", "peak_mem_bytes", "rel_error")
-
-
-def metric_unit(metric: str) -> str:
-    """A metric's unit; ``rel_error_<output>`` (each checked output's own error) is relative."""
-    if metric in METRIC_UNITS:
-        return METRIC_UNITS[metric]
-    return "relative" if metric.startswith("rel_error_") else ""
 WORKLOAD_METRICS = ("final_loss", "final_metric", "steps_to_target", "time_to_target_s", "peak_mem_bytes")
 
 
@@ -116,10 +52,28 @@ class Task:
     # The point parameters whose product is the problem size (a name twice: squared, as N in attention's
     # B H N^2 d), for ordering points and picking the largest; empty: every positive integer of the point.
     sizes: tuple[str, ...] = field(default=(), kw_only=True)
+    # The task's own metrics (unit, better direction, scope), beside those every task of its kind shares
+    # (``effbench.metrics.KERNEL`` / ``WORKLOAD``); every metric a task emits must be declared in one of them.
+    declares: tuple[Metric, ...] = field(default=(), kw_only=True)
+    kind: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
         if self.source_file is None:
             self.source_file = _caller_file(3)  # the module that built the task
+
+    @property
+    def metric_table(self) -> dict[str, Metric]:
+        """Every metric this task declares, shared and its own, by name."""
+        return declarations(self.kind, self.declares)
+
+    def metric(self, name: str) -> Metric:
+        """The declaration of a metric this task emits (``rel_error_<output>`` and the significance rows of a
+        declared metric included); KeyError names an undeclared one."""
+        found = resolve(name, self.metric_table)
+        if found is None:
+            raise KeyError(f"{self.key} emits metric {name!r}, which neither it (Task.declares) nor "
+                           f"effbench.metrics declares")
+        return found
 
     @property
     def key(self) -> str:
@@ -201,8 +155,8 @@ class WorkloadTask(Task):
     target: str
     prepare: Callable[[dict[str, Any]], Any] | None = None
     baseline: str | None = None
-    # (metric, higher_is_better) pairs compared with the baseline across seeds
-    compare: tuple[tuple[str, bool], ...] = (("final_metric", True), ("steps_to_target", False))
+    # metrics compared with the baseline across seeds (their direction is their declaration's)
+    compare: tuple[str, ...] = ("final_metric", "steps_to_target")
     metrics: tuple[str, ...] = WORKLOAD_METRICS
     kind: ClassVar[str] = "workload"
 

@@ -64,6 +64,7 @@ from typing import Any
 import torch
 
 from effbench.data import DATASETS, Dataset
+from effbench.metrics import Metric
 from effbench.models import LM_SIZES
 from effbench.schedules import linear_decay
 from effbench.tasks import WORKLOAD_METRICS, WorkloadOutcome, WorkloadTask
@@ -199,6 +200,8 @@ task = WorkloadTask(
     prepare=lm_data,
     baseline="dense",
     metrics=(*WORKLOAD_METRICS, "time_per_step_ms"),
+    declares=(Metric("attended_fraction", "fraction", None, "seed",
+                     "a static pattern's allowed share of the causal (query, key) pairs"),),
     target=("eval metric >= point['target'], fixed constants set 2026-12-02 from dense/reference: its median eval "
             "metric at 80% of the cpu budget over seeds 0-2, rounded down to 0.01 and capped at 0.99 (smoke: plumbing "
             "only). Seeds 0-2 are scored seeds, so dense reaching them is partly by construction"),

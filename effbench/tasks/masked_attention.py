@@ -45,6 +45,7 @@ from typing import Any
 
 import torch
 
+from effbench.metrics import Metric
 from effbench.tasks import KernelTask, grad_outputs, leaf, need
 
 FWD_BWD_FLOPS = 3.5  # forward + backward FLOPs / forward FLOPs (FlashAttention's benchmark convention)
@@ -204,6 +205,15 @@ task = KernelTask(
     make_inputs=make_inputs,
     outputs=outputs,
     derived=derived,
+    declares=(
+        Metric("mask_density", "fraction", None, "seed0", "attended (query, key) pairs / N^2"),
+        # the FLOP convention travels in the unit: forward 4 N^2 d per head, backward 2.5x that (FlashAttention's)
+        Metric("tflop_s_dense", "TFLOP/s (3.5 x 4 B H N^2 d per fwd+bwd)", "higher", "seed0"),
+        Metric("tflop_s_attended", "TFLOP/s (3.5 x 4 d x attended pairs per fwd+bwd)", "higher", "seed0"),
+        Metric("time_fwd_ms", "ms", "lower", "seed0", "forward alone, no autograd"),
+        Metric("tflop_s_fwd_attended", "TFLOP/s (4 d x attended pairs per forward)", "higher", "seed0"),
+        Metric("peak_mem_fwd_bytes", "bytes", "lower", "seed0", "peak memory of the forward alone"),
+    ),
     forward_outputs=forward_outputs,
     tolerance={"float32": 1e-5, "bfloat16": 2e-2, "float16": 2e-3, "float64": 1e-12},
 )

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from effbench.metrics import Metric
 from effbench.registry import Impl, Method
 from effbench.tasks import WORKLOAD_METRICS, WorkloadOutcome, WorkloadTask
 from effbench.train import Plugs, per_example_loss
@@ -134,8 +135,15 @@ task = WorkloadTask(
     run=run,
     prepare=lambda point: dataset(point["data"]),
     baseline="full_training",
-    compare=(("final_loss", False), ("final_metric", True)),
+    compare=("final_loss", "final_metric"),
     metrics=(*WORKLOAD_METRICS, "saved_activation_bytes", "grad_bytes", "state_bytes", "train_state_bytes",
              "grad_rel_error"),
+    declares=(
+        Metric("saved_activation_bytes", "bytes", "lower", "seed", "storages autograd saves for backward, each once"),
+        Metric("grad_bytes", "bytes", "lower", "seed", "weight gradients held after backward"),
+        Metric("state_bytes", "bytes", "lower", "seed", "optimizer state after the step"),
+        Metric("train_state_bytes", "bytes", "lower", "seed", "weights + gradients + state + saved activations"),
+        Metric("grad_rel_error", "relative", "lower", "seed", "||g - g_exact|| / ||g_exact|| over trained weights"),
+    ),
     target="none: a fixed budget; the loss after it is the quality check",
 )

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from effbench.metrics import Metric
 from effbench.tasks import KernelTask
 from effbench.train import take_step
 
@@ -201,22 +202,17 @@ def copy_bandwidth(params: list[torch.Tensor], timing: Any = None) -> float:
 
 def derived(factory: Callable[..., Any], inputs: dict[str, Any], point: dict[str, Any], method: Any,
             time_ms: float, timing: Any = None) -> dict[str, float]:
-    """Optimizer-state bytes, and achieved bandwidth: the bytes the rule must move / time, beside the
-    measured copy bandwidth of the same device and their ratio (1.0 = as fast as a plain copy).
-
-    ``method.extras["traffic"]`` is how many parameter-sized tensors one step reads and
-    writes (AdamW: p, g, m, v read and p, m, v written = 7, i.e. 28 bytes per fp32 parameter).
-    Matmul-bound rules (Muon) declare none.
+    """Optimizer-state bytes, and the achieved bandwidth of the declared work (``work``; the runner stores it
+    as ``work_gb_per_s``) beside the measured copy bandwidth of a tensor as large as the parameters on the same
+    device: their ratio is 1.0 when the step moves its bytes as fast as a plain copy would.
     """
-    optimizer, params, _ = _prepared(factory, inputs)
+    optimizer, _, _ = _prepared(factory, inputs)
     metrics = {"state_bytes": float(state_bytes(optimizer))}
-    traffic = method.extras.get("traffic")
-    if traffic:
-        moved = traffic * sum(p.numel() * p.element_size() for p in params)
-        metrics["gb_per_s"] = moved / (time_ms * 1e-3) / 1e9
-        del optimizer, params
+    declared = work(inputs, point, method)
+    if declared is not None:
+        del optimizer
         metrics["copy_gb_per_s"] = copy_bandwidth(inputs["params"], timing)
-        metrics["bandwidth_fraction"] = metrics["gb_per_s"] / metrics["copy_gb_per_s"]
+        metrics["bandwidth_fraction"] = declared[0] / (time_ms * 1e-3) / 1e9 / metrics["copy_gb_per_s"]
     return metrics
 
 
@@ -256,5 +252,13 @@ task = KernelTask(
     outputs=outputs,
     timed=timed,
     derived=derived,
+    declares=(
+        Metric("state_bytes", "bytes", "lower", "seed0", "optimizer state, parameters excluded"),
+        Metric("copy_gb_per_s", "GB/s", None, "seed0", "a device-to-device copy as large as the parameters"),
+        Metric("bandwidth_fraction", "fraction", "higher", "seed0",
+               "work_gb_per_s / copy_gb_per_s: 1.0 moves the step's bytes as fast as a plain copy"),
+        # rows of runs before 2026-12-06; the same number is now every kernel task's work_gb_per_s
+        Metric("gb_per_s", "GB/s", "higher", "seed0", "declared bytes / time (older runs; now work_gb_per_s)"),
+    ),
     tolerance={"float32": 1e-5, "bfloat16": 2e-2, "float16": 2e-3, "float64": 1e-12},
 )

@@ -72,12 +72,13 @@ def test_derived_counts_a_data_dependent_mask_per_head():
 
 
 def test_derived_metrics_have_units_that_carry_the_convention():
-    from effbench.tasks import METRIC_UNITS
+    from effbench.tasks.masked_attention import task
 
     point = {"B": 1, "H": 1, "N": 4, "d": 4}
     names = derived(causal.reference.fn, make_inputs(point, torch.float32, "cpu", 0, causal), point, causal, 1.0)
-    assert all(name in METRIC_UNITS for name in names)
-    assert "3.5 x 4" in METRIC_UNITS["tflop_s_dense"] and "pairs" in METRIC_UNITS["tflop_s_attended"]
+    assert all(name in task.metric_table for name in names)
+    assert "3.5 x 4" in task.metric("tflop_s_dense").unit and "pairs" in task.metric("tflop_s_attended").unit
+    assert task.metric("tflop_s_dense").better == "higher" and task.metric("time_fwd_ms").better == "lower"
 
 
 def test_flex_on_the_cpu_is_checked_and_measured_forward_only():
