@@ -36,8 +36,9 @@ from effbench.models import (
     causal_attention,
     count_parameters,
 )
+from effbench.plugs import Budget, Plugs
 from effbench.tasks import WorkloadOutcome
-from effbench.train import Budget, Plugs, train, tune_lr
+from effbench.train import train, tune_lr
 
 MODELS = ("logreg", "mlp", "convnet", *(f"lm_{size}" for size in LM_SIZES))
 # The seed tuning runs on: above every scored seed (the runner allows at most 1000), so no scored seed's

@@ -8,12 +8,13 @@ import torch
 from effbench.methods.attention import dense, mixture_of_depths, sliding_window
 from effbench.methods.attention._lm import lm_method
 from effbench.models import LM_SIZES, TransformerLM
+from effbench.plugs import Budget, Plugs, adamw
 from effbench.registry import Method, Skipped, UsageError, discover
 from effbench.run.case import execute
 from effbench.run.plan import Case, make_config
 from effbench.tasks import attention_lm
 from effbench.tasks.attention_lm import PatternAttention, causal_mask, lm_data, task
-from effbench.train import Budget, Plugs, adamw, train
+from effbench.train import train
 
 SMOKE = task.grids["smoke"][0]
 

@@ -3,8 +3,9 @@ import math
 import pytest
 import torch
 
+from effbench.minimize import minimize
+from effbench.plugs import Plugs
 from effbench.tasks.convergence import FUNCTIONS, noisy_quadratic, rosenbrock
-from effbench.train import Plugs, minimize
 
 
 def test_rosenbrock_known_values():

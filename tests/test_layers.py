@@ -63,15 +63,25 @@ def violates(name: str, banned: set[str]) -> bool:
     return any(name == b or name.startswith(b + ".") for b in banned)
 
 
+def module_files(module: str) -> list[Path]:
+    """A module's file, or every file of a package of that name."""
+    file = PACKAGE / f"{module}.py"
+    files = [file] if file.is_file() else sorted((PACKAGE / module).glob("*.py"))
+    assert files, f"no module or package effbench/{module}"
+    return files
+
+
 def test_layers():
     for module, banned in FORBIDDEN.items():
-        bad = [n for n in imports(PACKAGE / f"{module}.py") if violates(n, banned)]
-        assert not bad, f"effbench/{module}.py imports {bad}"
+        for path in module_files(module):
+            bad = [n for n in imports(path) if violates(n, banned)]
+            assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}"
 
 
 def test_definitions_never_import_the_layers_after_them():
     for path in [*PACKAGE.glob("tasks/*.py"), *PACKAGE.glob("methods/**/*.py"), *PACKAGE.glob("kernels/*.py"),
-                 PACKAGE / "train.py", PACKAGE / "data.py"]:
+                 *(PACKAGE / f"{m}.py" for m in ("train", "plugs", "evaluation", "minimize")),
+                 *PACKAGE.glob("data/*.py")]:
         bad = [n for n in imports(path) if violates(n, DEFINITIONS)]
         assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}"
 

@@ -4,9 +4,11 @@ import pytest
 import torch
 
 from effbench.data import copying, digits, teacher_student
+from effbench.evaluation import crossing, outcome_from_curve
 from effbench.methods.losses.linear_cross_entropy import chunked
+from effbench.plugs import Budget, Plugs, adamw
 from effbench.tasks import CurveRecord
-from effbench.train import Budget, Plugs, adamw, crossing, outcome_from_curve, train, tune_lr
+from effbench.train import train, tune_lr
 from effbench.workloads import build_model
 
 

@@ -19,7 +19,9 @@ import pytest
 import torch
 
 from effbench.data import Dataset
-from effbench.train import Budget, Plugs, StepClock, minimize, synchronizer, train
+from effbench.minimize import minimize
+from effbench.plugs import Budget, Plugs
+from effbench.train import StepClock, synchronizer, train
 
 train_module = importlib.import_module("effbench.train")  # the module; `effbench.train.train` is the function
 

@@ -66,9 +66,10 @@ import torch
 from effbench.data import DATASETS, Dataset
 from effbench.metrics import Metric
 from effbench.models import LM_SIZES
+from effbench.plugs import Budget, Plugs, adamw
 from effbench.schedules import linear_decay
 from effbench.tasks import WORKLOAD_METRICS, WorkloadOutcome, WorkloadTask
-from effbench.train import Budget, Plugs, adamw, train
+from effbench.train import train
 from effbench.workloads import build_model, tuned_lr
 
 # The point keys each dataset builder reads (the builders' own argument names).

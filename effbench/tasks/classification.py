@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
+from effbench.plugs import Plugs
 from effbench.registry import Impl, Method
 from effbench.tasks import WORKLOAD_METRICS, WorkloadOutcome, WorkloadTask
-from effbench.train import Plugs
 from effbench.workloads import dataset, run_workload
 
 

@@ -24,10 +24,11 @@ from typing import Any
 
 import torch
 
+from effbench.minimize import minimize
+from effbench.plugs import Plugs
 from effbench.registry import Impl, Method
 from effbench.schedules import SCHEDULES, linear_decay, refined
 from effbench.tasks import WorkloadOutcome, WorkloadTask
-from effbench.train import Plugs, minimize
 from effbench.workloads import TUNING_SEED, TrialRecord, dataset, run_workload, tuned, tuned_lr
 
 

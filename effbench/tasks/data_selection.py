@@ -43,9 +43,9 @@ from typing import Any
 
 import torch
 
+from effbench.plugs import Plugs
 from effbench.registry import Impl, Method
 from effbench.tasks import WorkloadOutcome, WorkloadTask
-from effbench.train import Plugs
 from effbench.workloads import dataset, run_workload
 
 

@@ -22,9 +22,9 @@ import torch
 
 from effbench.data import Dataset
 from effbench.metrics import Metric
+from effbench.plugs import Plugs, adamw
 from effbench.registry import Impl, Method
 from effbench.tasks import WORKLOAD_METRICS, WorkloadOutcome, WorkloadTask
-from effbench.train import Plugs, adamw
 from effbench.workloads import dataset, run_workload
 
 

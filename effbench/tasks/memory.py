@@ -29,9 +29,9 @@ from typing import Any
 import torch
 
 from effbench.metrics import Metric
+from effbench.plugs import Plugs, per_example_loss
 from effbench.registry import Impl, Method
 from effbench.tasks import WORKLOAD_METRICS, WorkloadOutcome, WorkloadTask
-from effbench.train import Plugs, per_example_loss
 from effbench.workloads import build_model, dataset, run_workload
 
 PROBE_DRAWS = 4

@@ -27,8 +27,8 @@ from typing import Any
 import torch
 
 from effbench.metrics import Metric
+from effbench.plugs import take_step
 from effbench.tasks import KernelTask
-from effbench.train import take_step
 
 HYPER = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01}
 
@@ -218,12 +218,15 @@ def derived(factory: Callable[..., Any], inputs: dict[str, Any], point: dict[str
 
 
 def work(inputs: dict[str, Any], point: dict[str, Any], method: Any) -> tuple[float, float] | None:
-    """The parameter-sized tensors one step must read and write (the method's ``traffic``: AdamW 7); the
+    """The bytes one step must read and write: the method's ``traffic`` in parameter-sized tensors (AdamW 7),
+    or ``traffic(params) -> bytes`` for a state that is not parameter-shaped (a factored second moment); the
     element-wise arithmetic is negligible beside it. None for rules that declare no traffic (Muon's
-    Newton-Schulz iterations are matmuls; SAM's two passes; factored states)."""
+    Newton-Schulz iterations are matmuls)."""
     traffic = method.extras.get("traffic")
     if not traffic:
         return None
+    if callable(traffic):
+        return float(traffic(inputs["params"])), 0.0
     return float(traffic * sum(p.numel() * p.element_size() for p in inputs["params"])), 0.0
 
 task = KernelTask(

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import torch
 
+from effbench.plugs import CandidatePool, fit_copy
 from effbench.registry import Skipped
-from effbench.train import CandidatePool, fit_copy
 
 # score(model, x, y) -> (N,) float64 score per example; higher = keep
 Score = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -21,8 +21,8 @@ from __future__ import annotations
 import torch
 
 from effbench.methods.samplers._pruning import among_kept, kept_mask
+from effbench.plugs import CandidatePool, fit_copy, per_example_loss
 from effbench.registry import Method, Skipped
-from effbench.train import CandidatePool, fit_copy, per_example_loss
 
 method = Method(
     task="sampler/data_selection",

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
 from effbench.methods.samplers._pruning import select_kept
+from effbench.plugs import CandidatePool
 from effbench.registry import Method
-from effbench.train import CandidatePool
 
 method = Method(
     task="sampler/data_selection",

@@ -15,8 +15,8 @@ import math
 
 import torch
 
+from effbench.plugs import CandidatePool
 from effbench.registry import Method
-from effbench.train import CandidatePool
 
 method = Method(
     task="sampler/data_selection",

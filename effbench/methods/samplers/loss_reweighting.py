@@ -24,8 +24,8 @@ from functools import partial
 import torch
 
 from effbench.methods.samplers import uniform
+from effbench.plugs import CandidatePool
 from effbench.registry import Method
-from effbench.train import CandidatePool
 
 method = Method(
     task="sampler/data_selection",

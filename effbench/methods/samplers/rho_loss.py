@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from effbench.plugs import CandidatePool, fit_copy, per_example_loss
 from effbench.registry import Method
-from effbench.train import CandidatePool, fit_copy, per_example_loss
 
 method = Method(
     task="sampler/data_selection",

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from effbench.plugs import CandidatePool
 from effbench.registry import Method
-from effbench.train import CandidatePool
 
 method = Method(
     task="sampler/data_selection",

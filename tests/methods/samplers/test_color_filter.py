@@ -3,8 +3,8 @@ import torch
 
 from effbench.data import stdlib_bytes, stdlib_mixed_pool
 from effbench.methods.samplers.color_filter import loss_reduction, reference
+from effbench.plugs import CandidatePool
 from effbench.registry import Skipped
-from effbench.train import CandidatePool
 from effbench.workloads import build_model
 
 

@@ -5,8 +5,8 @@ import torch
 
 from effbench.data import stdlib_bytes, stdlib_mixed_pool
 from effbench.methods.samplers.dsir import hashed_ngram_counts, log_importance_weights, reference, resample
+from effbench.plugs import CandidatePool
 from effbench.registry import Skipped
-from effbench.train import CandidatePool
 
 
 def test_counts_hold_every_unigram_and_bigram_once():

@@ -4,7 +4,7 @@ from effbench.data import digits
 from effbench.methods.samplers._pruning import kept_mask
 from effbench.methods.samplers.el2n import el2n, method, reference
 from effbench.models import MLP
-from effbench.train import CandidatePool
+from effbench.plugs import CandidatePool
 
 
 def test_el2n_is_the_error_vector_norm():

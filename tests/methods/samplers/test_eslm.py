@@ -2,7 +2,8 @@ import torch
 
 from effbench.data import IGNORE
 from effbench.methods.samplers.eslm import cvar_weights, method, reference
-from effbench.train import CandidatePool, _weighted_lm_loss
+from effbench.plugs import CandidatePool
+from effbench.train import _weighted_lm_loss
 
 
 def test_weights_keep_the_tokens_at_or_above_the_quantile():

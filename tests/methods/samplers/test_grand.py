@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from effbench.data import digits
 from effbench.methods.samplers.grand import method, per_example_grad_norms, reference
 from effbench.models import MLP
-from effbench.train import CandidatePool
+from effbench.plugs import CandidatePool
 
 
 def test_grad_norms_match_one_backward_per_example():

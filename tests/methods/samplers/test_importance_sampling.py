@@ -1,7 +1,7 @@
 import torch
 
 from effbench.methods.samplers.importance_sampling import reference, sampling_distribution
-from effbench.train import CandidatePool
+from effbench.plugs import CandidatePool
 
 
 class FixedLogits(torch.nn.Module):

@@ -2,7 +2,7 @@ import torch
 
 from effbench.data import DATASETS
 from effbench.methods.samplers.lisa import LayerwiseSampledAdamW
-from effbench.train import per_example_loss
+from effbench.plugs import per_example_loss
 from effbench.workloads import build_model
 
 DATA = DATASETS["stdlib_windows"]()

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from effbench.methods.samplers.loss_rank import rank_probabilities, reference
-from effbench.train import CandidatePool
+from effbench.plugs import CandidatePool
 
 
 def test_probabilities_decay_exponentially_with_rank():

@@ -33,7 +33,7 @@ def test_equal_losses_give_equal_weights():
 
 
 def test_token_losses_are_reduced_to_sequence_means():
-    from effbench.train import CandidatePool
+    from effbench.plugs import CandidatePool
     pool = CandidatePool(torch.zeros(8, 2), torch.zeros(8, dtype=torch.long), torch.nn.Linear(2, 2), step=1)
     chosen, weights = reference(pool, 3, torch.Generator().manual_seed(0))
     assert len(chosen) == 3 and pool.scored == 0

@@ -3,7 +3,7 @@ import torch
 from effbench.data import digits_label_noise
 from effbench.methods.samplers.rho_loss import method, reference, top_reducible
 from effbench.models import MLP
-from effbench.train import CandidatePool
+from effbench.plugs import CandidatePool
 
 
 def test_top_reducible_picks_by_loss_minus_irreducible():

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from effbench.methods.samplers.selective_backprop import keep_probabilities, method, reference
-from effbench.train import CandidatePool
+from effbench.plugs import CandidatePool
 
 
 def test_keep_probability_is_the_loss_percentile_to_the_beta():

@@ -1,7 +1,7 @@
 import torch
 
 from effbench.methods.samplers.uniform import reference
-from effbench.train import CandidatePool
+from effbench.plugs import CandidatePool
 
 
 def test_picks_k_distinct_candidates_without_scoring():
