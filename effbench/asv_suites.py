@@ -92,8 +92,9 @@ def _aggregate(task: Any, outcomes: list[tuple[Case, Any]]) -> dict[str, Any]:
     }
     if isinstance(task, KernelTask):
         seed0 = next((r for c, r in outcomes if c.seed == 0), None)
-        for metric in ("time_ms", "peak_mem_bytes"):
-            entry[metric] = seed0.metrics.get(metric) if seed0 else None
+        for metric in TRACKED_KERNEL:
+            if task.metric(metric).scope == "seed0":  # measured once, on seed 0
+                entry[metric] = seed0.metrics.get(metric) if seed0 else None
         errors = [r.metrics.get("rel_error") for _, r in outcomes if r.metrics.get("rel_error") is not None]
         entry["rel_error"] = max(errors) if errors else None
     else:

@@ -350,10 +350,14 @@ def test_autotuning_leaves_in_place_and_accumulated_tensors_as_one_call_would():
         source = inspect.getsource(python_function(kernel))
         aliases = dict(re.findall(r"(\w+) = (\w+_ptr) \+", source))  # row_ptr = logits_ptr + row * stride
 
-        loaded, stored = ({aliases.get(name, name) for name in re.findall(rf"tl\.{op}\((\w+_ptr)\b", source)}
-                          for op in ("load", "store"))
+        # tl.load / tl.store, and the element-wise steps' shared load_f32 / store_as
+        loaded, stored = ({aliases.get(name, name)
+                           for name in re.findall(rf"(?:tl\.{op}|{helper})\((\w+_ptr)\b", source)}
+                          for op, helper in (("load", "load_f32"), ("store", "store_as")))
         updated = loaded & stored
         assert updated <= set(kernel.restore_value), (python_function(kernel).__name__, updated)
+        if python_function(kernel).__name__.endswith("_step_kernel"):  # a step updates its parameters in place
+            assert "p_ptr" in updated, python_function(kernel).__name__
     assert set(cross_entropy._cross_entropy_fwd_bwd_kernel.restore_value) == {"logits_ptr"}
     # the tile kernels' gradients are sums of atomics, and their per-tile partial sums have more slots than a
     # larger tile writes: all zeroed before each trial

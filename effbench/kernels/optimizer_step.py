@@ -33,6 +33,30 @@ def elementwise_autotune(*updated: str, zeroed: tuple[str, ...] = ()):
     return autotune(ELEMENTWISE_CONFIGS, key=["n"], restore_value=list(updated), reset_to_zero=list(zeroed) or None)
 
 
+# The shared element-wise prologue and epilogue of every step kernel: each program's slice of the n elements,
+# loads widened to fp32 (the update is computed in fp32 registers), stores narrowed to each tensor's own dtype.
+@triton.jit
+def block_slice(n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    return offs, offs < n
+
+
+@triton.jit
+def load_f32(ptr, offs, mask):
+    return tl.load(ptr + offs, mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def store_as(ptr, offs, value, mask):
+    tl.store(ptr + offs, value.to(ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def adam_moments(m, v, g, beta1, beta2):
+    """Adam's exponential moving averages of g and g^2."""
+    return beta1 * m + (1.0 - beta1) * g, beta2 * v + (1.0 - beta2) * g * g
+
+
 def most_blocks(n: int) -> int:
     """Blocks of the smallest tile: slots enough in a per-block buffer for any config (the rest stay 0)."""
     return max(triton.cdiv(n, c.kwargs["BLOCK"]) for c in ELEMENTWISE_CONFIGS)
@@ -49,35 +73,32 @@ GPU_DTYPES = ("float32", "bfloat16")
 @triton.jit
 def _adamw_step_kernel(p_ptr, g_ptr, m_ptr, v_ptr, n, lr, beta1, beta2, eps, decay, step_size, bias2,
                        BLOCK: tl.constexpr):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < n
-    p = tl.load(p_ptr + offs, mask=mask).to(tl.float32)
-    g = tl.load(g_ptr + offs, mask=mask).to(tl.float32)
-    m = tl.load(m_ptr + offs, mask=mask).to(tl.float32)
-    v = tl.load(v_ptr + offs, mask=mask).to(tl.float32)
+    offs, mask = block_slice(n, BLOCK)
+    p = load_f32(p_ptr, offs, mask)
+    g = load_f32(g_ptr, offs, mask)
+    m = load_f32(m_ptr, offs, mask)
+    v = load_f32(v_ptr, offs, mask)
     p = p * decay  # decoupled weight decay: 1 - lr * wd
-    m = beta1 * m + (1.0 - beta1) * g
-    v = beta2 * v + (1.0 - beta2) * g * g
+    m, v = adam_moments(m, v, g, beta1, beta2)
     p = p - step_size * m / (tl.sqrt(v / bias2) + eps)  # step_size = lr / (1 - beta1^t)
-    tl.store(p_ptr + offs, p.to(p_ptr.dtype.element_ty), mask=mask)
-    tl.store(m_ptr + offs, m.to(m_ptr.dtype.element_ty), mask=mask)
-    tl.store(v_ptr + offs, v.to(v_ptr.dtype.element_ty), mask=mask)
+    store_as(p_ptr, offs, p, mask)
+    store_as(m_ptr, offs, m, mask)
+    store_as(v_ptr, offs, v, mask)
 
 
 @elementwise_autotune("p_ptr", "m_ptr")
 @triton.jit
 def _lion_step_kernel(p_ptr, g_ptr, m_ptr, n, lr, beta1, beta2, decay, BLOCK: tl.constexpr):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < n
-    p = tl.load(p_ptr + offs, mask=mask).to(tl.float32)
-    g = tl.load(g_ptr + offs, mask=mask).to(tl.float32)
-    m = tl.load(m_ptr + offs, mask=mask).to(tl.float32)
+    offs, mask = block_slice(n, BLOCK)
+    p = load_f32(p_ptr, offs, mask)
+    g = load_f32(g_ptr, offs, mask)
+    m = load_f32(m_ptr, offs, mask)
     c = beta1 * m + (1.0 - beta1) * g
     sign = tl.where(c > 0, 1.0, tl.where(c < 0, -1.0, 0.0))
     p = p * decay - lr * sign
     m = beta2 * m + (1.0 - beta2) * g
-    tl.store(p_ptr + offs, p.to(p_ptr.dtype.element_ty), mask=mask)
-    tl.store(m_ptr + offs, m.to(m_ptr.dtype.element_ty), mask=mask)
+    store_as(p_ptr, offs, p, mask)
+    store_as(m_ptr, offs, m, mask)
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:

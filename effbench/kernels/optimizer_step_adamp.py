@@ -20,7 +20,15 @@ import triton.language as tl
 
 from effbench.kernels._common import require_device
 from effbench.kernels._spec import CompileSpec
-from effbench.kernels.optimizer_step import GPU_DTYPES, elementwise_autotune, tiles
+from effbench.kernels.optimizer_step import (
+    GPU_DTYPES,
+    adam_moments,
+    block_slice,
+    elementwise_autotune,
+    load_f32,
+    store_as,
+    tiles,
+)
 
 BLOCK = 1024
 # optimizer/step's gpu matrices (transformer_shapes at d_model 768 and 2048) have 768 to 8192 columns: every
@@ -50,10 +58,10 @@ def _tile(rows, cols, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
 def _moments_kernel(p_ptr, g_ptr, m_ptr, v_ptr, partial_ptr, rows, cols, beta1, beta2, eps, bias2,
                     NESTEROV: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     r, offs, mask = _tile(rows, cols, BLOCK_R, BLOCK_C)
-    p = tl.load(p_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    m = tl.load(m_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    v = tl.load(v_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    p = load_f32(p_ptr, offs, mask)
+    g = load_f32(g_ptr, offs, mask)
+    m = load_f32(m_ptr, offs, mask)
+    v = load_f32(v_ptr, offs, mask)
     m = (beta1 * m + (1.0 - beta1) * g).to(m_ptr.dtype.element_ty)
     v = (beta2 * v + (1.0 - beta2) * g * g).to(v_ptr.dtype.element_ty)
     tl.store(m_ptr + offs, m, mask=mask)
@@ -73,35 +81,33 @@ def _moments_kernel(p_ptr, g_ptr, m_ptr, v_ptr, partial_ptr, rows, cols, beta1, 
 def _apply_kernel(p_ptr, g_ptr, m_ptr, v_ptr, c_ptr, decay_ptr, rows, cols, step_size, beta1, eps, bias2,
                   NESTEROV: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     r, offs, mask = _tile(rows, cols, BLOCK_R, BLOCK_C)
-    p = tl.load(p_ptr + offs, mask=mask).to(tl.float32)
-    m = tl.load(m_ptr + offs, mask=mask).to(tl.float32)
-    v = tl.load(v_ptr + offs, mask=mask).to(tl.float32)
+    p = load_f32(p_ptr, offs, mask)
+    m = load_f32(m_ptr, offs, mask)
+    v = load_f32(v_ptr, offs, mask)
     g = m  # only read by the Nesterov direction
     if NESTEROV:
-        g = tl.load(g_ptr + offs, mask=mask).to(tl.float32)
+        g = load_f32(g_ptr, offs, mask)
     d = _direction(m, v, g, beta1, eps, bias2, NESTEROV)
     c = tl.load(c_ptr + r, mask=r < rows, other=0.0).to(tl.float32)  # 0 unless the row's radial part goes
     decay = tl.load(decay_ptr).to(tl.float32)  # 1 - lr wd (times wd_ratio when projected)
     p = p * decay - step_size * (d - c[:, None] * p)
-    tl.store(p_ptr + offs, p.to(p_ptr.dtype.element_ty), mask=mask)
+    store_as(p_ptr, offs, p, mask)
 
 
 @elementwise_autotune("p_ptr", "m_ptr", "v_ptr")
 @triton.jit
 def _vector_kernel(p_ptr, g_ptr, m_ptr, v_ptr, n, beta1, beta2, eps, decay, step_size, bias2,
                    NESTEROV: tl.constexpr, BLOCK: tl.constexpr):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < n
-    p = tl.load(p_ptr + offs, mask=mask).to(tl.float32)
-    g = tl.load(g_ptr + offs, mask=mask).to(tl.float32)
-    m = tl.load(m_ptr + offs, mask=mask).to(tl.float32)
-    v = tl.load(v_ptr + offs, mask=mask).to(tl.float32)
-    m = beta1 * m + (1.0 - beta1) * g
-    v = beta2 * v + (1.0 - beta2) * g * g
+    offs, mask = block_slice(n, BLOCK)
+    p = load_f32(p_ptr, offs, mask)
+    g = load_f32(g_ptr, offs, mask)
+    m = load_f32(m_ptr, offs, mask)
+    v = load_f32(v_ptr, offs, mask)
+    m, v = adam_moments(m, v, g, beta1, beta2)
     p = p * decay - step_size * _direction(m, v, g, beta1, eps, bias2, NESTEROV)
-    tl.store(p_ptr + offs, p.to(p_ptr.dtype.element_ty), mask=mask)
-    tl.store(m_ptr + offs, m.to(m_ptr.dtype.element_ty), mask=mask)
-    tl.store(v_ptr + offs, v.to(v_ptr.dtype.element_ty), mask=mask)
+    store_as(p_ptr, offs, p, mask)
+    store_as(m_ptr, offs, m, mask)
+    store_as(v_ptr, offs, v, mask)
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:

@@ -15,30 +15,38 @@ import triton.language as tl
 
 from effbench.kernels._common import require_device
 from effbench.kernels._spec import CompileSpec
-from effbench.kernels.optimizer_step import BLOCK, GPU_DTYPES, _flat, elementwise_autotune, tiles
+from effbench.kernels.optimizer_step import (
+    BLOCK,
+    GPU_DTYPES,
+    _flat,
+    adam_moments,
+    block_slice,
+    elementwise_autotune,
+    load_f32,
+    store_as,
+    tiles,
+)
 
 
 @elementwise_autotune("p_ptr", "m_ptr", "v_ptr")
 @triton.jit
 def _exadam_step_kernel(p_ptr, g_ptr, m_ptr, v_ptr, n, beta1, beta2, eps, decay, beta1_t, beta2_t, step_size,
                         bias2, BLOCK: tl.constexpr):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < n
-    p = tl.load(p_ptr + offs, mask=mask).to(tl.float32)
-    g = tl.load(g_ptr + offs, mask=mask).to(tl.float32)
-    m = tl.load(m_ptr + offs, mask=mask).to(tl.float32)
-    v = tl.load(v_ptr + offs, mask=mask).to(tl.float32)
+    offs, mask = block_slice(n, BLOCK)
+    p = load_f32(p_ptr, offs, mask)
+    g = load_f32(g_ptr, offs, mask)
+    m = load_f32(m_ptr, offs, mask)
+    v = load_f32(v_ptr, offs, mask)
     p = p * decay  # decoupled weight decay: 1 - lr * wd
-    m = beta1 * m + (1.0 - beta1) * g
-    v = beta2 * v + (1.0 - beta2) * g * g
+    m, v = adam_moments(m, v, g, beta1, beta2)
     d1 = 1.0 + beta2_t * v / (v + eps)
     m2 = m * m
     d2 = 1.0 + beta1_t * m2 / (m2 + eps)
     # step_size = a_t / (1 - b1^t) carries the bias correction of m~ + g~
     p = p - step_size * (m + g) * d1 / (tl.sqrt(v * d2 / bias2) + eps)
-    tl.store(p_ptr + offs, p.to(p_ptr.dtype.element_ty), mask=mask)
-    tl.store(m_ptr + offs, m.to(m_ptr.dtype.element_ty), mask=mask)
-    tl.store(v_ptr + offs, v.to(v_ptr.dtype.element_ty), mask=mask)
+    store_as(p_ptr, offs, p, mask)
+    store_as(m_ptr, offs, m, mask)
+    store_as(v_ptr, offs, v, mask)
 
 
 def exadam_step(params: list[torch.Tensor], m: list[torch.Tensor], v: list[torch.Tensor], step: int, lr: float,

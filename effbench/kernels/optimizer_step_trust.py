@@ -19,7 +19,16 @@ import triton.language as tl
 
 from effbench.kernels._common import require_device
 from effbench.kernels._spec import CompileSpec
-from effbench.kernels.optimizer_step import BLOCK, GPU_DTYPES, elementwise_autotune, most_blocks, tiles
+from effbench.kernels.optimizer_step import (
+    BLOCK,
+    GPU_DTYPES,
+    block_slice,
+    elementwise_autotune,
+    load_f32,
+    most_blocks,
+    store_as,
+    tiles,
+)
 
 
 @triton.jit
@@ -35,10 +44,10 @@ def _lamb_moments_kernel(p_ptr, g_ptr, m_ptr, v_ptr, partial_ptr, n, beta1, beta
     block = tl.program_id(0)
     offs = block * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
-    p = tl.load(p_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    m = tl.load(m_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    v = tl.load(v_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    p = load_f32(p_ptr, offs, mask)
+    g = load_f32(g_ptr, offs, mask)
+    m = load_f32(m_ptr, offs, mask)
+    v = load_f32(v_ptr, offs, mask)
     m = (beta1 * m + (1.0 - beta1) * g).to(m_ptr.dtype.element_ty)
     v = (beta2 * v + (1.0 - beta2) * g * g).to(v_ptr.dtype.element_ty)
     tl.store(m_ptr + offs, m, mask=mask)
@@ -51,14 +60,13 @@ def _lamb_moments_kernel(p_ptr, g_ptr, m_ptr, v_ptr, partial_ptr, n, beta1, beta
 @elementwise_autotune("p_ptr")
 @triton.jit
 def _lamb_apply_kernel(p_ptr, m_ptr, v_ptr, trust_ptr, n, lr, eps, weight_decay, step1, bias2, BLOCK: tl.constexpr):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < n
-    p = tl.load(p_ptr + offs, mask=mask).to(tl.float32)
-    m = tl.load(m_ptr + offs, mask=mask).to(tl.float32)
-    v = tl.load(v_ptr + offs, mask=mask).to(tl.float32)
+    offs, mask = block_slice(n, BLOCK)
+    p = load_f32(p_ptr, offs, mask)
+    m = load_f32(m_ptr, offs, mask)
+    v = load_f32(v_ptr, offs, mask)
     trust = tl.load(trust_ptr)
     p = p - lr * trust * _lamb_u(p, m, v, step1, bias2, eps, weight_decay)
-    tl.store(p_ptr + offs, p.to(p_ptr.dtype.element_ty), mask=mask)
+    store_as(p_ptr, offs, p, mask)
 
 
 @elementwise_autotune(zeroed=("partial_ptr",))
@@ -68,8 +76,8 @@ def _sumsq_kernel(x_ptr, y_ptr, partial_ptr, n, BLOCK: tl.constexpr):
     block = tl.program_id(0)
     offs = block * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
-    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    y = tl.load(y_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    x = load_f32(x_ptr, offs, mask)
+    y = load_f32(y_ptr, offs, mask)
     tl.store(partial_ptr + block * 2, tl.sum(x * x, axis=0))
     tl.store(partial_ptr + block * 2 + 1, tl.sum(y * y, axis=0))
 
@@ -78,17 +86,16 @@ def _sumsq_kernel(x_ptr, y_ptr, partial_ptr, n, BLOCK: tl.constexpr):
 @triton.jit
 def _lars_apply_kernel(p_ptr, g_ptr, buf_ptr, trust_ptr, n, lr, momentum, weight_decay, SCALED: tl.constexpr,
                        BLOCK: tl.constexpr):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < n
-    p = tl.load(p_ptr + offs, mask=mask).to(tl.float32)
-    g = tl.load(g_ptr + offs, mask=mask).to(tl.float32)
-    buf = tl.load(buf_ptr + offs, mask=mask).to(tl.float32)
+    offs, mask = block_slice(n, BLOCK)
+    p = load_f32(p_ptr, offs, mask)
+    g = load_f32(g_ptr, offs, mask)
+    buf = load_f32(buf_ptr, offs, mask)
     if SCALED:  # matrices: decayed gradient times the trust ratio; vectors: the plain gradient
         g = (g + weight_decay * p) * tl.load(trust_ptr)
     buf = momentum * buf + g
     p = p - lr * buf
-    tl.store(p_ptr + offs, p.to(p_ptr.dtype.element_ty), mask=mask)
-    tl.store(buf_ptr + offs, buf.to(buf_ptr.dtype.element_ty), mask=mask)
+    store_as(p_ptr, offs, p, mask)
+    store_as(buf_ptr, offs, buf, mask)
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:

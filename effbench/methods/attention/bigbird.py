@@ -17,23 +17,8 @@ from typing import Any
 
 import torch
 
-from effbench.methods.attention._lm import lm_method
-from effbench.methods.attention._masked import (
-    FLASH_ATTN,
-    TRITON,
-    XFORMERS,
-    MaskMod,
-    flash_unfit,
-    flex_impl,
-    mask_from_mod,
-    need,
-    point_generator,
-    reference_attention,
-    sdpa_attention,
-    triton_attention,
-    xformers_masked,
-)
-from effbench.registry import Method
+from effbench.methods.attention._masked import MaskMod, need, point_generator
+from effbench.methods.attention._pattern import masked_pattern
 
 
 def bigbird_blocks(n: int, point: dict[str, Any]) -> torch.Tensor:
@@ -59,21 +44,12 @@ def bigbird_mod(n: int, point: dict[str, Any], device: Any) -> MaskMod:
     return mod
 
 
-bigbird_mask = mask_from_mod(bigbird_mod)
-
-method = Method(
-    task="attention/masked_attention",
-    name="bigbird",
+method, lm = masked_pattern(
+    "bigbird",
+    summary="Blocks: a 3-block window, n_random_blocks seeded random blocks per query block, n_global global tokens.",
     paper="Big Bird: Transformers for Longer Sequences",
     arxiv="2007.14062",
-    summary="Blocks: a 3-block window, n_random_blocks seeded random blocks per query block, n_global global tokens.",
-    mask=bigbird_mask,
+    mod=bigbird_mod,
+    flash_attn="random-block or global-token",
 )
-method.impl("reference")(reference_attention)
-method.impl("triton", **TRITON)(triton_attention)
-method.impl("sdpa")(sdpa_attention)
-method.impl("flex")(flex_impl(bigbird_mod))
-method.impl("xformers", **XFORMERS)(xformers_masked)
-method.impl("flash_attn", **FLASH_ATTN)(flash_unfit("random-block or global-token"))
-
-lm = lm_method(method)  # the same pattern inside a trained LM (attention/lm)
+bigbird_mask = method.extras["mask"]  # (n, point, device) -> (N, N) bool, True = may attend

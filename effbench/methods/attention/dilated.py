@@ -18,20 +18,9 @@ from typing import Any
 
 import torch
 
-from effbench.methods.attention._lm import lm_method
-from effbench.methods.attention._masked import (
-    FLASH_ATTN,
-    TRITON,
-    XFORMERS,
-    MaskMod,
-    flex_impl,
-    mask_from_mod,
-    need,
-    reference_attention,
-    sdpa_attention,
-    triton_attention,
-)
-from effbench.registry import Method, Skipped
+from effbench.methods.attention._masked import MaskMod, need
+from effbench.methods.attention._pattern import masked_pattern
+from effbench.registry import Skipped
 
 
 def dilated_mod(n: int, point: dict[str, Any], device: Any) -> MaskMod:
@@ -42,9 +31,6 @@ def dilated_mod(n: int, point: dict[str, Any], device: Any) -> MaskMod:
         return (gap >= 0) & (gap % dilation == 0) & (gap < window * dilation)
 
     return mod
-
-
-dilated_mask = mask_from_mod(dilated_mod)
 
 
 def split_residues(x: torch.Tensor, dilation: int) -> torch.Tensor:
@@ -63,21 +49,6 @@ def merge_residues(x: torch.Tensor, dilation: int) -> torch.Tensor:
     return x.reshape(b, dilation, m, h, d).permute(0, 3, 2, 1, 4).reshape(b, h, m * dilation, d)
 
 
-method = Method(
-    task="attention/masked_attention",
-    name="dilated",
-    paper="Longformer: The Long-Document Transformer",
-    arxiv="2004.05150",
-    summary="Causal window of `window` keys taken every `dilation` positions (span window * dilation).",
-    mask=dilated_mask,
-)
-method.impl("reference")(reference_attention)
-method.impl("triton", **TRITON)(triton_attention)
-method.impl("sdpa")(sdpa_attention)
-method.impl("flex")(flex_impl(dilated_mod))
-
-
-@method.impl("xformers", **XFORMERS)
 def xformers(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, *,
              point: dict[str, Any]) -> torch.Tensor:
     """memory_efficient_attention's causal local window over the strided subsequences."""
@@ -90,7 +61,6 @@ def xformers(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tens
     return merge_residues(out, r)
 
 
-@method.impl("flash_attn", **FLASH_ATTN)
 def flash_attn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, *,
                point: dict[str, Any]) -> torch.Tensor:
     """flash_attn_func's causal sliding window over the strided subsequences."""
@@ -101,4 +71,14 @@ def flash_attn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Te
                           window_size=(point["window"] - 1, 0))
     return merge_residues(out, r)
 
-lm = lm_method(method)  # the same pattern inside a trained LM (attention/lm)
+
+method, lm = masked_pattern(
+    "dilated",
+    summary="Causal window of `window` keys taken every `dilation` positions (span window * dilation).",
+    paper="Longformer: The Long-Document Transformer",
+    arxiv="2004.05150",
+    mod=dilated_mod,
+    xformers=xformers,
+    flash_attn=flash_attn,
+)
+dilated_mask = method.extras["mask"]  # (n, point, device) -> (N, N) bool, True = may attend

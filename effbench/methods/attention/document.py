@@ -18,22 +18,9 @@ from typing import Any
 
 import torch
 
-from effbench.methods.attention._lm import lm_method
-from effbench.methods.attention._masked import (
-    FLASH_ATTN,
-    TRITON,
-    XFORMERS,
-    MaskMod,
-    flex_impl,
-    mask_from_mod,
-    need,
-    per_mask,
-    point_generator,
-    reference_attention,
-    sdpa_attention,
-    triton_attention,
-)
-from effbench.registry import Method, Skipped
+from effbench.methods.attention._masked import MaskMod, need, per_mask, point_generator
+from effbench.methods.attention._pattern import masked_pattern
+from effbench.registry import Skipped
 
 
 def document_lengths(n: int, point: dict[str, Any]) -> list[int]:
@@ -51,23 +38,6 @@ def document_mod(n: int, point: dict[str, Any], device: Any) -> MaskMod:
     return lambda b, h, q_idx, kv_idx: (doc[q_idx] == doc[kv_idx]) & (kv_idx <= q_idx)
 
 
-document_mask = mask_from_mod(document_mod)
-
-method = Method(
-    task="attention/masked_attention",
-    name="document",
-    paper="Efficient Sequence Packing without Cross-contamination: Accelerating Large Language Models "
-          "without Impacting Performance",
-    arxiv="2107.02027",
-    summary="Packed sequence of n_docs seeded-length documents: causal within a document, nothing across.",
-    mask=document_mask,
-)
-method.impl("reference")(reference_attention)
-method.impl("triton", **TRITON)(triton_attention)
-method.impl("sdpa")(sdpa_attention)
-method.impl("flex")(flex_impl(document_mod))
-
-
 def _packed(x: torch.Tensor) -> torch.Tensor:
     """(B, H, N, d) -> (B * N, H, d): the batch's rows one after another, as varlen kernels take them."""
     b, h, n, d = x.shape
@@ -78,7 +48,6 @@ def _unpacked(x: torch.Tensor, b: int) -> torch.Tensor:
     return x.reshape(b, -1, *x.shape[1:]).transpose(1, 2)
 
 
-@method.impl("xformers", **XFORMERS)
 def xformers(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, *,
              point: dict[str, Any]) -> torch.Tensor:
     """BlockDiagonalCausalMask over all B x n_docs documents, as one packed batch of 1."""
@@ -91,7 +60,6 @@ def xformers(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tens
     return _unpacked(out[0], b)
 
 
-@method.impl("flash_attn", **FLASH_ATTN)
 def flash_attn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, *,
                point: dict[str, Any]) -> torch.Tensor:
     """flash_attn_varlen_func, causal, with the documents' cumulative lengths."""
@@ -108,4 +76,15 @@ def flash_attn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Te
     out = flash_attn_varlen_func(_packed(q), _packed(k), _packed(v), cu, cu, longest, longest, causal=True)
     return _unpacked(out, b)
 
-lm = lm_method(method)  # the same pattern inside a trained LM (attention/lm)
+
+method, lm = masked_pattern(
+    "document",
+    summary="Packed sequence of n_docs seeded-length documents: causal within a document, nothing across.",
+    paper="Efficient Sequence Packing without Cross-contamination: Accelerating Large Language Models "
+          "without Impacting Performance",
+    arxiv="2107.02027",
+    mod=document_mod,
+    xformers=xformers,
+    flash_attn=flash_attn,
+)
+document_mask = method.extras["mask"]  # (n, point, device) -> (N, N) bool, True = may attend

@@ -14,22 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from effbench.methods.attention._lm import lm_method
-from effbench.methods.attention._masked import (
-    FLASH_ATTN,
-    TRITON,
-    XFORMERS,
-    MaskMod,
-    flash_unfit,
-    flex_impl,
-    mask_from_mod,
-    need,
-    reference_attention,
-    sdpa_attention,
-    triton_attention,
-    xformers_masked,
-)
-from effbench.registry import Method
+from effbench.methods.attention._masked import MaskMod, need
+from effbench.methods.attention._pattern import masked_pattern
 
 
 def longformer_mod(n: int, point: dict[str, Any], device: Any) -> MaskMod:
@@ -38,21 +24,12 @@ def longformer_mod(n: int, point: dict[str, Any], device: Any) -> MaskMod:
     return lambda b, h, q_idx, kv_idx: ((q_idx - kv_idx).abs() <= half) | (q_idx < n_global) | (kv_idx < n_global)
 
 
-longformer_mask = mask_from_mod(longformer_mod)
-
-method = Method(
-    task="attention/masked_attention",
-    name="longformer",
+method, lm = masked_pattern(
+    "longformer",
+    summary="Symmetric sliding window (window // 2 each side) plus n_global tokens attending and attended by all.",
     paper="Longformer: The Long-Document Transformer",
     arxiv="2004.05150",
-    summary="Symmetric sliding window (window // 2 each side) plus n_global tokens attending and attended by all.",
-    mask=longformer_mask,
+    mod=longformer_mod,
+    flash_attn="global-token",
 )
-method.impl("reference")(reference_attention)
-method.impl("triton", **TRITON)(triton_attention)
-method.impl("sdpa")(sdpa_attention)
-method.impl("flex")(flex_impl(longformer_mod))
-method.impl("xformers", **XFORMERS)(xformers_masked)
-method.impl("flash_attn", **FLASH_ATTN)(flash_unfit("global-token"))
-
-lm = lm_method(method)  # the same pattern inside a trained LM (attention/lm)
+longformer_mask = method.extras["mask"]  # (n, point, device) -> (N, N) bool, True = may attend

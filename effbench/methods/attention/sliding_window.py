@@ -11,22 +11,8 @@ from typing import Any
 
 import torch
 
-from effbench.methods.attention._lm import lm_method
-from effbench.methods.attention._masked import (
-    FLASH_ATTN,
-    TRITON,
-    XFORMERS,
-    MaskMod,
-    flash_attention,
-    flex_impl,
-    mask_from_mod,
-    need,
-    reference_attention,
-    sdpa_attention,
-    triton_attention,
-    xformers_attention,
-)
-from effbench.registry import Method
+from effbench.methods.attention._masked import MaskMod, flash_attention, need, xformers_attention
+from effbench.methods.attention._pattern import masked_pattern
 
 
 def window_mod(n: int, point: dict[str, Any], device: Any) -> MaskMod:
@@ -34,23 +20,6 @@ def window_mod(n: int, point: dict[str, Any], device: Any) -> MaskMod:
     return lambda b, h, q_idx, kv_idx: (kv_idx <= q_idx) & (q_idx - kv_idx < window)
 
 
-window_mask = mask_from_mod(window_mod)
-
-method = Method(
-    task="attention/masked_attention",
-    name="sliding_window",
-    paper="Longformer: The Long-Document Transformer",
-    arxiv="2004.05150",
-    summary="Each query attends only the previous `window` keys (itself included): a banded causal mask.",
-    mask=window_mask,
-)
-method.impl("reference")(reference_attention)
-method.impl("triton", **TRITON)(triton_attention)
-method.impl("sdpa")(sdpa_attention)
-method.impl("flex")(flex_impl(window_mod))
-
-
-@method.impl("xformers", **XFORMERS)
 def xformers(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, *,
              point: dict[str, Any]) -> torch.Tensor:
     from xformers.ops.fmha.attn_bias import LocalAttentionFromBottomRightMask
@@ -60,10 +29,19 @@ def xformers(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tens
                                                                           window_right=0))
 
 
-@method.impl("flash_attn", **FLASH_ATTN)
 def flash_attn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, *,
                point: dict[str, Any]) -> torch.Tensor:
     # window_size = (left, right): keys i - left .. i + right, right = 0 under causal
     return flash_attention(q, k, v, causal=True, window_size=(point["window"] - 1, 0))
 
-lm = lm_method(method)  # the same pattern inside a trained LM (attention/lm)
+
+method, lm = masked_pattern(
+    "sliding_window",
+    summary="Each query attends only the previous `window` keys (itself included): a banded causal mask.",
+    paper="Longformer: The Long-Document Transformer",
+    arxiv="2004.05150",
+    mod=window_mod,
+    xformers=xformers,
+    flash_attn=flash_attn,
+)
+window_mask = method.extras["mask"]  # (n, point, device) -> (N, N) bool, True = may attend

@@ -23,20 +23,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from effbench.methods.attention._lm import lm_method
-from effbench.methods.attention._masked import (
-    FLASH_ATTN,
-    TRITON,
-    XFORMERS,
-    flash_unfit,
-    flex_lookup,
-    need,
-    reference_attention,
-    sdpa_attention,
-    triton_attention,
-    xformers_masked,
-)
-from effbench.registry import Method
+from effbench.methods.attention._masked import need
+from effbench.methods.attention._pattern import masked_pattern
 
 
 def block_means(x: torch.Tensor, block: int) -> torch.Tensor:
@@ -70,19 +58,11 @@ def topk_mask(q: torch.Tensor, k: torch.Tensor, point: dict[str, Any]) -> torch.
     return mask
 
 
-method = Method(
-    task="attention/masked_attention",
-    name="topk_blocks",
+method, lm = masked_pattern(
+    "topk_blocks",
+    summary="Per query block: the top-k causal key blocks by mean-pooled q.k scores and the diagonal (data-dependent).",
     paper="SLA: Beyond Sparsity in Diffusion Transformers via Fine-Tunable Sparse-Linear Attention",
     arxiv="2509.24006",
-    summary="Per query block: the top-k causal key blocks by mean-pooled q.k scores and the diagonal (data-dependent).",
     dynamic_mask=topk_mask,
+    flash_attn="data-dependent block",
 )
-method.impl("reference")(reference_attention)
-method.impl("triton", **TRITON)(triton_attention)
-method.impl("sdpa")(sdpa_attention)
-method.impl("flex")(flex_lookup)
-method.impl("xformers", **XFORMERS)(xformers_masked)
-method.impl("flash_attn", **FLASH_ATTN)(flash_unfit("data-dependent block"))
-
-lm = lm_method(method)  # the same pattern inside a trained LM (attention/lm)

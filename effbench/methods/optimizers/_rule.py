@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from effbench.registry import Method
 
 
 class Rule(ABC):
@@ -49,3 +52,21 @@ def trainer(factory: Callable[..., Any], hyper: dict[str, Any]) -> Callable[[lis
         return factory(params, **{**hyper, "lr": lr})
 
     return make
+
+
+def update_rule(name: str, *, summary: str, hyper: dict[str, Any], traffic: int | Callable[..., float] | None = None,
+                paper: str | None = None, arxiv: str | None = None) -> tuple[Method, Method]:
+    """The family kit: an update rule's two methods, ``optimizer/step`` (its file adds the implementations) and
+    ``optimizer/convergence``, whose reference trains with the step's reference at the tuned lr.
+
+    ``traffic``: what one step must move, for the roofline (``tasks.optimizer_step.work``): a count of
+    parameter-sized tensors read and written (AdamW: p, g, m, v read and p, m, v written = 7), or, for a state
+    that is not parameter-shaped (a factored second moment), ``traffic(params) -> bytes``. None: not declared
+    (matmul-bound rules such as Muon)."""
+    source = sys._getframe(1).f_globals.get("__file__")  # provenance: the rule's own file
+    step = Method("optimizer/step", name, paper=paper, arxiv=arxiv, summary=summary, hyper=hyper,
+                  **({"traffic": traffic} if traffic is not None else {}))
+    convergence = Method("optimizer/convergence", name, paper=paper, arxiv=arxiv, summary=summary, hyper=hyper)
+    step.source_file = convergence.source_file = source
+    convergence.impl("reference")(trainer(lambda params, **h: step.reference.fn(params, **h), hyper))
+    return step, convergence

@@ -20,8 +20,7 @@ import math
 
 import torch
 
-from effbench.methods.optimizers._rule import AdamState, trainer
-from effbench.registry import Method
+from effbench.methods.optimizers._rule import AdamState, update_rule
 
 PAPER = {"paper": "AdamP: Slowing Down the Slowdown for Momentum Optimizers on Scale-invariant Weights",
          "arxiv": "2006.08217"}
@@ -32,7 +31,7 @@ HYPER = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2, "
          "nesterov": False}
 # two passes, since the projection needs row sums of the new update: p, g, m, v read and m, v written;
 # then p, m, v read (the update is recomputed, not stored) and p written
-method = Method(task="optimizer/step", name="adamp", summary=SUMMARY, hyper=HYPER, traffic=10, **PAPER)
+method, convergence = update_rule("adamp", summary=SUMMARY, hyper=HYPER, traffic=10, **PAPER)
 
 
 class ReferenceAdamP(AdamState):
@@ -190,5 +189,3 @@ def pytorch_optimizer(params: list[torch.Tensor], **hyper) -> torch.optim.Optimi
     return OfficialEpsAdamP(params, **hyper)
 
 
-convergence = Method(task="optimizer/convergence", name="adamp", summary=SUMMARY, hyper=HYPER, **PAPER)
-convergence.impl("reference")(trainer(reference, HYPER))

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import torch
 
-from effbench.methods.optimizers._rule import AdamState, trainer
-from effbench.registry import Method
+from effbench.methods.optimizers._rule import AdamState, trainer, update_rule
 
 PAPER = {"paper": "Decoupled Weight Decay Regularization", "arxiv": "1711.05101"}
 HYPER = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01}
-method = Method(
-    task="optimizer/step",
-    name="adamw",
+method, convergence = update_rule(
+    "adamw",
     summary="Adam with weight decay applied to the weights directly instead of through the gradient.",
     hyper=HYPER,
     traffic=7,  # p, g, m, v read; p, m, v written
@@ -80,6 +78,4 @@ def torch_fused(params: list[torch.Tensor], **hyper: float) -> torch.optim.Optim
 
 
 
-convergence = Method(task="optimizer/convergence", name="adamw", summary=method.summary, hyper=HYPER, **PAPER)
-convergence.impl("reference")(trainer(reference, HYPER))
 convergence.impl("torch_fused")(trainer(torch_fused, HYPER))

@@ -30,20 +30,13 @@ import functools
 
 import torch
 
-from effbench.methods.optimizers._rule import AdamState, trainer
-from effbench.registry import Method
+from effbench.methods.optimizers._rule import AdamState, update_rule
 
 PAPER = {"paper": "diffGrad: An Optimization Method for Convolutional Neural Networks", "arxiv": "1909.11015"}
 SUMMARY = "Adam with its momentum scaled by sigmoid(|g_prev - g|): slows where the gradient stops changing."
 HYPER = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}  # the authors' defaults
-method = Method(
-    task="optimizer/step",
-    name="diffgrad",
-    summary=SUMMARY,
-    hyper=HYPER,
-    traffic=9,  # p, g, m, v, g_prev read; p, m, v, g_prev written
-    **PAPER,
-)
+# traffic: p, g, m, v, g_prev read; p, m, v, g_prev written
+method, convergence = update_rule("diffgrad", summary=SUMMARY, hyper=HYPER, traffic=9, **PAPER)
 
 
 class ReferenceDiffGrad(AdamState):
@@ -136,5 +129,3 @@ def pytorch_optimizer(params: list[torch.Tensor], **hyper: float) -> torch.optim
     return ExactDiffGrad(params, weight_decouple=False, **hyper)
 
 
-convergence = Method(task="optimizer/convergence", name="diffgrad", summary=SUMMARY, hyper=HYPER, **PAPER)
-convergence.impl("reference")(trainer(reference, HYPER))

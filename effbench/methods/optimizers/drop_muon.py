@@ -23,15 +23,14 @@ from typing import Any
 
 import torch
 
-from effbench.methods.optimizers._rule import trainer
+from effbench.methods.optimizers._rule import update_rule
 from effbench.methods.optimizers.muon import HYPER as MUON_HYPER
 from effbench.methods.optimizers.muon import ReferenceMuon, compiled_matrix_step
-from effbench.registry import Method
 
 PAPER = {"paper": "Drop-Muon: Update Less, Converge Faster", "arxiv": "2510.02239"}
 SUMMARY = "Muon that updates only the layers from a uniformly drawn start index to the last; the rest stay frozen."
 HYPER = {**MUON_HYPER, "seed": 0}
-method = Method(task="optimizer/step", name="drop_muon", summary=SUMMARY, hyper=HYPER, **PAPER)
+method, convergence = update_rule("drop_muon", summary=SUMMARY, hyper=HYPER, **PAPER)
 
 
 class ReferenceDropMuon(ReferenceMuon):
@@ -63,5 +62,3 @@ def compiled(params: list[torch.Tensor], **hyper: Any) -> CompiledDropMuon:
     return CompiledDropMuon(params, **hyper)
 
 
-convergence = Method(task="optimizer/convergence", name="drop_muon", summary=SUMMARY, hyper=HYPER, **PAPER)
-convergence.impl("reference")(trainer(reference, HYPER))

@@ -24,20 +24,13 @@ import math
 
 import torch
 
-from effbench.methods.optimizers._rule import AdamState, trainer
-from effbench.registry import Method
+from effbench.methods.optimizers._rule import AdamState, update_rule
 
 PAPER = {"paper": "EXAdam: The Power of Adaptive Cross-Moments", "arxiv": "2412.20302"}
 SUMMARY = "Adam with cross-moment debiasing, the gradient added to the momentum, and a log-growing step size."
 HYPER = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-4}  # README's vision setting
-method = Method(
-    task="optimizer/step",
-    name="exadam",
-    summary=SUMMARY,
-    hyper=HYPER,
-    traffic=7,  # p, g, m, v read; p, m, v written
-    **PAPER,
-)
+# traffic: p, g, m, v read; p, m, v written
+method, convergence = update_rule("exadam", summary=SUMMARY, hyper=HYPER, traffic=7, **PAPER)
 
 
 def log_step_size(lr: float, t: int) -> float:
@@ -151,5 +144,3 @@ def pytorch_optimizer(params: list[torch.Tensor], **hyper: float) -> torch.optim
     return LogStepEXAdam(params, **hyper)
 
 
-convergence = Method(task="optimizer/convergence", name="exadam", summary=SUMMARY, hyper=HYPER, **PAPER)
-convergence.impl("reference")(trainer(reference, HYPER))

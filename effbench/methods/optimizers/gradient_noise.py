@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import torch
 
-from effbench.methods.optimizers._rule import Rule, trainer
+from effbench.methods.optimizers._rule import Rule, update_rule
 from effbench.methods.optimizers.adamw import ReferenceAdamW
-from effbench.registry import Method
 
 PAPER = {"paper": "Adding Gradient Noise Improves Learning for Very Deep Networks", "arxiv": "1511.06807"}
 SUMMARY = "Annealed Gaussian noise (variance eta / (1 + t)^0.55) added to every gradient before an AdamW step."
 HYPER = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01, "eta": 0.01, "gamma": 0.55,
          "noise_seed": 0}
 # AdamW's 7 tensor passes plus the noise written into g (its generation is compute, not traffic)
-method = Method(task="optimizer/step", name="gradient_noise", summary=SUMMARY, hyper=HYPER, traffic=9, **PAPER)
+method, convergence = update_rule("gradient_noise", summary=SUMMARY, hyper=HYPER, traffic=9, **PAPER)
 
 
 def noise_std(eta: float, gamma: float, t: int) -> float:
@@ -92,5 +91,3 @@ def foreach(params: list[torch.Tensor], **hyper: float) -> ForeachGradientNoise:
     return ForeachGradientNoise(params, **hyper)
 
 
-convergence = Method(task="optimizer/convergence", name="gradient_noise", summary=SUMMARY, hyper=HYPER, **PAPER)
-convergence.impl("reference")(trainer(reference, HYPER))

@@ -15,15 +15,14 @@ import math
 
 import torch
 
-from effbench.methods.optimizers._rule import AdamState, trainer
-from effbench.registry import Method
+from effbench.methods.optimizers._rule import AdamState, update_rule
 
 PAPER = {"paper": "Large Batch Optimization for Deep Learning: Training BERT in 76 minutes", "arxiv": "1904.00962"}
 SUMMARY = "Adam direction plus weight decay, rescaled per tensor to a step of lr * ||p||: a layer-wise trust ratio."
 HYPER = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.01}
 # two passes, since the trust ratio needs ||u|| first: p, g, m, v read and m, v written; then p, m, v read
 # (u is recomputed, not stored) and p written
-method = Method(task="optimizer/step", name="lamb", summary=SUMMARY, hyper=HYPER, traffic=10, **PAPER)
+method, convergence = update_rule("lamb", summary=SUMMARY, hyper=HYPER, traffic=10, **PAPER)
 
 
 class ReferenceLAMB(AdamState):
@@ -131,5 +130,3 @@ def pytorch_optimizer(params: list[torch.Tensor], **hyper) -> torch.optim.Optimi
                              rectify=False, adam_debias=True, **hyper)
 
 
-convergence = Method(task="optimizer/convergence", name="lamb", summary=SUMMARY, hyper=HYPER, **PAPER)
-convergence.impl("reference")(trainer(reference, HYPER))

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import torch
 
-from effbench.methods.optimizers._rule import Rule, trainer
-from effbench.registry import Method
+from effbench.methods.optimizers._rule import Rule, update_rule
 
 PAPER = {"paper": "Large Batch Training of Convolutional Networks", "arxiv": "1708.03888"}
 SUMMARY = "Momentum SGD whose step for each weight matrix is scaled by ||p|| / ||g||: a per-layer trust ratio."
 HYPER = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "trust_coefficient": 1e-3}
-method = Method(task="optimizer/step", name="lars", summary=SUMMARY, hyper=HYPER, traffic=7, **PAPER)
+method, convergence = update_rule("lars", summary=SUMMARY, hyper=HYPER, traffic=7, **PAPER)
 
 
 class ReferenceLARS(Rule):
@@ -99,5 +98,3 @@ def pytorch_optimizer(params: list[torch.Tensor], **hyper: float) -> torch.optim
     return po.LARS(params, **hyper)
 
 
-convergence = Method(task="optimizer/convergence", name="lars", summary=SUMMARY, hyper=HYPER, **PAPER)
-convergence.impl("reference")(trainer(reference, HYPER))

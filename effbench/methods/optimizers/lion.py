@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import torch
 
-from effbench.methods.optimizers._rule import Rule, trainer
-from effbench.registry import Method
+from effbench.methods.optimizers._rule import Rule, update_rule
 
 PAPER = {"paper": "Symbolic Discovery of Optimization Algorithms", "arxiv": "2302.06675"}
 SUMMARY = "Sign of an interpolation of momentum and gradient; one state tensor, decoupled weight decay."
 HYPER = {"lr": 1e-4, "betas": (0.9, 0.99), "weight_decay": 0.01}
-method = Method(task="optimizer/step", name="lion", summary=SUMMARY, hyper=HYPER, traffic=5, **PAPER)
+method, convergence = update_rule("lion", summary=SUMMARY, hyper=HYPER, traffic=5, **PAPER)
 
 
 class ReferenceLion(Rule):
@@ -76,8 +75,6 @@ def pytorch_optimizer(params: list[torch.Tensor], **hyper: float) -> torch.optim
     return po.Lion(params, weight_decouple=True, **hyper)
 
 
-convergence = Method(task="optimizer/convergence", name="lion", summary=SUMMARY, hyper=HYPER, **PAPER)
-convergence.impl("reference")(trainer(reference, HYPER))
 
 
 @method.impl("triton", needs=("triton",))

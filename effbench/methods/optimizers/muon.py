@@ -39,9 +39,8 @@ from typing import Any
 
 import torch
 
-from effbench.methods.optimizers._rule import Rule, trainer
+from effbench.methods.optimizers._rule import Rule, update_rule
 from effbench.methods.optimizers.adamw import ReferenceAdamW
-from effbench.registry import Method
 
 PAPER = {"paper": "Muon: An optimizer for hidden layers in neural networks (Jordan et al., 2024); "
                   "Muon is Scalable for LLM Training", "arxiv": "2502.16982"}
@@ -50,7 +49,7 @@ NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 HYPER = {"lr": 1e-3, "momentum": 0.95, "nesterov": True, "weight_decay": 0.1, "ns_coefficients": NS_COEFFICIENTS,
          "ns_steps": 5, "eps": 1e-7, "adjust_lr_fn": "match_rms_adamw", "adamw_betas": (0.9, 0.95),
          "adamw_eps": 1e-8, "adamw_weight_decay": 0.0}
-method = Method(task="optimizer/step", name="muon", summary=SUMMARY, hyper=HYPER, **PAPER)
+method, convergence = update_rule("muon", summary=SUMMARY, hyper=HYPER, **PAPER)
 
 
 def newton_schulz(u: torch.Tensor, coefficients: tuple[float, float, float] = NS_COEFFICIENTS, steps: int = 5,
@@ -212,5 +211,3 @@ def pytorch_optimizer(params: list[torch.Tensor], lr: float, momentum: float = 0
                    adamw_wd=adamw_weight_decay, adamw_eps=adamw_eps)
 
 
-convergence = Method(task="optimizer/convergence", name="muon", summary=SUMMARY, hyper=HYPER, **PAPER)
-convergence.impl("reference")(trainer(reference, HYPER))

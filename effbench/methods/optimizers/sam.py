@@ -18,9 +18,8 @@ from typing import Any
 
 import torch
 
-from effbench.methods.optimizers._rule import Rule, trainer
+from effbench.methods.optimizers._rule import Rule, update_rule
 from effbench.methods.optimizers.sgd_momentum import ReferenceSGDMomentum
-from effbench.registry import Method
 
 PAPER = {"paper": "Sharpness-Aware Minimization for Efficiently Improving Generalization", "arxiv": "2010.01412"}
 SUMMARY = ("Two passes per step: ascend to the worst point within radius rho, take the base optimizer's step "
@@ -29,7 +28,7 @@ HYPER = {"lr": 1e-2, "rho": 0.05, "momentum": 0.9, "weight_decay": 1e-4}
 PERTURB_EPS = 1e-12
 # p, g read for the norm; p read, p and the saved copy written for the ascent; the copy read back into p;
 # then the base SGD-momentum step (p, g, buf read; p, buf written).
-method = Method(task="optimizer/step", name="sam", summary=SUMMARY, hyper=HYPER, traffic=2 + 3 + 2 + 5, **PAPER)
+method, convergence = update_rule("sam", summary=SUMMARY, hyper=HYPER, traffic=2 + 3 + 2 + 5, **PAPER)
 
 
 class ReferenceSAM(Rule):
@@ -109,5 +108,3 @@ def pytorch_optimizer(params: list[torch.Tensor], lr: float, rho: float, momentu
     return optimizer
 
 
-convergence = Method(task="optimizer/convergence", name="sam", summary=SUMMARY, hyper=HYPER, **PAPER)
-convergence.impl("reference")(trainer(reference, HYPER))

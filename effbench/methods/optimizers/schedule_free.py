@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from effbench.methods.optimizers._rule import Rule, trainer
-from effbench.registry import Method
+from effbench.methods.optimizers._rule import Rule, update_rule
 
 PAPER = {"paper": "The Road Less Scheduled", "arxiv": "2405.15682"}
 SUMMARY = ("AdamW without a schedule: gradients at an interpolation of the base iterate and its running "
@@ -29,8 +28,7 @@ SUMMARY = ("AdamW without a schedule: gradients at an interpolation of the base 
 HYPER = {"lr": 2.5e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "warmup_steps": 0, "r": 0.0,
          "weight_lr_power": 2.0}
 # p, g, z, v read; p, z, v written (the two-buffer form)
-method = Method(task="optimizer/step", name="schedule_free_adamw", summary=SUMMARY, hyper=HYPER, traffic=7,
-                **PAPER)
+method, convergence = update_rule("schedule_free_adamw", summary=SUMMARY, hyper=HYPER, traffic=7, **PAPER)
 
 
 class _Averaging(Rule):
@@ -158,6 +156,3 @@ def schedulefree(params: list[torch.Tensor], **hyper: float) -> torch.optim.Opti
     return optimizer
 
 
-convergence = Method(task="optimizer/convergence", name="schedule_free_adamw", summary=SUMMARY, hyper=HYPER,
-                     **PAPER)
-convergence.impl("reference")(trainer(reference, HYPER))

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import torch
 
-from effbench.methods.optimizers._rule import Rule, trainer
-from effbench.registry import Method
+from effbench.methods.optimizers._rule import Rule, update_rule
 
 PAPER = {"paper": "On the importance of initialization and momentum in deep learning"}
 SUMMARY = "The classic baseline: a running sum of gradients with decay mu, L2 weight decay added to the gradient."
 HYPER = {"lr": 1e-2, "momentum": 0.9, "weight_decay": 1e-4}
-method = Method(task="optimizer/step", name="sgd_momentum", summary=SUMMARY, hyper=HYPER, traffic=5, **PAPER)
+method, convergence = update_rule("sgd_momentum", summary=SUMMARY, hyper=HYPER, traffic=5, **PAPER)
 
 
 class ReferenceSGDMomentum(Rule):
@@ -49,5 +48,3 @@ def torch_fused(params: list[torch.Tensor], **hyper: float) -> torch.optim.Optim
     return torch.optim.SGD(params, fused=True, **hyper)
 
 
-convergence = Method(task="optimizer/convergence", name="sgd_momentum", summary=SUMMARY, hyper=HYPER, **PAPER)
-convergence.impl("reference")(trainer(reference, HYPER))
