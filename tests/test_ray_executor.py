@@ -256,6 +256,20 @@ def test_ray_address_needs_the_ray_executor(tmp_path):
     assert result.exit_code == 2 and "--ray-address needs --executor ray" in result.output
 
 
+def test_a_cuda_run_on_a_new_local_cluster_without_a_gpu_stops_at_once(tmp_path):
+    _ray()
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine's local cluster has a GPU")
+    command = [sys.executable, "-m", "effbench", "run", "--grid", "smoke", "--device", "cuda", "--task",
+               "loss/contrastive", "--executor", "ray", "--db", str(tmp_path / "db.duckdb")]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+    assert done.returncode == 1 and "local Ray cluster has no GPU for a cuda run" in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+
+
 def test_bad_executor_settings_are_usage_errors():
     from effbench.errors import UsageError
 

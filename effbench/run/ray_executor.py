@@ -117,6 +117,7 @@ class RayExecutor:
     max_in_flight: int | None = None
     say: Callable[[str], None] = lambda text: None
     _owned: bool = field(default=False, init=False, repr=False)  # this executor started the connection
+    _local: bool = field(default=False, init=False, repr=False)  # ... and a new local cluster with it
 
     def __post_init__(self) -> None:
         if self.max_retries < 0:
@@ -137,7 +138,8 @@ class RayExecutor:
         main = threading.current_thread() is threading.main_thread()
         previous = signal.getsignal(signal.SIGTERM) if main else None
         kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
-        if self.address is None and not os.environ.get("RAY_ADDRESS"):
+        local = self.address is None and not os.environ.get("RAY_ADDRESS")
+        if local:
             kwargs["include_dashboard"] = False  # a cluster of our own for this run: no dashboard to serve
         try:
             ray.init(address=self.address, **kwargs)
@@ -147,13 +149,13 @@ class RayExecutor:
         finally:
             if main and previous is not None:
                 signal.signal(signal.SIGTERM, previous)
-        self._owned = True
+        self._owned, self._local = True, local
         return ray
 
     def _close(self, ray: Any) -> None:
         if self._owned:
             ray.shutdown()  # ends this job's tasks, and a local cluster this run started
-            self._owned = False
+            self._owned = self._local = False
 
     def _limit(self, ray: Any, config: RunConfig) -> int:
         """Groups in flight at a time."""
@@ -162,6 +164,9 @@ class RayExecutor:
         resources = ray.cluster_resources()
         if config.device == "cuda":
             slots = int(resources.get("GPU", 0))
+            if slots < 1 and self._local:  # nothing will ever add one
+                raise WorkerError("the new local Ray cluster has no GPU for a cuda run: give --ray-address (or "
+                                  "RAY_ADDRESS) of a cluster with GPUs")
             if slots < 1:
                 self.say("note: the Ray cluster has no GPU now: the cuda groups wait for one (an autoscaler may "
                          "add nodes; Ctrl-C stops the run, --resume goes on)")
