@@ -35,7 +35,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || \
 		$(BIN)/python -m pip install -q $(TORCH_SPEC) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install -q -e ".[test,triton,peers]"
+	$(BIN)/python -m pip install -q -e ".[test,triton,peers,ray]"
 	touch $@
 
 bench: install

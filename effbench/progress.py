@@ -7,6 +7,7 @@ above it. In a pipe or a file (a CI log): no markup and no wrapping, a line per 
 ``interval_s`` seconds, also while one long case runs, so a log is never silent for long.
 The ETA scales the remaining cases' estimates (``effbench.estimate``) by how the finished cases
 compared with theirs, or uses the mean time per finished case when there are no estimates.
+``per_node`` (a run on a cluster) adds the cases each node finished to the counts.
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ class RunProgress:
 
     def __init__(self, total: int, done_before: int = 0, stream: TextIO | None = None,
                  estimates: Mapping[str, float | None] | None = None, interval_s: float = 60.0,
-                 force_plain: bool = False) -> None:
+                 force_plain: bool = False, per_node: bool = False) -> None:
         self.stream = stream or sys.stderr
         self.plain = force_plain or not is_terminal(self.stream)
         self.total = total
         self.done = done_before
         self.done_before = done_before
         self.counts: dict[str, int] = {}
+        self.per_node = per_node
+        self.nodes: dict[str, int] = {}  # host -> cases it finished in this session
         self.estimates = dict(estimates or {})  # case key -> seconds (None: unknown)
         self.estimated_done = 0.0  # estimates of the cases finished in this session
         self.estimated_left = sum(v for v in self.estimates.values() if v is not None)
@@ -103,6 +106,11 @@ class RunProgress:
         if self.progress is not None:
             self.progress.update(self.bar, completed=self.done, eta=self.eta_text(), counts=self.counts_text())
 
+    def node(self, case: Any, node: Any) -> None:
+        """The node (``provenance.Node``) that ran ``case``, told just before ``finish``."""
+        with self.lock:
+            self.nodes[node.host] = self.nodes.get(node.host, 0) + 1
+
     def drop(self, case: Any) -> None:
         """A planned case that will not run (an earlier point covered its method)."""
         with self.lock:
@@ -120,7 +128,10 @@ class RunProgress:
         return f"{case.task} {case.method}/{case.impl} seed {case.seed}"
 
     def counts_text(self) -> str:
-        return ", ".join(f"{status} {n}" for status, n in sorted(self.counts.items(), key=lambda kv: -kv[1]))
+        text = ", ".join(f"{status} {n}" for status, n in sorted(self.counts.items(), key=lambda kv: -kv[1]))
+        if self.per_node and self.nodes:
+            text += "; by node: " + ", ".join(f"{host} {n}" for host, n in sorted(self.nodes.items()))
+        return text
 
     def eta_seconds(self) -> float | None:
         elapsed = time.monotonic() - self.started

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-SCHEMA_VERSION = 3  # 2: runs.ended_at and the cases table (each case's wall time); 3: the tuning table
+SCHEMA_VERSION = 4  # 2: runs.ended_at and the cases table (each case's wall time); 3: the tuning table;
+# 4: results.node and results.node_hardware (which node ran each case), tasks.metrics (metric declarations)
 
 # The families, in the order pages and listings show them: the one list (the registry checks tasks against it,
 # the site and the CLI read it).
@@ -74,6 +75,8 @@ class Result:
     message: str
     measure_method: str  # how the number was produced, e.g. "cuda_events+l2_flush"
     code_hash: str  # hash of the method/task sources that produced it
+    node: str | None = None  # host name of the machine that ran the case (format 5 on; a Ray run has several)
+    node_hardware: str | None = None  # its model of the case's device: the GPU's name, or the CPU's (format 5 on)
 
 
 @dataclass(frozen=True)
@@ -277,8 +280,9 @@ RECORD_TYPES: dict[str, type] = {
     "tuning_done": TuningDone,
 }
 # 1: no header and no commit records (still read); 2: ShardHeader, CaseDone, RunDone;
-# 3: CaseDone carries the case's wall time, RunDone the run's end; 4: tuning jobs (TuningTrial, TuningDone)
-SHARD_FORMAT = 4
+# 3: CaseDone carries the case's wall time, RunDone the run's end; 4: tuning jobs (TuningTrial, TuningDone);
+# 5: result rows name the node that ran their case (Result.node, Result.node_hardware); TaskInfo.metrics
+SHARD_FORMAT = 5
 TYPE_OF: dict[type, str] = {cls: name for name, cls in RECORD_TYPES.items()}
 
 

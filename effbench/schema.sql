@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS results (
     message VARCHAR,
     measure_method VARCHAR,
     code_hash VARCHAR,
+    node VARCHAR,              -- host name of the machine that ran the case (NULL before schema 4)
+    node_hardware VARCHAR,     -- that machine's GPU model (cuda cases) or CPU model (NULL before schema 4)
     PRIMARY KEY (run_id, task, method, impl, point_key, dtype, device, seed, metric)
 );
 
@@ -157,11 +159,14 @@ CREATE OR REPLACE MACRO hardware_of(device, gpu_name, cpu_name, machine) AS coal
 
 -- The latest run's value of every case and metric on each hardware (one machine's run never hides another's).
 CREATE OR REPLACE VIEW latest AS
-SELECT r.*, u.started_at, u.source, u.gpu_name, hardware_of(r.device, u.gpu_name, u.cpu_name, u.machine) AS hardware
+SELECT r.*, u.started_at, u.source, u.gpu_name,
+       hardware_of(r.device, coalesce(r.node_hardware, u.gpu_name), coalesce(r.node_hardware, u.cpu_name),
+                   coalesce(r.node, u.machine)) AS hardware
 FROM results r JOIN runs u USING (run_id)
 QUALIFY row_number() OVER (
     PARTITION BY r.task, r.method, r.impl, r.point_key, r.dtype, r.device, r.seed, r.metric,
-                 hardware_of(r.device, u.gpu_name, u.cpu_name, u.machine)
+                 hardware_of(r.device, coalesce(r.node_hardware, u.gpu_name), coalesce(r.node_hardware, u.cpu_name),
+                             coalesce(r.node, u.machine))
     ORDER BY u.started_at DESC, r.run_id DESC
 ) = 1;
 

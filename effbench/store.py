@@ -168,6 +168,9 @@ class Store:
         # Migrations of older files first, then schema.sql (CREATE ... IF NOT EXISTS) adds what is new.
         if version is not None and version < 2:
             self._all("ALTER TABLE runs ADD COLUMN IF NOT EXISTS ended_at TIMESTAMP")
+        if version is not None and version < 4:  # before schema.sql: its views read them
+            self._all("ALTER TABLE results ADD COLUMN IF NOT EXISTS node VARCHAR")
+            self._all("ALTER TABLE results ADD COLUMN IF NOT EXISTS node_hardware VARCHAR")
         sql = resources.files("effbench").joinpath("schema.sql").read_text()
         for statement in sql.split(";"):
             if statement.strip():

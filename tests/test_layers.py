@@ -30,6 +30,7 @@ FORBIDDEN = {
     "run/worker": ABOVE_RUN,
     "run/provenance": ABOVE_RUN,
     "run/session": ABOVE_RUN,
+    "run/ray_executor": ABOVE_RUN,
     "run/shards": {*ABOVE_RUN, "torch", "triton", "effbench.registry", "effbench.tasks", *RUN_INTERNALS},
     "registry": {"duckdb", "polars", "plotly", "effbench.run", "effbench.store"},
     "asv_results": {"torch", "triton", "duckdb", "polars", "plotly", "effbench.store", "effbench.registry",

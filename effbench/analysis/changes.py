@@ -6,7 +6,15 @@ from pathlib import Path
 
 import polars as pl
 
-from effbench.analysis.views import CASE, HARDWARE_SQL, MEMORY_FLOOR_BYTES, MEMORY_METRICS, HardwareMismatch
+from effbench.analysis.views import (
+    CASE,
+    HARDWARE_SQL,
+    MEMORY_FLOOR_BYTES,
+    MEMORY_METRICS,
+    NODE_JOIN,
+    HardwareMismatch,
+    _hardware_sql,
+)
 from effbench.rows import TIMED_GRIDS
 from effbench.store import DEFAULT_DB, Store
 
@@ -51,8 +59,8 @@ def _side(db: str | Path, run_ids: list[str], metrics: tuple[str, ...]) -> tuple
             [run_ids, list(metrics)],
         )
         samples = store.query(
-            f"SELECT r.task, r.method, r.impl, r.point_key, r.dtype, r.device, {HARDWARE_SQL} AS hardware, r.metric, "
-            "r.run_id, r.value FROM samples r JOIN runs u USING (run_id) "
+            f"SELECT r.task, r.method, r.impl, r.point_key, r.dtype, r.device, {_hardware_sql('n')} AS hardware, "
+            f"r.metric, r.run_id, r.value FROM samples r JOIN runs u USING (run_id) {NODE_JOIN} "
             "WHERE list_contains(?, r.run_id) AND r.seed = 0 AND list_contains(?, r.metric)",
             [run_ids, list(metrics)],
         )

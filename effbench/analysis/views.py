@@ -13,9 +13,22 @@ from effbench.store import DEFAULT_DB, Store
 KERNEL_COLUMNS = ("time_ms", "peak_mem_bytes", "rel_error", "roofline_fraction", "work_gb_per_s", "work_tflop_s",
                   "peak_gb_per_s", "peak_tflop_s")
 # A case is also keyed by the hardware it ran on (``hardware_of`` in schema.sql: the GPU or CPU model, else the
-# machine): numbers from two machines are two cases, never one case's values to divide or compare.
+# machine): numbers from two machines are two cases, never one case's values to divide or compare. The model is
+# the row's own node's (a Ray run's cases ran on several nodes), else its run's machine's (rows before schema 4).
 CASE = ["task", "method", "impl", "point_key", "dtype", "device", "hardware"]
-HARDWARE_SQL = "hardware_of(r.device, u.gpu_name, u.cpu_name, u.machine)"  # r: results, u: runs
+
+
+def _hardware_sql(node: str = "r") -> str:
+    """The hardware of row ``r`` of run ``u``; ``node``: the alias of the results row naming its node."""
+    return (f"hardware_of(r.device, coalesce({node}.node_hardware, u.gpu_name), "
+            f"coalesce({node}.node_hardware, u.cpu_name), coalesce({node}.node, u.machine))")
+
+
+HARDWARE_SQL = _hardware_sql()  # r: results, u: runs
+_CASE_COLUMNS = ("run_id", "task", "method", "impl", "point_key", "dtype", "device", "seed")
+# the node of row r's case (r of a table beside results, e.g. samples), as n
+NODE_JOIN = (f"LEFT JOIN (SELECT DISTINCT {', '.join(_CASE_COLUMNS)}, node, node_hardware FROM results) n ON "
+             + " AND ".join(f"n.{c} = r.{c}" for c in _CASE_COLUMNS))
 
 
 # Memory is measured once per case, so its noise model is a floor: a change smaller than this is never a change.

@@ -47,11 +47,18 @@ from effbench.rows import FAMILIES
               help="Where the run's JSONL shard goes  [default: local/runs/ beside the DB, which git ignores; "
               "the committed runs are in results/runs/]")
 @PLUGIN_OPTION
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where the cases run: this machine, or a Ray cluster (each case group a Ray task: one GPU per "
+              "cuda group; a lost node's cases are retried twice; the shard is written here as locally). Needs "
+              "`pip install 'effbench[ray]'`; see docs/ray.md.")
+@click.option("--ray-address", metavar="ADDR",
+              help="The Ray cluster for --executor ray: 'auto' (the one this machine belongs to) or "
+              "'ray://HEAD:10001'  [default: RAY_ADDRESS, else a new local cluster]")
 def run(
     family: str | None, task: str | None, method: str | None, impl: str | None, grid: str | None,
     device: str, seeds: int | None, timeout_s: float | None, shard_spec: str | None, resume: bool,
     dry_run: bool, all_points: bool, memory_limit_gib: float | None, db: Path, shard_dir: Path | None,
-    plugins: tuple[Path, ...],
+    plugins: tuple[Path, ...], executor: str, ray_address: str | None,
 ) -> None:
     """Run cases and store every outcome, failures included.
 
@@ -74,6 +81,7 @@ def run(
         effbench run --plugin my_methods.py --task linear_cross_entropy
         effbench run --grid gpu --shard 2/4      # one of four machines
         effbench run --grid gpu --resume         # after Ctrl-C, SIGTERM or kill -9
+        effbench run --grid gpu --device cuda --executor ray --ray-address auto
     """
     import signal
 
@@ -83,11 +91,23 @@ def run(
     from effbench.run.plan import make_config, parse_shard, plan, shard_of
     from effbench.store import Store, StoreError
 
+    if ray_address is not None and executor != "ray":
+        raise click.UsageError("--ray-address needs --executor ray")
+    cluster = None
+    if executor == "ray":
+        from effbench.run.ray_executor import RayExecutor, require_ray
+
+        try:
+            require_ray()
+        except UsageError as exc:
+            _fail(str(exc))
+        cluster = RayExecutor(address=ray_address, say=_say)
     registry = _registry(plugins)
     shard_dir = shard_dir or db.parent / "local" / "runs"
     try:
+        # on Ray the cases' device is the cluster's: the driver need not have it
         config = make_config(grid, device, seeds, timeout_s, memory_limit_gib, all_points=all_points,
-                             dry_run=dry_run)
+                             dry_run=dry_run or cluster is not None)
         cases = plan(registry, config, family=family, task=task, method=method, impl=impl)
         total = len(cases)
         if shard_spec is not None:
@@ -116,19 +136,21 @@ def run(
             if config.points == "first_covered" else "")
          + f"; estimated {_duration(sum(e.seconds for e in by_task.values()))}"
          + (f" + {unknown} cases of unknown cost" if unknown else "")
-         + ("" if config.timed else "; smoke: times are for checking, not for comparison"))
+         + ("" if config.timed else "; smoke: times are for checking, not for comparison")
+         + ("; on a Ray cluster" if cluster is not None else ""))
 
     def store(shard: Path) -> int:
         with Store(db, on_wait=_say) as opened:
             return opened.ingest_shard(shard).total
 
     def progress(total: int, done_before: int) -> RunProgress:
-        return RunProgress(total, done_before=done_before, estimates=per_case, interval_s=_progress_interval())
+        return RunProgress(total, done_before=done_before, estimates=per_case, interval_s=_progress_interval(),
+                           per_node=cluster is not None)
 
     argv = ["effbench", *sys.argv[1:]]
     try:
         outcome = session.run(registry, config, cases, shard_dir, command=shlex.join(argv), resume=resume,
-                              store=store, say=_say, progress=progress)
+                              store=store, say=_say, progress=progress, executor=cluster)
     except UsageError as exc:  # the shard is busy, or the run to resume is unreadable
         _fail(str(exc))
     except StoreError as exc:

@@ -232,17 +232,20 @@ def parse_shard(spec: str) -> tuple[int, int]:
     return index, count
 
 
-def shard_of(registry: Registry, cases: Sequence[Case], index: int, count: int) -> list[Case]:
-    """The cases of shard ``index`` of ``count``, by a hash of what must stay together (so the same on
-    every machine, whatever the plan's order): a kernel case's seeds and implementations share a
-    shard (one float64 truth), a workload point's methods and seeds too (the baseline comparison)."""
-    def group(case: Case) -> str:
-        if isinstance(registry.tasks[case.task], WorkloadTask):
-            return "\x1f".join((case.task, case.point_key, case.dtype, case.device))
-        return "\x1f".join((case.task, case.method, case.point_key, case.dtype, case.device))
+def case_group(registry: Registry, case: Case) -> str:
+    """What must stay together with the case, as a key: a kernel case's seeds and implementations (one
+    float64 truth), a workload point's methods and seeds (the baseline comparison). ``--shard`` keeps a
+    group in one shard; the Ray executor runs a group as one task."""
+    if isinstance(registry.tasks[case.task], WorkloadTask):
+        return "\x1f".join((case.task, case.point_key, case.dtype, case.device))
+    return "\x1f".join((case.task, case.method, case.point_key, case.dtype, case.device))
 
+
+def shard_of(registry: Registry, cases: Sequence[Case], index: int, count: int) -> list[Case]:
+    """The cases of shard ``index`` of ``count``, by a hash of their ``case_group`` (so the same on every
+    machine, whatever the plan's order)."""
     def bucket(case: Case) -> int:
-        return int.from_bytes(hashlib.sha256(group(case).encode()).digest()[:8], "big") % count
+        return int.from_bytes(hashlib.sha256(case_group(registry, case).encode()).digest()[:8], "big") % count
 
     return [c for c in cases if bucket(c) == index - 1]
 

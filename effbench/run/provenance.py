@@ -11,6 +11,7 @@ import platform
 import secrets
 import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -118,7 +119,8 @@ def new_run(config: RunConfig, command: str, source: str = "effbench") -> Run:
         git_branch=_git("rev-parse", "--abbrev-ref", "HEAD"),
         machine=platform.node(),
         device=config.device,
-        gpu_name=torch.cuda.get_device_name() if config.device == "cuda" else None,
+        # a Ray driver need not have the GPU its cases run on: each row names its node's (``this_node``)
+        gpu_name=torch.cuda.get_device_name() if config.device == "cuda" and torch.cuda.is_available() else None,
         cpu_name=_cpu_name(),
         num_threads=torch.get_num_threads(),
         python_version=platform.python_version(),
@@ -133,6 +135,21 @@ def new_run(config: RunConfig, command: str, source: str = "effbench") -> Run:
         driver_version=driver,
         gpu_clocks=clocks,
     )
+
+
+@dataclass(frozen=True)
+class Node:
+    """The machine a case ran on, as its result rows record it: host name and the model of the case's device."""
+
+    host: str
+    hardware: str | None  # the GPU's name on a cuda run (the first visible GPU), else the CPU's model
+
+
+def this_node(device: str) -> Node:
+    """This machine, for cases on ``device`` ("cpu" or "cuda"); what each result row's ``node`` columns hold."""
+    if device == "cuda" and torch.cuda.is_available():
+        return Node(platform.node(), torch.cuda.get_device_name(0))
+    return Node(platform.node(), _cpu_name() if device == "cpu" else None)
 
 
 def task_infos(registry: Registry, cases: Sequence[Case]) -> list[TaskInfo]:

@@ -3,6 +3,8 @@
 ``run_cases`` runs a plan (fresh or resumed from an unfinished shard): tuning jobs before their first
 scored seed, cases one at a time in the worker, each finished case appended to
 ``<shard_dir>/<run_id>.jsonl`` and fsynced before the next starts, failures recorded like results.
+Who runs the cases is an ``Executor``'s choice (this machine, ``LocalExecutor``; a Ray cluster,
+``run.ray_executor``); the ``Ledger`` keeps the rest in one place: the shard, resume, counts, callbacks.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from effbench import workloads
 from effbench.errors import Interrupted
@@ -38,7 +40,7 @@ from effbench.rows import (
 )
 from effbench.run.case import CaseResult, TuningResult, _TruthCache, execute, execute_tuning, needs_tuning
 from effbench.run.plan import Case, RunConfig
-from effbench.run.provenance import method_infos, new_run, plan_fingerprint, task_infos
+from effbench.run.provenance import Node, method_infos, new_run, plan_fingerprint, task_infos, this_node
 from effbench.run.shards import Shard, ShardContents, ShardError, find_resumable, read_shard, shard_path
 from effbench.run.worker import Worker, WorkerError
 from effbench.tasks import KernelTask
@@ -58,9 +60,10 @@ def _known_status(result: CaseResult) -> CaseResult:
 
 
 def result_rows(
-    registry: Registry, run: Run, case: Case, result: CaseResult
+    registry: Registry, run: Run, case: Case, result: CaseResult, node: Node | None = None
 ) -> list[Result | Sample | CurvePoint]:
-    """Rows of one case. A failed case gets one row per metric its task declares, valued NULL."""
+    """Rows of one case (``node``: the machine that ran it). A failed case gets one row per metric its task
+    declares, valued NULL."""
     task = registry.tasks[case.task]
     method = registry.methods[(case.task, case.method)]
     result = _known_status(result)
@@ -86,7 +89,8 @@ def result_rows(
                 family=case.family, point=point_json(case.point), metric=metric,
                 value=None if value is None else float(value), unit=_unit(task, metric),
                 status=result.status, message=message,
-                measure_method=result.measure_methods.get(metric, ""), code_hash=code_hash, **common,
+                measure_method=result.measure_methods.get(metric, ""), code_hash=code_hash,
+                node=node.host if node else None, node_hardware=node.hardware if node else None, **common,
             )
         )
     for metric, samples in result.samples.items():
@@ -126,6 +130,203 @@ class RunSummary:
         return sum(self.counts.values())
 
 
+class CaseRunner:
+    """Runs cases on this machine one at a time, each in the worker process (crash, hang and OOM isolation):
+    the local executor's whole run, and a Ray task's group of cases on its node (``run.ray_executor``).
+
+    A case whose impl cannot run here (a peer missing, no such device) is recorded without a worker. A case
+    that needs a tuning job gets its group's job first, run once: ``tunings`` holds the jobs already done
+    (by tuning key; a resumed run's among them), and each new one goes to ``on_tuning(case, result, wall_s)``
+    before the case runs. ``in_process=True`` runs cases in this process (no isolation): tests and debugging.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        config: RunConfig,
+        in_process: bool = False,
+        tunings: dict[str, TuningResult] | None = None,
+        on_tuning: Callable[[Case, TuningResult, float], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.config = config
+        self.in_process = in_process
+        self.tunings = {} if tunings is None else tunings
+        self.on_tuning = on_tuning
+        self.worker: Worker | None = None
+        self.cache = _TruthCache()
+        self._node: Node | None = None
+
+    @property
+    def node(self) -> Node:
+        """This machine, as the rows of the cases it runs name it."""
+        if self._node is None:
+            self._node = this_node(self.config.device)
+        return self._node
+
+    def _worker(self) -> Worker:
+        if self.worker is None or not self.worker.alive():
+            self.worker = Worker(self.registry.plugins)
+        return self.worker
+
+    def _blocked(self, case: Case) -> tuple[str, str] | None:
+        return self.registry.methods[(case.task, case.method)].impls[case.impl].why_not(case.device, case.dtype)
+
+    def tune(self, case: Case) -> TuningResult | None:
+        """The tuning job of the case's group (None when the case needs none): run once, before its first
+        scored seed; a job ``tunings`` holds is not run again."""
+        if self._blocked(case) or not needs_tuning(self.registry, case):
+            return None
+        group = tuning_key(case.task, case.method, case.impl, case.point_key, case.dtype, case.device)
+        if group not in self.tunings:
+            started = time.perf_counter()
+            if self.in_process:
+                result = execute_tuning(self.registry, case)
+            else:
+                # every lr of the grid, and a prior run per lr for a schedule built from one: a hang guard
+                budget = self.config.timeout_s * 2 * (len(workloads.learning_rates(case.point)) + 1)
+                result = self._worker().tune(case, self.config, budget)
+            if self.on_tuning is not None:
+                self.on_tuning(case, result, round(time.perf_counter() - started, 4))
+            self.tunings[group] = result
+        return self.tunings[group]
+
+    def run(self, case: Case) -> tuple[CaseResult, float]:
+        """The case's result and its wall time in seconds (its group's tuning job excluded)."""
+        blocked = self._blocked(case)
+        tuning = None if blocked else self.tune(case)
+        started = time.perf_counter()  # after its group's tuning job: a case's time is its own
+        if blocked:  # no need to start a process to learn that a package is missing
+            result = CaseResult(status=blocked[0], message=blocked[1])
+        elif tuning is not None and tuning.status != "ok":
+            failed = tuning.status not in ("skipped", "unavailable")
+            result = CaseResult(status=tuning.status,
+                                message=f"tuning failed: {tuning.message}" if failed else tuning.message)
+        elif self.in_process:
+            result = execute(self.registry, case, self.config, self.cache, None if tuning is None else tuning.values)
+        else:
+            result = self._worker().run(case, self.config, None if tuning is None else tuning.values)
+        return _known_status(result), round(time.perf_counter() - started, 4)
+
+    def kill(self) -> None:
+        """End the worker now (the case in flight, if any, is lost)."""
+        if self.worker is not None:
+            self.worker.kill()
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+
+
+class Ledger:
+    """The driver's side of a run, whatever executes its cases: which planned cases still run, and each
+    outcome written to the run's shard (the one writer: appended and fsynced as the case finishes), counted
+    and reported to the callbacks. Executors call ``admit``, then ``start``, ``tuned`` and ``finish``."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        run: Run,
+        shard: Shard,
+        config: RunConfig,
+        resume: ShardContents | None,
+        tunings: dict[str, TuningResult],
+        on_case: Callable[[Case, CaseResult], None] | None = None,
+        on_start: Callable[[Case], None] | None = None,
+        on_drop: Callable[[Case], None] | None = None,
+        on_node: Callable[[Case, Node], None] | None = None,
+    ) -> None:
+        self.registry, self.run, self.shard, self.resume = registry, run, shard, resume
+        self.tunings = tunings  # tuning key -> the job's result (done in this run or the resumed part)
+        self.on_case, self.on_start, self.on_drop, self.on_node = on_case, on_start, on_drop, on_node
+        self.first_covered = config.points == "first_covered"
+        self.covered: set[tuple[str, ...]] = set()  # lineages that ran at an earlier point
+        self.counts = dict.fromkeys(STATUSES, 0)
+        self.failures: list[tuple[Case, CaseResult]] = []
+        self.by_task: dict[str, dict[str, int]] = {}
+        self.dropped = 0
+        self.pending: set[str] = set()  # keys of admitted cases not yet finished
+
+    def _count(self, case: Case, status: str) -> None:
+        self.counts[status] = self.counts.get(status, 0) + 1
+        tally = self.by_task.setdefault(case.task, {})
+        tally[status] = tally.get(status, 0) + 1
+        if self.first_covered and status != "skipped":
+            self.covered.add(case.lineage)
+
+    def admit(self, case: Case) -> bool:
+        """Whether ``case`` is to run. Not when an earlier point of the grid covered its method (dropped,
+        ``GRID_POINTS``), nor when the resumed run finished it (counted). With ``first_covered`` points,
+        An executor that runs cases out of plan order admits a case only once every earlier case of its
+        lineage (the same case at an earlier point) has finished, so that ``covered`` is complete."""
+        if case.lineage in self.covered:
+            self.dropped += 1
+            if self.on_drop is not None:
+                self.on_drop(case)
+            return False
+        if self.resume is not None and case.key in self.resume.done:
+            self._count(case, self.resume.done[case.key].status)
+            return False
+        self.pending.add(case.key)
+        return True
+
+    def start(self, case: Case) -> None:
+        if self.on_start is not None:
+            self.on_start(case)
+
+    def tuned(self, case: Case, result: TuningResult, wall_s: float) -> None:
+        """A tuning job finished: into the shard with every trial, before the cases it serves."""
+        self.shard.write_tuning(case, result, tuning_rows(self.run, case, result), wall_s)
+        self.tunings[tuning_key(case.task, case.method, case.impl, case.point_key, case.dtype, case.device)] = result
+
+    def finish(self, case: Case, result: CaseResult, wall_s: float | None, node: Node | None) -> None:
+        """A case finished (``node``: where it ran, None when unknown): its rows into the shard, fsynced."""
+        if case.key not in self.pending:
+            raise RuntimeError(f"case {case.label()} was not admitted, or finished twice")
+        result = _known_status(result)
+        self.shard.write_case(case, result.status, result_rows(self.registry, self.run, case, result, node),
+                              wall_s=wall_s)
+        self.pending.discard(case.key)
+        self._count(case, result.status)
+        if result.status not in ("ok", "skipped", "unavailable"):
+            self.failures.append((case, result))
+        if self.on_node is not None and node is not None:
+            self.on_node(case, node)
+        if self.on_case is not None:
+            self.on_case(case, result)
+
+
+class Executor(Protocol):
+    """How a run's cases are executed: on this machine (``LocalExecutor``) or on a cluster
+    (``run.ray_executor.RayExecutor``). ``execute`` runs every case ``ledger.admit`` lets through and
+    reports each to the ledger as it finishes; an exception (an interrupt) ends what is in flight and
+    propagates, every case finished before it being in the shard."""
+
+    def execute(self, registry: Registry, config: RunConfig, cases: Sequence[Case], ledger: Ledger) -> None: ...
+
+
+@dataclass
+class LocalExecutor:
+    """The cases one after another in plan order, in one worker process on this machine (``CaseRunner``)."""
+
+    in_process: bool = False
+
+    def execute(self, registry: Registry, config: RunConfig, cases: Sequence[Case], ledger: Ledger) -> None:
+        runner = CaseRunner(registry, config, self.in_process, ledger.tunings, ledger.tuned)
+        try:
+            for case in cases:
+                if not ledger.admit(case):
+                    continue
+                ledger.start(case)
+                result, wall_s = runner.run(case)
+                ledger.finish(case, result, wall_s, runner.node)
+        except BaseException:
+            runner.kill()  # interrupted: the case in flight is lost, everything before it is in the shard
+            raise
+        else:
+            runner.close()
+
+
 def run_cases(
     registry: Registry,
     cases: Sequence[Case],
@@ -138,17 +339,21 @@ def run_cases(
     in_process: bool = False,
     run: Run | None = None,
     resume: ShardContents | None = None,
+    executor: Executor | None = None,
+    on_node: Callable[[Case, Node], None] | None = None,
 ) -> RunSummary:
     """Run ``cases``, writing each outcome to the run's shard (``shard_path(shard_dir, run)``) as it finishes.
 
     ``resume``: the contents of an unfinished shard of the same plan (``find_resumable``); the run
     goes on in that shard under its run id, and the cases it finished are not run again.
-    ``on_start(case)`` is called as a case starts, ``on_case(case, result)`` once it is in the shard,
+    ``on_start(case)`` is called as a case starts, ``on_case(case, result)`` once it is in the shard
+    (``on_node(case, node)`` just before, with the node that ran it),
     ``on_drop(case)`` for a planned case that does not run because an earlier point of the grid covered
     its method (``config.points == "first_covered"``).
-    An exception (an interrupt) ends the worker and propagates; every case finished before it is in
-    the shard.
-    ``in_process=True`` runs cases in this process (no isolation from crashes or hangs):
+    ``executor``: what runs the cases (default ``LocalExecutor(in_process)``); whichever it is, this
+    process writes the shard. An exception (an interrupt) ends the worker and propagates; every case
+    finished before it is in the shard.
+    ``in_process=True`` (local executor) runs cases in this process (no isolation from crashes or hangs):
     for tests and debugging only.
     """
     if resume is not None:
@@ -164,91 +369,14 @@ def run_cases(
         shard = Shard(shard_path(shard_dir, run), header)
         shard.start([run, *method_infos(registry, cases), *task_infos(registry, cases)])
         tunings = {}
-    counts = dict.fromkeys(STATUSES, 0)
-    failures: list[tuple[Case, CaseResult]] = []
-    worker: Worker | None = None
-    cache = _TruthCache()
-    first_covered = config.points == "first_covered"
-    covered: set[tuple[str, ...]] = set()  # lineages that ran at an earlier point
-    dropped = 0
-    by_task: dict[str, dict[str, int]] = {}
-
-    def tune(case: Case) -> TuningResult:
-        """The tuning job of the case's group: run once (before its first scored seed), written to the shard
-        with every trial; a resumed run reuses the one its shard holds."""
-        nonlocal worker
-        group = tuning_key(case.task, case.method, case.impl, case.point_key, case.dtype, case.device)
-        if group not in tunings:
-            started = time.perf_counter()
-            if in_process:
-                result = execute_tuning(registry, case)
-            else:
-                if worker is None or not worker.alive():
-                    worker = Worker(registry.plugins)
-                # every lr of the grid, and a prior run per lr for a schedule built from one: a hang guard
-                budget = config.timeout_s * 2 * (len(workloads.learning_rates(case.point)) + 1)
-                result = worker.tune(case, config, budget)
-            shard.write_tuning(case, result, tuning_rows(run, case, result), round(time.perf_counter() - started, 4))
-            tunings[group] = result
-        return tunings[group]
-
+    ledger = Ledger(registry, run, shard, config, resume, tunings, on_case, on_start, on_drop, on_node)
     try:
-        for case in cases:
-            if case.lineage in covered:
-                dropped += 1  # an earlier point of the grid covered this method (GRID_POINTS)
-                if on_drop is not None:
-                    on_drop(case)
-                continue
-            if resume is not None and case.key in resume.done:
-                status = resume.done[case.key].status
-                counts[status] = counts.get(status, 0) + 1
-                tally = by_task.setdefault(case.task, {})
-                tally[status] = tally.get(status, 0) + 1
-                if first_covered and status != "skipped":
-                    covered.add(case.lineage)
-                continue
-            if on_start is not None:
-                on_start(case)
-            impl = registry.methods[(case.task, case.method)].impls[case.impl]
-            blocked = impl.why_not(case.device, case.dtype)
-            tuning = None if blocked or not needs_tuning(registry, case) else tune(case)
-            started = time.perf_counter()  # after its group's tuning job: a case's time is its own
-            if blocked:  # no need to start a process to learn that a package is missing
-                result = CaseResult(status=blocked[0], message=blocked[1])
-            elif tuning is not None and tuning.status != "ok":
-                failed = tuning.status not in ("skipped", "unavailable")
-                result = CaseResult(status=tuning.status,
-                                    message=f"tuning failed: {tuning.message}" if failed else tuning.message)
-            elif in_process:
-                result = execute(registry, case, config, cache, None if tuning is None else tuning.values)
-            else:
-                if worker is None or not worker.alive():
-                    worker = Worker(registry.plugins)
-                result = worker.run(case, config, None if tuning is None else tuning.values)
-            result = _known_status(result)
-            shard.write_case(case, result.status, result_rows(registry, run, case, result),
-                             wall_s=round(time.perf_counter() - started, 4))
-            counts[result.status] = counts.get(result.status, 0) + 1
-            tally = by_task.setdefault(case.task, {})
-            tally[result.status] = tally.get(result.status, 0) + 1
-            if first_covered and result.status != "skipped":
-                covered.add(case.lineage)
-            if result.status not in ("ok", "skipped", "unavailable"):
-                failures.append((case, result))
-            if on_case is not None:
-                on_case(case, result)
+        (executor or LocalExecutor(in_process)).execute(registry, config, cases, ledger)
         shard.write_end([])
-    except BaseException:
-        if worker is not None:
-            worker.kill()  # interrupted: the case in flight is lost, everything before it is in the shard
-        raise
-    else:
-        if worker is not None:
-            worker.close()
     finally:
         shard.close()
     resumed = len(resume.done) if resume is not None else 0
-    return RunSummary(run, shard.path, counts, failures, resumed, dropped, by_task)
+    return RunSummary(run, shard.path, ledger.counts, ledger.failures, resumed, ledger.dropped, ledger.by_task)
 
 
 # --------------------------------------------------------------------------- a whole run, for any front end
@@ -291,6 +419,7 @@ def run(
     progress: Callable[[int, int], Any] | None = None,
     on_case: Callable[[Case, CaseResult], None] | None = None,
     source: str = "effbench",
+    executor: Executor | None = None,
 ) -> Outcome:
     """Run ``cases`` to the end, the one entry point of the CLI, the asv suites and any executor.
 
@@ -300,6 +429,9 @@ def run(
     makes a context manager with ``start``/``finish``/``drop`` (``progress.RunProgress``). SIGTERM and Ctrl-C
     end the worker, keep every finished case, and return with ``interrupted`` set; a worker that will not
     start raises ``SessionError``; a busy shard raises ``UsageError``; ``store``'s own errors propagate.
+    ``executor``: what runs the cases (``run_cases``; default: this machine); resume, the shard, the store,
+    signals and progress stay here whichever it is. The progress object may also have ``node(case, node)``,
+    told which node ran each finished case.
     """
     fingerprint = plan_fingerprint(config, cases, registry.plugins)
     try:
@@ -335,7 +467,8 @@ def run(
 
             summary = run_cases(registry, cases, config, shard_dir, on_case=finished,
                                 on_start=bar.start if bar is not None else None,
-                                on_drop=bar.drop if bar is not None else None, run=run_info, resume=resume_from)
+                                on_drop=bar.drop if bar is not None else None, run=run_info, resume=resume_from,
+                                executor=executor, on_node=getattr(bar, "node", None))
         return Outcome(run_info, summary.shard, summary, added=store(summary.shard) if store else None)
     except (WorkerError, KeyboardInterrupt, Interrupted) as exc:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the saving short
