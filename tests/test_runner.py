@@ -5,9 +5,10 @@ import pytest
 from effbench.registry import UsageError
 from effbench.rows import FAMILIES, STATUSES, Result
 from effbench.run.case import execute
+from effbench.run.ledger import result_rows
 from effbench.run.plan import Case, make_config, plan
 from effbench.run.provenance import new_run
-from effbench.run.session import result_rows, run_cases
+from effbench.run.session import run_cases
 from effbench.run.shards import read_shard
 
 POINT = {"N": 16, "D": 8, "V": 37, "ignore_frac": 0.0}

@@ -132,8 +132,8 @@ def test_an_input_the_task_lets_implementations_update_is_not_a_mutation():
 def test_the_autotuned_config_is_recorded_with_the_time():
     """An autotuned kernel's choice goes with the time it gave (the time_ms row's message); an impl that
     autotunes nothing records none, even right after one that did."""
+    from effbench.run.ledger import result_rows
     from effbench.run.provenance import new_run
-    from effbench.run.session import result_rows
 
     registry = discover([PLUGINS / "autotuned.py"])
     tuned_case = Case(LCE, "autotuned", "tuned", registry.tasks[LCE].grids["smoke"][0], "float32", "cpu", 0)

@@ -11,7 +11,7 @@ fingerprint, the run's shard with its one writer, resume, the store at the end, 
   cluster can run at once). On a grid that runs each method at its first covered point only (smoke), a
   group waits for the groups holding the same cases at earlier points, as a local run's order does.
 - On the node, the task runs its cases one at a time through effbench's worker process exactly as a local
-  run does (``session.CaseRunner``: crash, hang and OOM isolation and statuses, tuning jobs), and streams
+  run does (``executors.CaseRunner``: crash, hang and OOM isolation and statuses, tuning jobs), and streams
   each case's result to the driver as it finishes (a Ray generator task). The driver appends the case's
   rows to the shard and fsyncs them, naming the node (host, GPU or CPU model) in every row.
 - Failures. A case's own failure (an exception, its worker crashing, a hang, an OOM, a wrong number) is a
@@ -47,9 +47,10 @@ from effbench.errors import UsageError, first_line
 from effbench.registry import Registry
 from effbench.rows import tuning_key
 from effbench.run.case import CaseResult, TuningResult
+from effbench.run.executors import CaseRunner
+from effbench.run.ledger import Ledger
 from effbench.run.plan import Case, RunConfig, _config_dict, case_group, config_from_dict
 from effbench.run.provenance import Node
-from effbench.run.session import CaseRunner, Ledger
 from effbench.run.worker import WorkerError
 
 INSTALL = "pip install 'effbench[ray]'"
@@ -177,7 +178,7 @@ class RayExecutor:
     # ------------------------------------------------------------------ the driver
 
     def execute(self, registry: Registry, config: RunConfig, cases: Sequence[Case], ledger: Ledger) -> None:
-        """Run the cases' groups on the cluster, each finished case into ``ledger`` (``session.Executor``)."""
+        """Run the cases' groups on the cluster, each finished case into ``ledger`` (``executors.Executor``)."""
         groups = _groups(registry, cases, config.points == "first_covered")
         waiting = collections.deque(groups)
         finished: set[int] = set()
