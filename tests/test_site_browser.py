@@ -40,6 +40,10 @@ def _playwright():
     return sync_playwright
 
 
+VISIBLE_PLOTS = ("Array.from(document.querySelectorAll('div.plot')).filter(d => !d.closest('[hidden]') && "
+                 "!d.closest('details:not([open])')).length")
+
+
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):  # noqa: ANN002
         pass
@@ -76,9 +80,11 @@ def test_every_page_renders_without_errors_and_every_link_resolves(served_site):
             seen.add(url)
             response = page.goto(url, wait_until="load")
             assert response is not None and response.ok, f"{url}: {response and response.status}"
-            plots = page.locator("div.plot").count()
+            plots = page.evaluate(VISIBLE_PLOTS)  # a figure behind a selector is drawn when shown
             if plots:
-                page.wait_for_function("n => document.querySelectorAll('div.plot .main-svg').length >= n", arg=plots,
+                page.wait_for_function(f"n => ({VISIBLE_PLOTS}) >= n && Array.from(document.querySelectorAll("
+                                       "'div.plot')).filter(d => !d.closest('[hidden]') && !d.closest("
+                                       "'details:not([open])')).every(d => d.querySelector('.main-svg'))", arg=plots,
                                        timeout=30_000)
             figures[url] = plots
             for href in page.eval_on_selector_all("a[href]", "els => els.map(e => e.getAttribute('href'))"):

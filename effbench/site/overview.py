@@ -23,7 +23,8 @@ from effbench.site.common import (
 )
 
 
-def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = None) -> list[str]:
+def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = None,
+             labels: dict[str, str] | None = None) -> list[str]:
     """One sentence per device (kernel) or grid point (workload) saying what wins, with its numbers."""
     lines = []
     if kind == "kernel":
@@ -50,7 +51,8 @@ def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = Non
                 verdict = f"fastest correct implementation {best['impl']}{speed}{memory}"
             untimed = ("" if analysis.timed_grid(best.get("grid", "cpu")) else
                        f" (grid {best['grid']}: a check that it runs, not a timing to compare)")
-            lines.append(f"{method} on {where}, {dtype}, largest point {order[-1]}: {verdict}, "
+            largest = (labels or {}).get(order[-1], order[-1])
+            lines.append(f"{method} on {where}, {dtype}, largest point {largest}: {verdict}, "
                          f"{_fmt(best['time_ms'], 'ms')}{untimed}.")
         return lines
     summary = analysis.workload_summary(frame)
@@ -59,7 +61,7 @@ def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = Non
     sig = (verdicts.filter(pl.col("metric") == "final_metric") if verdicts is not None and not verdicts.is_empty()
            else pl.DataFrame())
     flagged = {(r["method"], r["impl"], r["point_key"], r["device"]): r for r in sig.iter_rows(named=True)}
-    labels = point_labels(frame)
+    labels = labels or point_labels(frame)
     for (pkey, device), group in summary.sort("point_key").group_by(["point_key", "device"], maintain_order=True):
         ranked = group.drop_nulls("final_metric_mean").sort(["final_metric_mean", "method", "impl"],
                                                             descending=[True, False, False])
