@@ -127,8 +127,6 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
     runs = [{k: ("" if v is None else str(v)) for k, v in r.items()} for r in run_frame.head(30).iter_rows(named=True)]
     render("index.html", "index.html", page="index", families=families, runs=runs,
            coverage=coverage(frame, method_frame))
-    for family in families:
-        render(f"{family['name']}.html", "family.html", page=family["name"], family=family)
 
     for i, task in enumerate(tasks):
         info = task_infos[task]
@@ -159,6 +157,7 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
                                "columns": ["status", "method", "impl", "point", "dtype", "device", "seed",
                                            "message"], "rows": problems})
         tables_with_csv(info["page"], body)
+        info["advice"] = body.get("advice", [])
         render(info["page"], "task.html", page=task.split("/")[0], task=info, methods=task_methods,
                problems=problems, **body)
         for m in task_methods:
@@ -174,6 +173,8 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
             render(m["page"], "method.html", page=task.split("/")[0], task=info, method=m, tables=body["tables"],
                    leaderboard=body["leaderboard"], builds=kernel_build_table(builds, task, m["method"]))
 
+    for family in families:  # after the task pages: each task's advice comes from its page's numbers
+        render(f"{family['name']}.html", "family.html", page=family["name"], family=family)
     hist_figures, hist_rows = history(db)
     render("history.html", "history.html", page="history", figures=hist_figures, rows=hist_rows,
            threshold=HISTORY_THRESHOLD)

@@ -90,7 +90,10 @@ def test_every_page_renders_without_errors_and_every_link_resolves(served_site):
             for href in page.eval_on_selector_all("a[href]", "els => els.map(e => e.getAttribute('href'))"):
                 target = urldefrag(urljoin(url, href))[0]
                 if urlparse(target).netloc == urlparse(base).netloc:
-                    queue.append(target)
+                    if target.endswith(".csv"):  # a download: it exists beside the page
+                        assert (out / urlparse(target).path.rsplit("/", 1)[-1]).is_file(), target
+                    else:
+                        queue.append(target)
             name = urlparse(url).path.rsplit("/", 1)[-1]
             if name == "index.html" or (name.startswith("task-") and figures[url] and len(shots) < 2):
                 shot = artifacts / ("overview.png" if name == "index.html" else "task-page.png")

@@ -12,6 +12,7 @@ import polars as pl
 
 from effbench import analysis
 from effbench.metrics import resolve
+from effbench.site.advice import _scope, kernel_advice
 from effbench.site.common import (
     MAX_TRACES,
     Context,
@@ -226,6 +227,7 @@ def _kernel_body(frame: pl.DataFrame, prefix: str, ctx: Context, with_figures: b
     return {
         "leaderboard": view(f"{prefix}-leaderboard", "Leaderboard", boards, "device, dtype, point"),
         "views": _kernel_views(summary, frame, prefix, ctx) if with_figures else [],
+        "advice": kernel_advice(summary, ctx) + [_scope(frame, ctx)],
         "tables": [
             {"title": "numerical check: worst error over seeds against the float64 reference "
                       "(FAIL = wrong: NaN/Inf or beyond twice the naive same-dtype error plus the tolerance)",

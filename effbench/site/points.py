@@ -63,7 +63,7 @@ def labels(points: dict[str, dict[str, Any]], sizes: list[str] | None = None) ->
 
 def sizes_of(points: dict[str, dict[str, Any]], sizes: list[str] | None = None) -> dict[str, float]:
     """point_key -> problem size (``analysis.point_size``)."""
-    return {key: point_size(json.dumps(p), sizes) for key, p in points.items()}
+    return {key: float(point_size(json.dumps(p), sizes)) for key, p in points.items()}
 
 
 def ordered(points: dict[str, dict[str, Any]], sizes: list[str] | None = None) -> list[str]:

@@ -11,6 +11,7 @@ import polars as pl
 
 from effbench import analysis
 from effbench.metrics import resolve
+from effbench.site.advice import _scope, workload_advice
 from effbench.site.common import SHOWN_ELSEWHERE, Context, _figure, _fmt, _points, view
 from effbench.site.leaderboard import workload_leaderboards
 from effbench.site.tables import Cell, header
@@ -172,11 +173,16 @@ def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, verdic
                                "device": where(case[5], case[6]),
                                **{names[m]: Cell(_fmt(values.get(m), "bytes" if units.get(m) == "bytes" else ""),
                                                  values.get(m)) for m in metrics}})
-    boards = workload_leaderboards(frame, info if info is not None else pl.DataFrame(), task, verdicts,
-                                   ctx.declared, ctx.order, ctx.labels)
+    info = info if info is not None else pl.DataFrame()
+    boards = workload_leaderboards(frame, info, task, verdicts, ctx.declared, ctx.order, ctx.labels)
+    mine = info.filter(pl.col("task") == task) if not info.is_empty() else info
+    baseline = (mine["baseline"][0], mine["baseline_impl"][0]) if not mine.is_empty() else (None, None)
+    table = analysis.verdict_table(frame, info, task) if with_figures and not info.is_empty() else pl.DataFrame()
+    advice = workload_advice(table, baseline) + [_scope(frame.filter(pl.col("seed") >= 0), ctx)]
     return {
         "leaderboard": view(f"{prefix}-leaderboard", "Leaderboard", boards, "all points, or one"),
         "views": views,
+        "advice": advice,
         "tables": [
             {"title": "per method and grid point (mean ± std over seeds)", "columns": list(rows[0]) if rows else [],
              "rows": rows},
