@@ -109,8 +109,8 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
         counts = (dict(analysis.case_status(task_rows)["status"].value_counts().iter_rows())
                   if not task_rows.is_empty() else {})
         task_infos[task] = {"name": task, "kind": kind, "page": task_page(task), "status": counts,
-                            "headline": headline(task_rows, kind, verdicts_of(task),
-                                                 context(task_rows, task).labels) if not task_rows.is_empty()
+                            "headline": headline(task_rows, kind, verdicts_of(task), context(task_rows, task).labels,
+                                                 context(task_rows, task).order) if not task_rows.is_empty()
                             else [],
                             "target": targets.get(task, "") if kind == "workload" else "",
                             "description": about.get(task, ""),

@@ -88,6 +88,7 @@ def test_the_committed_runs_site_answers_which_method_at_what_cost(tmp_path):
     xs = lce[0]["data"][0]["x"]  # the first view: time against problem size
     sizes = [int(re.search(r"N=(\d+)", x).group(1)) * int(re.search(r"V=(\d+)", x).group(1)) for x in xs]
     assert sizes == sorted(sizes) and len(sizes) == 4, xs
+    assert "largest point N=4096 · V=32000" in pages[task_page("loss/linear_cross_entropy")]  # the headline too
 
     sync_playwright = _playwright()
     handler = functools.partial(QuietHandler, directory=str(out))

@@ -24,9 +24,10 @@ from effbench.site.common import (
 
 
 def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = None,
-             labels: dict[str, str] | None = None) -> list[str]:
+             labels: dict[str, str] | None = None, order: list[str] | None = None) -> list[str]:
     """One sentence per device (kernel) or grid point (workload) saying what wins, with its numbers."""
     lines = []
+    order_all = order
     if kind == "kernel":
         # Implementations of one method compute one function: compare within a method, never across methods
         # (a sliding-window kernel is not a faster dense attention).
@@ -36,7 +37,10 @@ def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = Non
         shared = _shared_devices(summary)
         for (device, hardware, dtype, method), group in summary.group_by(["device", "hardware", "dtype", "method"],
                                                                          maintain_order=True):
-            order = _ordered_points(group)
+            # the task's points by declared size (the summary has no sizes column: its own order would fall back
+            # on the integer proxy, which counts goldfish_k=4 as a size)
+            mine = set(group["point_key"])
+            order = [k for k in order_all if k in mine] if order_all else _ordered_points(group)
             at = group.filter((pl.col("point_key") == order[-1]) & (pl.col("status") == "ok")
                               & pl.col("time_ms").is_not_null())
             if at.is_empty():
