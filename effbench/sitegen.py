@@ -23,10 +23,14 @@ import polars as pl
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from effbench import analysis
+from effbench.metrics import from_json
 from effbench.rows import FAMILIES
-from effbench.site.common import FAIL_STATUSES, HISTORY_THRESHOLD, method_page, task_page
+from effbench.site import points as grid_points
+from effbench.site.colors import styles as site_styles
+from effbench.site.common import FAIL_STATUSES, HISTORY_THRESHOLD, Context, _points, method_page, task_page
 from effbench.site.kernel import _kernel_body
 from effbench.site.overview import _untimed_grids, coverage, headline, history, kernel_build_table
+from effbench.site.tables import Cell, to_csv
 from effbench.site.workload import _workload_body
 from effbench.store import DEFAULT_DB
 
@@ -35,6 +39,8 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
     """Write the site to ``out``; returns the index page's path."""
     db, out = Path(db), Path(out)
     frame = analysis.open_results(db)
+    if not frame.is_empty():  # the store returns rows in no fixed order: fix one, so that two builds agree
+        frame = frame.sort([*analysis.CASE, "seed", "metric", "run_id"])
     task_frame = analysis.task_info(db)
     if not frame.is_empty() and not task_frame.is_empty() and "sizes" in task_frame.columns:  # declared sizes
         frame = frame.join(task_frame.select("task", "sizes"), on="task", how="left")
@@ -60,6 +66,35 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
         (out / name).write_text(env.get_template(template).render(**context), encoding="utf-8")
 
     tasks = sorted(set(frame["task"].to_list() if not frame.is_empty() else []) | set(method_frame["task"].to_list()))
+    styles = site_styles([*(frame.select("family", "method", "impl").unique().iter_rows() if not frame.is_empty()
+                            else []),
+                          *((m["family"], m["method"], impl) for m in method_frame.iter_rows(named=True)
+                            for impl in (m["impls"] or "").split(",") if impl)])
+    declared_rows = {r["task"]: r for r in task_frame.iter_rows(named=True)} if not task_frame.is_empty() else {}
+
+    def context(task_rows: pl.DataFrame, task: str) -> Context:
+        row = declared_rows.get(task, {})
+        sizes = grid_points.declared_sizes(row.get("sizes"))
+        pts = _points(task_rows)
+        return Context(styles, from_json(row.get("metrics")), grid_points.ordered(pts, sizes),
+                       grid_points.labels(pts, sizes), grid_points.sizes_of(pts, sizes))
+
+    def tables_with_csv(page: str, body: dict[str, Any]) -> None:
+        """Give every table of the page a CSV file beside it (``<page>-<n>.csv``)."""
+        stem, n = page.removesuffix(".html"), 0
+        boards = body.get("leaderboard")
+        for k, option in enumerate(boards["options"] if boards else []):
+            table = option["table"]
+            table["id"] = "leaderboard" if k == 0 else f"leaderboard-{k}"
+            n += 1
+            table["csv"] = f"{stem}-{n}.csv"
+            (out / table["csv"]).write_text(to_csv(table["columns"], table["rows"], table.get("extra")),
+                                            encoding="utf-8")
+        for table in body.get("tables", []):
+            if table["rows"]:
+                n += 1
+                table["csv"] = f"{stem}-{n}.csv"
+                (out / table["csv"]).write_text(to_csv(table["columns"], table["rows"]), encoding="utf-8")
     families, task_infos = [], {}
     def verdicts_of(task: str, method: str | None = None) -> pl.DataFrame:
         if verdicts.is_empty():
@@ -74,7 +109,8 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
         counts = (dict(analysis.case_status(task_rows)["status"].value_counts().iter_rows())
                   if not task_rows.is_empty() else {})
         task_infos[task] = {"name": task, "kind": kind, "page": task_page(task), "status": counts,
-                            "headline": headline(task_rows, kind, verdicts_of(task)) if not task_rows.is_empty()
+                            "headline": headline(task_rows, kind, verdicts_of(task), context(task_rows, task).labels,
+                                                 context(task_rows, task).order) if not task_rows.is_empty()
                             else [],
                             "target": targets.get(task, "") if kind == "workload" else "",
                             "description": about.get(task, ""),
@@ -91,18 +127,17 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
     runs = [{k: ("" if v is None else str(v)) for k, v in r.items()} for r in run_frame.head(30).iter_rows(named=True)]
     render("index.html", "index.html", page="index", families=families, runs=runs,
            coverage=coverage(frame, method_frame))
-    for family in families:
-        render(f"{family['name']}.html", "family.html", page=family["name"], family=family)
 
     for i, task in enumerate(tasks):
         info = task_infos[task]
         task_rows = frame.filter(pl.col("task") == task) if not frame.is_empty() else frame
+        ctx = context(task_rows, task)
         if task_rows.is_empty():
-            body: dict[str, Any] = {"figures": [], "tables": []}
+            body: dict[str, Any] = {"views": [], "tables": [], "leaderboard": None}
         elif info["kind"] == "workload":
-            body = _workload_body(task_rows, db, task, f"t{i}", verdicts_of(task), info=task_frame)
+            body = _workload_body(task_rows, db, task, f"t{i}", verdicts_of(task), ctx, info=task_frame)
         else:
-            body = _kernel_body(task_rows, f"t{i}")
+            body = _kernel_body(task_rows, f"t{i}", ctx)
         problems = []
         if not task_rows.is_empty():
             bad = analysis.case_status(task_rows).filter(pl.col("status") != "ok")
@@ -110,27 +145,36 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
             grouped = bad.with_columns(pl.col("message").fill_null("")).group_by(
                 ["status", "method", "impl", "point_key", "dtype", "device", "message"]).agg(
                 pl.col("seed").sort()).sort(["status", "method", "impl", "point_key", "dtype", "device", "message"])
-            problems = [{"status": r["status"], "method": r["method"], "impl": r["impl"], "point": r["point_key"],
+            problems = [{"status": r["status"], "method": r["method"], "impl": r["impl"],
+                         "point": Cell(ctx.label(r["point_key"]), None, r["point_key"], r["point_key"]),
                          "dtype": r["dtype"], "device": r["device"], "seed": ", ".join(map(str, r["seed"])),
                          "message": r["message"]} for r in grouped.iter_rows(named=True)]
         task_methods = [
             {**{k: ("" if v is None else str(v)) for k, v in m.items()}, "page": method_page(task, m["method"])}
             for m in method_frame.filter(pl.col("task") == task).iter_rows(named=True)
         ]
+        body["tables"].append({"title": "cases that are not ok (one line per case and message, its seeds listed)",
+                               "columns": ["status", "method", "impl", "point", "dtype", "device", "seed",
+                                           "message"], "rows": problems})
+        tables_with_csv(info["page"], body)
+        info["advice"] = body.get("advice", [])
         render(info["page"], "task.html", page=task.split("/")[0], task=info, methods=task_methods,
                problems=problems, **body)
         for m in task_methods:
             mine = task_rows.filter(pl.col("method") == m["method"]) if not task_rows.is_empty() else task_rows
             if mine.is_empty():
-                tables: list[dict[str, Any]] = []
+                body = {"tables": [], "leaderboard": None}
             elif info["kind"] == "workload":
-                body = _workload_body(mine, db, task, "m", verdicts_of(task, m["method"]), with_figures=False)
-                tables = body["tables"]
+                body = _workload_body(mine, db, task, "m", verdicts_of(task, m["method"]), ctx, with_figures=False,
+                                      info=task_frame)
             else:
-                tables = _kernel_body(mine, "m", with_figures=False)["tables"]
-            render(m["page"], "method.html", page=task.split("/")[0], task=info, method=m, tables=tables,
-                   builds=kernel_build_table(builds, task, m["method"]))
+                body = _kernel_body(mine, "m", ctx, with_figures=False)
+            tables_with_csv(m["page"], body)
+            render(m["page"], "method.html", page=task.split("/")[0], task=info, method=m, tables=body["tables"],
+                   leaderboard=body["leaderboard"], builds=kernel_build_table(builds, task, m["method"]))
 
+    for family in families:  # after the task pages: each task's advice comes from its page's numbers
+        render(f"{family['name']}.html", "family.html", page=family["name"], family=family)
     hist_figures, hist_rows = history(db)
     render("history.html", "history.html", page="history", figures=hist_figures, rows=hist_rows,
            threshold=HISTORY_THRESHOLD)

@@ -207,6 +207,20 @@ class Store:
         for task, table in declared.items():
             self._all("UPDATE tasks SET metrics = ? WHERE task = ? AND metrics IS NULL", [table, task])
 
+    def tasks_without_rows(self) -> list[str]:
+        """Tasks with results but no ``tasks`` row (shards written before kernel tasks had one)."""
+        return [r[0] for r in self._all("SELECT DISTINCT task FROM results WHERE task NOT IN (SELECT task FROM tasks) "
+                                        "ORDER BY task")]
+
+    def tasks_without_sizes(self) -> list[str]:
+        """Tasks whose row predates the declared size parameters."""
+        return [r[0] for r in self._all("SELECT task FROM tasks WHERE sizes IS NULL ORDER BY task")]
+
+    def fill_task_sizes(self, declared: dict[str, str]) -> None:
+        """Set the size parameters (a JSON list) of tasks that have none; never overwrite."""
+        for task, sizes in declared.items():
+            self._all("UPDATE tasks SET sizes = ? WHERE task = ? AND sizes IS NULL", [sizes, task])
+
     def insert(self, records: list[Any]) -> dict[str, int]:
         """Insert records of the row types; existing keys are left alone. One transaction."""
         with self._transaction():

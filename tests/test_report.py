@@ -73,7 +73,9 @@ def test_kernel_block_takes_the_largest_point_by_declared_sizes(committed_db):
     sizes = {"loss/linear_cross_entropy": ["N", "D", "V"]}
     assert Report(committed_db, sizes).render("kernel loss/linear_cross_entropy").startswith(
         "At `D=256,N=4096,V=32000,ignore_frac=0.1`")
-    assert "goldfish_k=4" in Report(committed_db).render("kernel loss/linear_cross_entropy").splitlines()[0]
+    # the shards predate tasks.sizes: the ingest filled it from the registry, so the DB alone knows it too
+    assert Report(committed_db).render("kernel loss/linear_cross_entropy").startswith(
+        "At `D=256,N=4096,V=32000,ignore_frac=0.1`")
 
 
 def test_report_prints_a_block_per_task_and_refuses_unknown_ones(committed_db):

@@ -40,6 +40,10 @@ def _playwright():
     return sync_playwright
 
 
+VISIBLE_PLOTS = ("Array.from(document.querySelectorAll('div.plot')).filter(d => !d.closest('[hidden]') && "
+                 "!d.closest('details:not([open])')).length")
+
+
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):  # noqa: ANN002
         pass
@@ -76,15 +80,20 @@ def test_every_page_renders_without_errors_and_every_link_resolves(served_site):
             seen.add(url)
             response = page.goto(url, wait_until="load")
             assert response is not None and response.ok, f"{url}: {response and response.status}"
-            plots = page.locator("div.plot").count()
+            plots = page.evaluate(VISIBLE_PLOTS)  # a figure behind a selector is drawn when shown
             if plots:
-                page.wait_for_function("n => document.querySelectorAll('div.plot .main-svg').length >= n", arg=plots,
+                page.wait_for_function(f"n => ({VISIBLE_PLOTS}) >= n && Array.from(document.querySelectorAll("
+                                       "'div.plot')).filter(d => !d.closest('[hidden]') && !d.closest("
+                                       "'details:not([open])')).every(d => d.querySelector('.main-svg'))", arg=plots,
                                        timeout=30_000)
             figures[url] = plots
             for href in page.eval_on_selector_all("a[href]", "els => els.map(e => e.getAttribute('href'))"):
                 target = urldefrag(urljoin(url, href))[0]
                 if urlparse(target).netloc == urlparse(base).netloc:
-                    queue.append(target)
+                    if target.endswith(".csv"):  # a download: it exists beside the page
+                        assert (out / urlparse(target).path.rsplit("/", 1)[-1]).is_file(), target
+                    else:
+                        queue.append(target)
             name = urlparse(url).path.rsplit("/", 1)[-1]
             if name == "index.html" or (name.startswith("task-") and figures[url] and len(shots) < 2):
                 shot = artifacts / ("overview.png" if name == "index.html" else "task-page.png")

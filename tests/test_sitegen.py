@@ -29,12 +29,14 @@ def test_site_from_a_real_smoke_run(smoke_db, tmp_path):
     lce = (site / task_page("loss/linear_cross_entropy")).read_text()
     names = {t.get("name") for fig in figure_payloads(lce) for t in fig["data"]}
     assert "linear_cross_entropy/chunked (cpu, float32)" in names  # device named on every trace
-    titles = [f["layout"]["title"]["text"] if "title" in f["layout"] else "" for f in figure_payloads(lce)]
-    assert "speedup over the reference [cpu]" in lce and "time vs memory at the largest point" in lce, titles
+    assert "speedup over the method&#39;s reference [cpu, float32]" in lce
+    assert "time vs memory at the largest point" in lce
     assert "numerical check" in lce and ">pass<" in lce
-    # the roofline fraction beside every time: the column after time, and a stored value for the timed reference
-    assert re.search(r">time</th>\s*<th[^>]*>roofline</th>", lce)
-    assert "roofline: each case" in lce and "ceilings [cpu]" in lce  # the roofline figure
+    # the leaderboard leads the page: every header with its unit and direction, the roofline fraction among them
+    assert lce.index('id="leaderboard"') < lce.index("figure-data")
+    assert re.search(r"<th>time \[ms, lower is better\]</th>", lce)
+    assert re.search(r"<th>roofline fraction \[fraction, higher is better\]</th>", lce)
+    assert "roofline: each case" in lce and "ceilings [cpu, float32]" in lce  # the roofline figure
     with Store(db, read_only=True) as store:
         fractions = store.query("SELECT value FROM results WHERE task = 'loss/linear_cross_entropy' AND impl = "
                                 "'reference' AND metric = 'roofline_fraction'")["value"].to_list()
@@ -133,3 +135,17 @@ def test_kernel_headlines_compare_implementations_of_one_method_only(tmp_path):
                                "2.00x the reference's speed")
     assert lines[1].startswith("sliding_window on cpu, float32, largest point N=64: fastest correct implementation "
                                "flex, 8.00x the reference's speed")
+
+
+def test_two_builds_from_one_db_are_byte_identical_file_by_file(smoke_db, tmp_path):
+    """Every file, CSVs and assets included, and every family page answers "which should I use?"."""
+    db, _ = smoke_db
+    sites = []
+    for name in ("a", "b"):
+        build(db, tmp_path / name)
+        sites.append({p.relative_to(tmp_path / name).as_posix(): p.read_bytes()
+                      for p in sorted((tmp_path / name).rglob("*")) if p.is_file()})
+    assert sites[0].keys() == sites[1].keys() and any(k.endswith(".csv") for k in sites[0])
+    assert [k for k in sites[0] if sites[0][k] != sites[1][k]] == []
+    loss = sites[0]["loss.html"].decode()
+    assert "Which should I use?" in loss and "linear_cross_entropy (cpu" in loss and "Measured on cpu" in loss

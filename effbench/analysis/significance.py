@@ -82,10 +82,13 @@ def significance(frame: pl.DataFrame, tasks: pl.DataFrame, correction: str = "bh
         (pl.col("significant") & pl.col("better_direction")).alias("better"),
         (pl.col("significant") & ~pl.col("better_direction")).alias("worse"),
     )
+    # a missed target counts as infinitely many steps: the median difference is then no number to print
+    delta = pl.when(pl.col("delta").is_finite()).then(pl.col("delta").round_sig_figs(4).cast(pl.String)).otherwise(
+        pl.lit("none (a median seed missed the target)"))
     return table.with_columns(pl.format(
         "Mann-Whitney U vs {} over {} vs {} seeds ({} vs {} failed or missed the target): median difference {}, "
         "p {}, {}-adjusted {}",
-        "baseline", "seeds", "seeds", "failed", "failed_baseline", pl.col("delta").round_sig_figs(4),
+        "baseline", "seeds", "seeds", "failed", "failed_baseline", delta,
         pl.col("p_value").round_sig_figs(3), pl.lit(name), pl.col("p_adjusted").round_sig_figs(3),
     ).alias("message")).drop("better_direction")
 

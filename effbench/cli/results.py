@@ -14,16 +14,24 @@ from effbench.cli.base import DB_OPTION, _fail, _num, cli
 
 
 def _declare_old_tasks(store: Any) -> None:
-    """Shards written before tasks declared their metrics carry no declarations: the installed tasks' fill in
-    (a unit or direction changes only with a new metric name, so today's declaration is the old one's)."""
-    missing = store.tasks_without_metrics()
-    if not missing:
+    """Shards written before tasks declared their metrics and size parameters (and, for kernel tasks, before
+    tasks had a row at all) carry no declarations: the installed tasks' fill in (a unit or direction changes
+    only with a new metric name, and a task's size parameters are those of its grid, so today's declaration is
+    the old one's). A row or value already stored is never overwritten; tasks no longer installed stay
+    undeclared."""
+    missing, metrics, sizes = store.tasks_without_rows(), store.tasks_without_metrics(), store.tasks_without_sizes()
+    if not (missing or metrics or sizes):
         return
     from effbench.metrics import to_json
     from effbench.registry import discover
+    from effbench.run.provenance import task_info
 
-    tasks = discover().tasks
-    store.fill_task_metrics({key: to_json(tasks[key].metric_table) for key in missing if key in tasks})
+    registry = discover()
+    tasks = registry.tasks
+    if [key for key in missing if key in tasks]:
+        store.insert([task_info(registry, key) for key in missing if key in tasks])
+    store.fill_task_metrics({key: to_json(tasks[key].metric_table) for key in metrics if key in tasks})
+    store.fill_task_sizes({key: json.dumps(list(tasks[key].sizes)) for key in sizes if key in tasks})
 
 
 def _ingest_into(db: Path, paths: tuple[Path, ...]) -> list[Any]:

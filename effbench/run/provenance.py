@@ -152,19 +152,21 @@ def this_node(device: str) -> Node:
     return Node(platform.node(), _cpu_name() if device == "cpu" else None)
 
 
+def task_info(registry: Registry, key: str) -> TaskInfo:
+    """What the store keeps of registered task ``key``."""
+    task = registry.tasks[key]
+    workload = isinstance(task, WorkloadTask)
+    baseline = task.baseline if workload else None
+    impls = registry.methods[(key, baseline)].impls if (key, baseline) in registry.methods else {}
+    baseline_impl = ("reference" if "reference" in impls else next(iter(impls))) if impls else None
+    compare = [[m, task.metric(m).higher_is_better] for m in task.compare] if workload else []
+    return TaskInfo(task.family, key, task.kind, baseline, baseline_impl, json.dumps(compare),
+                    task.target if workload else "", task.description, json.dumps(list(task.sizes)),
+                    metrics.to_json(task.metric_table))
+
+
 def task_infos(registry: Registry, cases: Sequence[Case]) -> list[TaskInfo]:
-    infos = []
-    for key in sorted({c.task for c in cases}):
-        task = registry.tasks[key]
-        workload = isinstance(task, WorkloadTask)
-        baseline = task.baseline if workload else None
-        impls = registry.methods[(key, baseline)].impls if (key, baseline) in registry.methods else {}
-        baseline_impl = ("reference" if "reference" in impls else next(iter(impls))) if impls else None
-        compare = [[m, task.metric(m).higher_is_better] for m in task.compare] if workload else []
-        infos.append(TaskInfo(task.family, key, task.kind, baseline, baseline_impl, json.dumps(compare),
-                              task.target if workload else "", task.description, json.dumps(list(task.sizes)),
-                              metrics.to_json(task.metric_table)))
-    return infos
+    return [task_info(registry, key) for key in sorted({c.task for c in cases})]
 
 
 def method_infos(registry: Registry, cases: Sequence[Case]) -> list[MethodInfo]:

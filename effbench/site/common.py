@@ -123,3 +123,55 @@ def _ordered_points(frame: pl.DataFrame) -> list[str]:
     pairs = {r["point_key"]: point_size(r["point"], r.get("sizes")) for r in frame.select(columns).unique().iter_rows(
         named=True)}
     return sorted(pairs, key=lambda k: (pairs[k], k))
+
+
+# --------------------------------------------------------------------------- views: one figure at a time
+
+MAX_TRACES = 16  # a figure with more traces than this is split by method (a selector picks one)
+
+
+def view(view_id: str, title: str, options: list[dict[str, Any]], choose: str = "show") -> dict[str, Any] | None:
+    """A titled view of several options ({"label", "title", and "figure" or "table"}), one shown at a time by a
+    ``<select>`` (the first at load); None without options."""
+    if not options:
+        return None
+    return {"id": view_id, "title": title, "choose": choose, "options": options}
+
+
+def byte_axis(values: list[float | None]) -> dict[str, Any]:
+    """A log axis of bytes ticked at powers of four in binary units (64 KiB, 1 MiB, 4 MiB), never "1B"."""
+    finite = [v for v in values if v is not None and v > 0]
+    if not finite:
+        return {"type": "log"}
+    low, high = min(finite), max(finite)
+    ticks, text = [], []
+    for exponent in range(0, 60, 2):
+        value = float(2 ** exponent)
+        if low / 4 <= value <= high * 4:
+            ticks.append(value)
+            text.append(_fmt(value, "bytes").replace(".0 ", " "))
+    return {"type": "log", "tickvals": ticks, "ticktext": text, "automargin": True}
+
+
+def time_axis() -> dict[str, Any]:
+    """A log axis of seconds in SI prefixes: "2ms", "500µs", "1.5s" (the values are seconds)."""
+    return {"type": "log", "exponentformat": "SI", "ticksuffix": "s", "automargin": True}
+
+
+@dataclass
+class Context:
+    """What every figure and table of one task page shares: the site's styles, the task's declared metrics, its
+    points ordered by declared size and their short labels."""
+
+    styles: Any  # effbench.site.colors.Styles
+    declared: dict[str, Any]  # metric name -> effbench.metrics.Metric
+    order: list[str]  # point keys, smallest problem first
+    labels: dict[str, str]  # point key -> short label
+    size: dict[str, float] | None = None  # point key -> declared problem size
+
+    def label(self, key: str) -> str:
+        return self.labels.get(key, key)
+
+    def ordered(self, keys: Any) -> list[str]:
+        rank = {k: n for n, k in enumerate(self.order)}
+        return sorted(set(keys), key=lambda k: (rank.get(k, len(rank)), k))

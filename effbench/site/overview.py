@@ -23,9 +23,11 @@ from effbench.site.common import (
 )
 
 
-def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = None) -> list[str]:
+def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = None,
+             labels: dict[str, str] | None = None, order: list[str] | None = None) -> list[str]:
     """One sentence per device (kernel) or grid point (workload) saying what wins, with its numbers."""
     lines = []
+    order_all = order
     if kind == "kernel":
         # Implementations of one method compute one function: compare within a method, never across methods
         # (a sliding-window kernel is not a faster dense attention).
@@ -35,7 +37,10 @@ def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = Non
         shared = _shared_devices(summary)
         for (device, hardware, dtype, method), group in summary.group_by(["device", "hardware", "dtype", "method"],
                                                                          maintain_order=True):
-            order = _ordered_points(group)
+            # the task's points by declared size (the summary has no sizes column: its own order would fall back
+            # on the integer proxy, which counts goldfish_k=4 as a size)
+            mine = set(group["point_key"])
+            order = [k for k in order_all if k in mine] if order_all else _ordered_points(group)
             at = group.filter((pl.col("point_key") == order[-1]) & (pl.col("status") == "ok")
                               & pl.col("time_ms").is_not_null())
             if at.is_empty():
@@ -50,7 +55,8 @@ def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = Non
                 verdict = f"fastest correct implementation {best['impl']}{speed}{memory}"
             untimed = ("" if analysis.timed_grid(best.get("grid", "cpu")) else
                        f" (grid {best['grid']}: a check that it runs, not a timing to compare)")
-            lines.append(f"{method} on {where}, {dtype}, largest point {order[-1]}: {verdict}, "
+            largest = (labels or {}).get(order[-1], order[-1])
+            lines.append(f"{method} on {where}, {dtype}, largest point {largest}: {verdict}, "
                          f"{_fmt(best['time_ms'], 'ms')}{untimed}.")
         return lines
     summary = analysis.workload_summary(frame)
@@ -59,7 +65,7 @@ def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = Non
     sig = (verdicts.filter(pl.col("metric") == "final_metric") if verdicts is not None and not verdicts.is_empty()
            else pl.DataFrame())
     flagged = {(r["method"], r["impl"], r["point_key"], r["device"]): r for r in sig.iter_rows(named=True)}
-    labels = point_labels(frame)
+    labels = labels or point_labels(frame)
     for (pkey, device), group in summary.sort("point_key").group_by(["point_key", "device"], maintain_order=True):
         ranked = group.drop_nulls("final_metric_mean").sort(["final_metric_mean", "method", "impl"],
                                                             descending=[True, False, False])
