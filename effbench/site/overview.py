@@ -64,15 +64,22 @@ def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = Non
         return lines
     sig = (verdicts.filter(pl.col("metric") == "final_metric") if verdicts is not None and not verdicts.is_empty()
            else pl.DataFrame())
-    flagged = {(r["method"], r["impl"], r["point_key"], r["device"]): r for r in sig.iter_rows(named=True)}
+    # one headline per point and hardware: two CPU models' runs are two measurements, never one mixed ranking
+    where = ["point_key", "device", *(["hardware"] if "hardware" in summary.columns else [])]
+    flagged = {tuple(r[k] for k in ("method", "impl", *where)): r for r in sig.iter_rows(named=True)
+               if all(k in r for k in where)}
     labels = labels or point_labels(frame)
-    for (pkey, device), group in summary.sort("point_key").group_by(["point_key", "device"], maintain_order=True):
+    several = "hardware" in summary.columns and summary["hardware"].n_unique() > 1
+    for key, group in summary.sort(where).group_by(where, maintain_order=True):
+        pkey, device = key[0], key[1]
+        if several:
+            device = f"{device} ({key[2]})"
         ranked = group.drop_nulls("final_metric_mean").sort(["final_metric_mean", "method", "impl"],
                                                             descending=[True, False, False])
         if ranked.is_empty():
             continue
         best = ranked.row(0, named=True)
-        verdict = flagged.get((best["method"], best["impl"], pkey, device))
+        verdict = flagged.get((best["method"], best["impl"], *key))
         against = ""
         if verdict is not None:  # the best is not the baseline: say against what, and whether it holds
             base_method, base_impl = verdict["baseline"].split("/", 1)
