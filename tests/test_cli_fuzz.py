@@ -33,6 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import effbench.run.case
+import effbench.run.executors
 import effbench.run.plan
 import effbench.run.session
 from effbench.cli import cli
@@ -368,8 +369,8 @@ def no_benchmark_work(monkeypatch):
         return real(registry, [], *args, **kwargs)  # writes the shard header, runs no case
 
     monkeypatch.setattr(effbench.run.session, "run_cases", empty_run_cases)
-    monkeypatch.setattr(effbench.run.session, "Worker", _NoWorker)
-    monkeypatch.setattr(effbench.run.session, "execute", _NoWorker)
+    monkeypatch.setattr(effbench.run.executors, "Worker", _NoWorker)
+    monkeypatch.setattr(effbench.run.executors, "execute", _NoWorker)
     # per-worker resource limits must never be applied to the test process itself
     monkeypatch.setattr(effbench.run.case, "apply_memory_limit", _NoWorker, raising=False)
 
