@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import polars as pl
 
 from effbench import analysis
+from effbench.site.colors import MARKERS, styles
 from effbench.site.common import (
     HISTORY_THRESHOLD,
     Figure,
@@ -147,17 +148,22 @@ def history(db: Path) -> tuple[list[Figure], list[dict[str, str]]]:
     figures, table = [], []
     marks = analysis.history_changes(rows, HISTORY_THRESHOLD)
     shared = _shared_devices(rows)  # one figure per hardware: a line never joins two machines' numbers
+    # the site's colour per method and dash per impl; the point is the marker (a case's points share both)
+    look = styles((t.split("/", 1)[0], m, i) for t, m, i in rows.select("task", "method", "impl").unique().iter_rows())
     for n, ((task, device, hardware), group) in enumerate(rows.group_by(["task", "device", "hardware"],
                                                                          maintain_order=True)):
         where = _where(device, hardware, None, shared)
         fig = go.Figure()
+        points = {key: n for n, key in enumerate(sorted(set(group["point_key"].to_list())))}
         for (method, impl, pkey, dtype), g in group.group_by(["method", "impl", "point_key", "dtype"],
                                                               maintain_order=True):
             if g.height < 2:
                 continue
             g = g.sort("started_at")
+            marker = {**look.marker(method, impl), "symbol": MARKERS[points[pkey] % len(MARKERS)]}
             fig.add_trace(go.Scatter(x=[str(t) for t in g["started_at"]], y=g["value"].to_list(),
-                                     mode="lines+markers", name=f"{method}/{impl} {pkey} ({device}, {dtype})"))
+                                     mode="lines+markers", line=look.line(method, impl), marker=marker,
+                                     name=f"{method}/{impl} {pkey} ({device}, {dtype})"))
         flagged = marks.filter((pl.col("task") == task) & (pl.col("device") == device)
                                & (pl.col("hardware") == hardware) & (pl.col("verdict") != "same"))
         for verdict, color in (("regression", "red"), ("improvement", "green")):
@@ -167,8 +173,8 @@ def history(db: Path) -> tuple[list[Figure], list[dict[str, str]]]:
                                          marker={"color": color, "size": 13, "symbol": "circle-open"},
                                          name=f"{verdict}s"))
         if fig.data:
-            fig.update_layout(yaxis_type="log", yaxis_title="time (ms)", xaxis_title="run started at",
-                              legend={"orientation": "h", "y": -0.35})
+            fig.update_layout(yaxis_type="log", yaxis_title="time_ms [ms, lower is better]",
+                              xaxis_title="run started at", legend={"orientation": "h", "y": -0.35})
             figures.append(_figure(fig, f"history{n}", f"{task} across runs [{where}]", 480))
     for r in marks.filter(pl.col("verdict") != "same").iter_rows(named=True):
         table.append({"verdict": r["verdict"], "task": r["task"], "case": f"{r['method']}/{r['impl']}",
