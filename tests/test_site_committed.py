@@ -68,6 +68,7 @@ def test_the_committed_runs_site_answers_which_method_at_what_cost(tmp_path):
     for name, text in [*pages.items(), *((p.name, p.read_text()) for p in sorted(out.glob("*.csv")))]:
         assert not INF.search(text), (name, INF.search(text))
     assert "below resolution" in pages[task_page("optimizer/step")]
+    assert "least training-step memory (train_state_bytes, lower is better" in pages[task_page("sampler/memory")]
     for name in tasks:
         html = pages[name]
         assert 'id="leaderboard"' in html  # first: before any figure

@@ -60,6 +60,7 @@ def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = Non
             lines.append(f"{method} on {where}, {dtype}, largest point {largest}: {verdict}, "
                          f"{_fmt(best['time_ms'], 'ms')}{untimed}.")
         return lines
+    lines += _memory_headline(frame, labels or point_labels(frame))
     summary = analysis.workload_summary(frame)
     if summary.is_empty():
         return lines
@@ -94,6 +95,26 @@ def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = Non
         lines.append(f"{device}, {labels.get(pkey, pkey)}: best final metric (higher is better, mean over "
                      f"{best['seeds']} seeds) {best['method']}/{best['impl']} {_fmt(best['final_metric_mean'])}"
                      f"{against}.")
+    return lines
+
+
+def _memory_headline(frame: pl.DataFrame, labels: dict[str, str]) -> list[str]:
+    """A workload that measures one step's memory (sampler/memory's ``train_state_bytes``) leads with it: per
+    point and hardware, the method holding the least, against the most, medians over seeds."""
+    rows = frame.filter((pl.col("metric") == "train_state_bytes") & (pl.col("status") == "ok")
+                        & pl.col("value").is_not_null())
+    if rows.is_empty():
+        return []
+    where = ["point_key", "device", *(["hardware"] if "hardware" in rows.columns else [])]
+    several = "hardware" in rows.columns and rows["hardware"].n_unique() > 1
+    medians = rows.group_by([*where, "method", "impl"], maintain_order=True).agg(pl.col("value").median())
+    lines = []
+    for key, group in medians.sort([*where, "value", "method", "impl"]).group_by(where, maintain_order=True):
+        least, most = group.row(0, named=True), group.row(-1, named=True)
+        device = f"{key[1]} ({key[2]})" if several else key[1]
+        lines.append(f"{device}, {labels.get(key[0], key[0])}: least training-step memory (train_state_bytes, lower "
+                     f"is better, median over seeds) {least['method']}/{least['impl']} {_fmt(least['value'], 'bytes')}"
+                     f", against {_fmt(most['value'], 'bytes')} for {most['method']}/{most['impl']}.")
     return lines
 
 
