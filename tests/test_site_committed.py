@@ -67,6 +67,9 @@ def test_the_committed_runs_site_answers_which_method_at_what_cost(tmp_path):
     # honest numbers: a ratio against a page-granular zero reads "below resolution", never inf or 4191.00x
     for name, text in [*pages.items(), *((p.name, p.read_text()) for p in sorted(out.glob("*.csv")))]:
         assert not INF.search(text), (name, INF.search(text))
+    for name, html in pages.items():  # a page's title is a short line of text, never markup
+        title = re.search(r"<title>(.*?)</title>", html, re.S).group(1)
+        assert "<" not in title and len(title) < 120, (name, title[:200])
     assert "below resolution" in pages[task_page("optimizer/step")]
     assert "least training-step memory (train_state_bytes, lower is better" in pages[task_page("sampler/memory")]
     for name in tasks:
