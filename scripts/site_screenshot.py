@@ -26,8 +26,9 @@ def main(site: str, page_name: str, out: str, width: int = 1400, height: int = 1
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
         page = browser.new_page(viewport={"width": width, "height": height})
         page.goto(f"http://127.0.0.1:{server.server_address[1]}/{page_name}", wait_until="load")
-        page.wait_for_function("document.querySelectorAll('div.plot .main-svg').length >= "
-                               "document.querySelectorAll('div.plot').length")
+        # every plot that is shown has been drawn (hidden choices and closed details are drawn when opened)
+        page.wait_for_function("Array.from(document.querySelectorAll('div.plot')).filter(d => !d.closest('[hidden]') "
+                               "&& !d.closest('details:not([open])')).every(d => d.querySelector('.main-svg'))")
         page.screenshot(path=out)
         browser.close()
     server.shutdown()

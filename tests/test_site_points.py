@@ -76,3 +76,21 @@ def test_headers_name_unit_and_direction_from_the_declarations():
     assert ratio_header("speedup vs reference", KERNEL["time_ms"]) == "speedup vs reference [×, higher is better]"
     assert json.loads(json.dumps(points.declared_sizes('["N", "D", "V"]'))) == ["N", "D", "V"]
     assert points.declared_sizes("[]") is None and points.declared_sizes(None) is None
+
+
+def test_advice_calls_a_speedup_within_noise_no_winner():
+    """1.07x faster than the reference is within run-to-run noise: no 'use X'; 2.4x is a recommendation."""
+    import polars as pl
+
+    from effbench.site.advice import kernel_advice
+    from effbench.site.common import Context
+
+    def case(method, impl, ms, speedup):
+        return {"device": "cpu", "hardware": "EPYC", "dtype": "float32", "method": method, "impl": impl,
+                "point_key": "N=8", "status": "ok", "time_ms": ms, "speedup": speedup, "memory_ratio": 1.0}
+
+    summary = pl.DataFrame([case("a", "reference", 10.7, 1.0), case("a", "fused", 10.0, 1.07),
+                            case("b", "reference", 24.0, 1.0), case("b", "fused", 10.0, 2.4)])
+    lines = kernel_advice(summary, Context(None, {}, ["N=8"], {"N=8": "N=8"}, {"N=8": 8.0}))
+    assert "no implementation is clearly faster" in lines[0] and "use fused" not in lines[0]
+    assert "use fused: 2.4× the reference's speed" in lines[1]

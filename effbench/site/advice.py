@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from effbench.site.common import Context, _fmt
+from effbench.site.common import HISTORY_THRESHOLD, Context, _fmt
 
 
 def _scope(frame: pl.DataFrame, ctx: Context) -> str:
@@ -24,6 +24,9 @@ def _scope(frame: pl.DataFrame, ctx: Context) -> str:
     gpu = ("" if any(d.startswith("cuda") for d in devices)
            else "; no GPU result yet: a CPU ranking need not hold on a GPU")
     return (f"Measured on {', '.join(devices)} ({', '.join(hardware)}), grid {', '.join(grids) or '?'}, {span}{gpu}.")
+
+
+NOISE = HISTORY_THRESHOLD  # a speedup below this is run-to-run noise between two medians
 
 
 def kernel_advice(summary: pl.DataFrame, ctx: Context) -> list[str]:
@@ -46,7 +49,11 @@ def kernel_advice(summary: pl.DataFrame, ctx: Context) -> list[str]:
                       else f"{_fmt(best['memory_ratio'])}× less memory" if best["memory_ratio"] >= 1
                       else f"{_fmt(1 / best['memory_ratio'])}× more memory")
             speed = f"{_fmt(best['speedup'])}× the reference's speed" if best["speedup"] else "no reference to compare"
-            verdict = f"use {best['impl']}: {speed}, {memory}"
+            if best["speedup"] and best["speedup"] < NOISE:  # a ratio of medians this close to 1 is run-to-run noise
+                verdict = (f"no implementation is clearly faster than the reference ({best['impl']}: {speed}, "
+                           f"within noise; {memory})")
+            else:
+                verdict = f"use {best['impl']}: {speed}, {memory}"
         lines.append(f"{method} ({device}, {hardware}, {dtype}, at {ctx.label(best['point_key'])}): {verdict} "
                      f"({_fmt(best['time_ms'], 'ms')}, {at.height} implementation(s) ran there).")
     return lines
