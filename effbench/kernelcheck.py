@@ -308,9 +308,14 @@ def build(spec: CompileSpec, arch: str, methods: str = "", git_commit: str | Non
         spill_stores=int(spills.group(1)) if spills else None, spill_loads=int(spills.group(2)) if spills else None,
         status="ok", message="; ".join(notes),
     )
+    budget = spec.spill_budget.get(arch)
     if shared > limit:
         record["status"] = "overflow"
         record["message"] = f"shared memory {shared} B per block > the {arch} limit of {limit} B"
+    elif budget is not None and record["spills"] > budget:
+        record["status"] = "over_budget"
+        record["message"] = (f"spills {record['spills']} B > the {budget} B its compile spec allows on {arch} (the "
+                             "kernel's documented budget)")
     return KernelBuild(**record)
 
 

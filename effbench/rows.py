@@ -237,7 +237,7 @@ class CaseTime:
 
 # How a kernel build ends: compiled and fits, the compiler refused it, or it needs more shared memory than the
 # arch gives one block (it compiles, but the launch would fail).
-BUILD_STATUSES = ("ok", "error", "overflow")
+BUILD_STATUSES = ("ok", "error", "overflow", "over_budget")
 
 
 @dataclass(frozen=True)
@@ -259,7 +259,7 @@ class KernelBuild:
     shared_bytes: int | None  # per block: Triton's dynamic allocation plus any static shared array in the PTX
     shared_limit: int  # the arch's per-block maximum (opt-in), bytes
     compile_s: float | None
-    message: str  # the compiler's message on error, the overflow, or ptxas's performance notes
+    message: str  # the compiler's message on error, the overflow or the spill budget, or ptxas's performance notes
     methods: str  # comma-separated 'task:method' of the methods whose Triton implementations launch it
     code_hash: str  # Triton's cache key of the kernel's source and the helpers it calls
     git_commit: str | None

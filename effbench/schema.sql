@@ -178,7 +178,7 @@ CREATE TABLE IF NOT EXISTS kernel_builds (
     config VARCHAR NOT NULL,       -- canonical 'dtype=... CONSTEXPR=... num_warps=... num_stages=...'
     arch VARCHAR NOT NULL,         -- 'sm_80', 'sm_90'
     triton_version VARCHAR NOT NULL,
-    status VARCHAR NOT NULL,       -- ok, error, overflow
+    status VARCHAR NOT NULL,       -- ok, error, overflow, over_budget (spills past the spec's declared budget)
     registers INTEGER,
     spills BIGINT,                 -- bytes of local memory per thread (spilled registers)
     spill_stores BIGINT,

@@ -211,9 +211,13 @@ def test_a_build_that_cannot_run_exits_1_naming_kernel_config_and_message(tmp_pa
         assert (f"FAILED overflow: planted_kernels._deep_pipeline_kernel [dtype=float16 BLOCK=128 num_warps=8 "
                 f"num_stages=6] on {arch}") in err
         assert f"> the {arch} limit of {kernelcheck.SHARED_LIMIT[arch]} B" in err
+        assert (f"FAILED over_budget: planted_kernels._spilling_kernel [dtype=float32 BLOCK=128 num_warps=1 "
+                f"num_stages=3] on {arch}") in err
+        assert f"> the 0 B its compile spec allows on {arch}" in err
     assert "K >= 16" in err and "Traceback" not in err  # the compiler's own message, no crash
     with Store(tmp_path / "db.duckdb", read_only=True) as store:  # failures are stored too
-        assert sorted(store.query("SELECT DISTINCT status FROM kernel_builds")["status"]) == ["error", "overflow"]
+        statuses = sorted(store.query("SELECT DISTINCT status FROM kernel_builds")["status"])
+    assert statuses == ["error", "over_budget", "overflow"]
 
 
 def test_bad_arguments_are_one_line():
@@ -304,20 +308,18 @@ for module in (linear_cross_entropy, contrastive, sigmoid_pairwise):
             (kernel, atomics)
 
 
-def test_block_sparse_attention_spill_budget_on_sm_90():
+def test_block_sparse_attention_declares_its_spill_budget_on_sm_90(specs):
     """The spills the compile check found are fixed where they can be: at every config the autotuner may pick
     for the gpu grid on sm_90, the forward and dQ kernels spill nothing, block 64 nothing at all, and block 128's
     dK/dV (two fp32 accumulators of BLOCK x d) at most 376 bytes (``_tune_space``'s docstring has the numbers
-    and the alternatives tried)."""
-    proc = effbench_kernels("--arch", "sm_90", "--json", "--no-store", "--kernel",
-                            "_fwd_kernel,_bwd_dq_kernel,_bwd_dkdv_kernel")
-    assert proc.returncode == 0, proc.stderr
-    builds = [b for b in json.loads(proc.stdout) if b["kernel"].startswith("block_sparse_attention.")]
-    # 3 kernels x (block 64: 4 configs at head dim 64, 2 at 128; block 128: 1 at each)
-    assert len(builds) == 24
-    for b in builds:
-        budget = 376 if b["kernel"].endswith("_bwd_dkdv_kernel") and "BLOCK=128" in b["config"] else 0
-        assert b["spills"] <= budget, (b["kernel"], b["config"], b["spills"])
+    and the alternatives tried). The specs declare it and `effbench kernels` (CI's `make kernels`) fails a build
+    past it (``over_budget``, the planted test above); sm_80 is held to none."""
+    attention = [s for s in specs if s.kernel.startswith("block_sparse_attention.") and "_delta" not in s.kernel]
+    # 3 kernels x (block 64: 4 configs at head dim 64, 2 at 128; block 128: 1 at each), bfloat16
+    assert len(attention) == 24
+    for spec in attention:
+        large_dkdv = spec.kernel.endswith("_bwd_dkdv_kernel") and spec.constexprs.get("BLOCK") == 128
+        assert spec.spill_budget == {"sm_90": 376 if large_dkdv else 0}, (spec.kernel, spec.config)
 
 
 def test_autotuning_leaves_in_place_and_accumulated_tensors_as_one_call_would():

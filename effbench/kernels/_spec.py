@@ -54,6 +54,8 @@ class CompileSpec:
     divisible: tuple[str, ...] = ()
     num_warps: int = DEFAULT_NUM_WARPS
     num_stages: int = DEFAULT_NUM_STAGES
+    # arch -> the most bytes this build may spill (a documented budget); an arch left out is not held to one
+    spill_budget: dict[str, int] = field(default_factory=dict)
 
     @property
     def kernel(self) -> str:

@@ -1,5 +1,6 @@
-"""Kernels that cannot run on a GPU, for tests/test_kernelcheck.py: the compiler refuses one, the other needs
-more shared memory than sm_80 and sm_90 give a block. Compiled for real; never launched."""
+"""Kernels that cannot run on a GPU, for tests/test_kernelcheck.py: the compiler refuses one, the next needs
+more shared memory than sm_80 and sm_90 give a block, the last spills past the budget its spec declares.
+Compiled for real; never launched."""
 
 import triton
 import triton.language as tl
@@ -30,9 +31,20 @@ def _deep_pipeline_kernel(a_ptr, b_ptr, c_ptr, K, BLOCK: tl.constexpr):
     tl.store(c_ptr + r[:, None] * BLOCK + r[None, :], acc)
 
 
+@triton.jit
+def _spilling_kernel(x_ptr, out_ptr, BLOCK: tl.constexpr):
+    """A BLOCK x BLOCK fp32 tile held by one warp (512 values a thread at 128), kept live across a reduction:
+    more than a thread's 255 registers, so ptxas spills."""
+    r = tl.arange(0, BLOCK)
+    x = tl.load(x_ptr + r[:, None] * BLOCK + r[None, :])
+    y = tl.exp(x) * tl.sum(x, axis=0)[None, :]
+    tl.store(out_ptr + r[:, None] * BLOCK + r[None, :], y + tl.sum(y, axis=1)[:, None] * x)
+
+
 def compile_specs() -> list[CompileSpec]:
     return [
         CompileSpec(_narrow_dot_kernel, "float16", {"K": 8}, pointers={"out_ptr": "fp32"}),
         CompileSpec(_deep_pipeline_kernel, "float16", {"BLOCK": 128}, pointers={"c_ptr": "fp32"}, divisible=("K",),
                     num_warps=8, num_stages=6),
+        CompileSpec(_spilling_kernel, "float32", {"BLOCK": 128}, num_warps=1, spill_budget={"sm_80": 0, "sm_90": 0}),
     ]
