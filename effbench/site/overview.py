@@ -67,11 +67,10 @@ def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = Non
     sig = (verdicts.filter(pl.col("metric") == "final_metric") if verdicts is not None and not verdicts.is_empty()
            else pl.DataFrame())
     # one headline per point and hardware: two CPU models' runs are two measurements, never one mixed ranking
-    where = ["point_key", "device", *(["hardware"] if "hardware" in summary.columns else [])]
+    where, several = _point_keys(summary)
     flagged = {tuple(r[k] for k in ("method", "impl", *where)): r for r in sig.iter_rows(named=True)
                if all(k in r for k in where)}
     labels = labels or point_labels(frame)
-    several = "hardware" in summary.columns and summary["hardware"].n_unique() > 1
     for key, group in summary.sort(where).group_by(where, maintain_order=True):
         pkey, device = key[0], key[1]
         if several:
@@ -98,6 +97,13 @@ def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = Non
     return lines
 
 
+def _point_keys(frame: pl.DataFrame) -> tuple[list[str], bool]:
+    """A workload headline's grouping (point, device and, where recorded, hardware) and whether the frame holds
+    several hardware models (then each headline names its own)."""
+    has = "hardware" in frame.columns
+    return ["point_key", "device", *(["hardware"] if has else [])], has and frame["hardware"].n_unique() > 1
+
+
 def _memory_headline(frame: pl.DataFrame, labels: dict[str, str]) -> list[str]:
     """A workload that measures one step's memory (sampler/memory's ``train_state_bytes``) leads with it: per
     point and hardware, the method holding the least, against the most, medians over seeds."""
@@ -105,8 +111,7 @@ def _memory_headline(frame: pl.DataFrame, labels: dict[str, str]) -> list[str]:
                         & pl.col("value").is_not_null())
     if rows.is_empty():
         return []
-    where = ["point_key", "device", *(["hardware"] if "hardware" in rows.columns else [])]
-    several = "hardware" in rows.columns and rows["hardware"].n_unique() > 1
+    where, several = _point_keys(rows)
     medians = rows.group_by([*where, "method", "impl"], maintain_order=True).agg(pl.col("value").median())
     lines = []
     for key, group in medians.sort([*where, "value", "method", "impl"]).group_by(where, maintain_order=True):
