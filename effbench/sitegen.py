@@ -27,7 +27,17 @@ from effbench.metrics import from_json
 from effbench.rows import FAMILIES
 from effbench.site import points as grid_points
 from effbench.site.colors import styles as site_styles
-from effbench.site.common import FAIL_STATUSES, HISTORY_THRESHOLD, Context, _points, method_page, task_page
+from effbench.site.common import (
+    FAIL_STATUSES,
+    HISTORY_THRESHOLD,
+    UNRECORDED_GRID,
+    Context,
+    _points,
+    facet_values,
+    grid_slices,
+    method_page,
+    task_page,
+)
 from effbench.site.kernel import _kernel_body
 from effbench.site.overview import _untimed_grids, coverage, headline, history, kernel_build_table
 from effbench.site.tables import Cell, to_csv
@@ -38,13 +48,15 @@ from effbench.store import DEFAULT_DB
 def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
     """Write the site to ``out``; returns the index page's path."""
     db, out = Path(db), Path(out)
-    frame = analysis.open_results(db)
+    # each case's newest run of every grid: a page shows one grid at a time, never two grids' numbers as one
+    frame = analysis.open_results(db, by_grid=True)
     if not frame.is_empty():  # the store returns rows in no fixed order: fix one, so that two builds agree
-        frame = frame.sort([*analysis.CASE, "seed", "metric", "run_id"])
+        frame = frame.sort([*analysis.CASE, "grid", "seed", "metric", "run_id"], nulls_last=True)
     task_frame = analysis.task_info(db)
     if not frame.is_empty() and not task_frame.is_empty() and "sizes" in task_frame.columns:  # declared sizes
         frame = frame.join(task_frame.select("task", "sizes"), on="task", how="left")
-    verdicts = analysis.significance(frame, task_frame) if not frame.is_empty() else pl.DataFrame()
+    # significance within each grid: two grids' seeds of one case are two samples, never one
+    verdicts = {grid: analysis.significance(rows, task_frame) for grid, rows in grid_slices(frame)}
     targets = {r["task"]: r["target"] for r in task_frame.iter_rows(named=True)} if not task_frame.is_empty() else {}
     about = ({r["task"]: r.get("description") or "" for r in task_frame.iter_rows(named=True)}
              if not task_frame.is_empty() else {})
@@ -79,39 +91,84 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
         return Context(styles, from_json(row.get("metrics")), grid_points.ordered(pts, sizes),
                        grid_points.labels(pts, sizes), grid_points.sizes_of(pts, sizes))
 
-    def tables_with_csv(page: str, body: dict[str, Any]) -> None:
-        """Give every table of the page a CSV file beside it (``<page>-<n>.csv``)."""
+    def tables_with_csv(page: str, sections: list[dict[str, Any]]) -> None:
+        """Give every table of the page's grid sections a CSV file beside it (``<page>-<n>.csv``), and the
+        first grid's first leaderboard the id ``leaderboard``."""
         stem, n = page.removesuffix(".html"), 0
-        boards = body.get("leaderboard")
-        for k, option in enumerate(boards["options"] if boards else []):
-            table = option["table"]
-            table["id"] = "leaderboard" if k == 0 else f"leaderboard-{k}"
-            n += 1
-            table["csv"] = f"{stem}-{n}.csv"
-            (out / table["csv"]).write_text(to_csv(table["columns"], table["rows"], table.get("extra")),
-                                            encoding="utf-8")
-        for table in body.get("tables", []):
-            if table["rows"]:
+        for body in sections:
+            boards = body.get("leaderboard")
+            for option in boards["options"] if boards else []:
+                table = option["table"]
                 n += 1
+                table["id"] = "leaderboard" if n == 1 else f"leaderboard-{n - 1}"
                 table["csv"] = f"{stem}-{n}.csv"
-                (out / table["csv"]).write_text(to_csv(table["columns"], table["rows"]), encoding="utf-8")
-    families, task_infos = [], {}
-    def verdicts_of(task: str, method: str | None = None) -> pl.DataFrame:
-        if verdicts.is_empty():
-            return verdicts
-        mine = verdicts.filter(pl.col("task") == task)
+                (out / table["csv"]).write_text(to_csv(table["columns"], table["rows"], table.get("extra")),
+                                                encoding="utf-8")
+            for table in body.get("tables", []):
+                if table["rows"]:
+                    n += 1
+                    table["csv"] = f"{stem}-{n}.csv"
+                    (out / table["csv"]).write_text(to_csv(table["columns"], table["rows"]), encoding="utf-8")
+
+    def verdicts_of(grid: str, task: str, method: str | None = None) -> pl.DataFrame:
+        mine = verdicts.get(grid, pl.DataFrame())
+        if mine.is_empty():
+            return mine
+        mine = mine.filter(pl.col("task") == task)
         return mine if method is None else mine.filter(pl.col("method") == method)
 
-    for task in tasks:
+    def problems_of(rows: pl.DataFrame, ctx: Context) -> list[dict[str, Any]]:
+        """The cases that are not ok: one line per case and message, its seeds listed (not one per seed)."""
+        bad = analysis.case_status(rows).filter(pl.col("status") != "ok")
+        grouped = bad.with_columns(pl.col("message").fill_null("")).group_by(
+            ["status", "method", "impl", "point_key", "dtype", "device", "message"]).agg(
+            pl.col("seed").sort()).sort(["status", "method", "impl", "point_key", "dtype", "device", "message"])
+        return [{"status": r["status"], "method": r["method"], "impl": r["impl"],
+                 "point": Cell(ctx.label(r["point_key"]), None, r["point_key"], r["point_key"]),
+                 "dtype": r["dtype"], "device": r["device"], "seed": ", ".join(map(str, r["seed"])),
+                 "message": r["message"]} for r in grouped.iter_rows(named=True)]
+
+    def sections_of(task: str, task_rows: pl.DataFrame, kind: str, prefix: str,
+                    method: str | None = None) -> list[dict[str, Any]]:
+        """One section per grid of the task's rows (the preferred grid first): its own points, labels,
+        leaderboard, headlines, figures and tables."""
+        sections = []
+        for j, (grid, rows) in enumerate(grid_slices(task_rows)):
+            ctx = context(rows, task)
+            mine = prefix if j == 0 else f"{prefix}g{j}"  # a single grid's page keeps the ids it always had
+            figures = method is None
+            if kind == "workload":
+                body = _workload_body(rows, db, task, mine, verdicts_of(grid, task, method), ctx,
+                                      with_figures=figures, info=task_frame)
+            else:
+                body = _kernel_body(rows, mine, ctx, with_figures=figures)
+            body.setdefault("advice", [])
+            timed = analysis.timed_grid(None if grid == UNRECORDED_GRID else grid)
+            body.update(grid=grid, timed=timed, cases=analysis.case_status(rows).height,
+                        headline=headline(rows, kind, verdicts_of(grid, task), ctx.labels, ctx.order)
+                        if figures else [])
+            if figures:
+                problems = problems_of(rows, ctx)
+                body["tables"].append({"title": "cases that are not ok (one line per case and message, its seeds "
+                                                "listed)", "columns": ["status", "method", "impl", "point", "dtype",
+                                                                       "device", "seed", "message"],
+                                       "rows": problems})
+            sections.append(body)
+        return sections
+
+    families, task_infos, task_sections = [], {}, {}
+    for i, task in enumerate(tasks):
         task_rows = frame.filter(pl.col("task") == task) if not frame.is_empty() else frame
         kind = "workload" if not task_rows.is_empty() and task_rows.filter(
             pl.col("metric") == "final_metric").height else "kernel"
         counts = (dict(analysis.case_status(task_rows)["status"].value_counts().iter_rows())
                   if not task_rows.is_empty() else {})
+        sections = task_sections[task] = sections_of(task, task_rows, kind, f"t{i}")
+        first = sections[0] if sections else {}
         task_infos[task] = {"name": task, "kind": kind, "page": task_page(task), "status": counts,
-                            "headline": headline(task_rows, kind, verdicts_of(task), context(task_rows, task).labels,
-                                                 context(task_rows, task).order) if not task_rows.is_empty()
-                            else [],
+                            # the overview and family pages speak for the preferred grid (the task page has all)
+                            "headline": first.get("headline", []), "advice": first.get("advice", []),
+                            "grid": first.get("grid", ""), "grids": [s["grid"] for s in sections],
                             "target": targets.get(task, "") if kind == "workload" else "",
                             "description": about.get(task, ""),
                             "failures": sum(counts.get(s, 0) for s in FAIL_STATUSES),
@@ -128,50 +185,23 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
     render("index.html", "index.html", page="index", families=families, runs=runs,
            coverage=coverage(frame, method_frame))
 
-    for i, task in enumerate(tasks):
+    for task in tasks:
         info = task_infos[task]
         task_rows = frame.filter(pl.col("task") == task) if not frame.is_empty() else frame
-        ctx = context(task_rows, task)
-        if task_rows.is_empty():
-            body: dict[str, Any] = {"views": [], "tables": [], "leaderboard": None}
-        elif info["kind"] == "workload":
-            body = _workload_body(task_rows, db, task, f"t{i}", verdicts_of(task), ctx, info=task_frame)
-        else:
-            body = _kernel_body(task_rows, f"t{i}", ctx)
-        problems = []
-        if not task_rows.is_empty():
-            bad = analysis.case_status(task_rows).filter(pl.col("status") != "ok")
-            # one line per case and message, its seeds listed (not one line per seed)
-            grouped = bad.with_columns(pl.col("message").fill_null("")).group_by(
-                ["status", "method", "impl", "point_key", "dtype", "device", "message"]).agg(
-                pl.col("seed").sort()).sort(["status", "method", "impl", "point_key", "dtype", "device", "message"])
-            problems = [{"status": r["status"], "method": r["method"], "impl": r["impl"],
-                         "point": Cell(ctx.label(r["point_key"]), None, r["point_key"], r["point_key"]),
-                         "dtype": r["dtype"], "device": r["device"], "seed": ", ".join(map(str, r["seed"])),
-                         "message": r["message"]} for r in grouped.iter_rows(named=True)]
+        sections = task_sections[task]
         task_methods = [
             {**{k: ("" if v is None else str(v)) for k, v in m.items()}, "page": method_page(task, m["method"])}
             for m in method_frame.filter(pl.col("task") == task).iter_rows(named=True)
         ]
-        body["tables"].append({"title": "cases that are not ok (one line per case and message, its seeds listed)",
-                               "columns": ["status", "method", "impl", "point", "dtype", "device", "seed",
-                                           "message"], "rows": problems})
-        tables_with_csv(info["page"], body)
-        info["advice"] = body.get("advice", [])
+        tables_with_csv(info["page"], sections)
         render(info["page"], "task.html", page=task.split("/")[0], task=info, methods=task_methods,
-               problems=problems, **body)
+               sections=sections, facets=facet_values(sections))
         for m in task_methods:
             mine = task_rows.filter(pl.col("method") == m["method"]) if not task_rows.is_empty() else task_rows
-            if mine.is_empty():
-                body = {"tables": [], "leaderboard": None}
-            elif info["kind"] == "workload":
-                body = _workload_body(mine, db, task, "m", verdicts_of(task, m["method"]), ctx, with_figures=False,
-                                      info=task_frame)
-            else:
-                body = _kernel_body(mine, "m", ctx, with_figures=False)
-            tables_with_csv(m["page"], body)
-            render(m["page"], "method.html", page=task.split("/")[0], task=info, method=m, tables=body["tables"],
-                   leaderboard=body["leaderboard"], builds=kernel_build_table(builds, task, m["method"]))
+            method_sections = sections_of(task, mine, info["kind"], "m", method=m["method"])
+            tables_with_csv(m["page"], method_sections)
+            render(m["page"], "method.html", page=task.split("/")[0], task=info, method=m, sections=method_sections,
+                   facets=facet_values(method_sections), builds=kernel_build_table(builds, task, m["method"]))
 
     for family in families:  # after the task pages: each task's advice comes from its page's numbers
         render(f"{family['name']}.html", "family.html", page=family["name"], family=family)

@@ -65,7 +65,7 @@ def test_cells_sort_by_value_and_the_csv_keeps_raw_numbers_and_full_keys():
     rows = [{"point": Cell("N=4096 · V=8192", 3, key, key), "time": Cell("2.4 s", 2400.0)},
             {"point": Cell("N=1024", 0, "x", "x"), "time": Cell("—", None)}]
     text = to_csv(["point", "time"], rows, [{"dtype": "float32"}, {"dtype": "float32"}])
-    assert text.splitlines() == ["point,time,dtype", f'"{key}",2400.0,float32', "x,—,float32"]
+    assert text.splitlines() == ["point,time,dtype", f'"{key}",2400.0,float32', "x,,float32"]  # missing: empty
 
 
 def test_headers_name_unit_and_direction_from_the_declarations():

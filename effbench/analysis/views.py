@@ -42,9 +42,17 @@ class HardwareMismatch(ValueError):
     """Two runs measured on different hardware were to be compared: their ratio would measure the machines."""
 
 
-def open_results(db: str | Path = DEFAULT_DB, latest: bool = True) -> pl.DataFrame:
-    """Result rows joined with run provenance (``grid`` included); ``latest`` keeps each case's newest run only."""
+def open_results(db: str | Path = DEFAULT_DB, latest: bool = True, by_grid: bool = False) -> pl.DataFrame:
+    """Result rows joined with run provenance (``grid`` included); ``latest`` keeps each case's newest run only,
+    and with ``by_grid`` each case's newest run of every grid (a smoke check run after a cpu timing run of the
+    same case then never hides the timing: the site shows one grid at a time)."""
     with Store(db, read_only=True) as store:
+        if latest and by_grid:
+            return store.query(
+                f"SELECT r.*, u.started_at, u.source, u.gpu_name, {HARDWARE_SQL} AS hardware, u.grid "
+                "FROM results r JOIN runs u USING (run_id) QUALIFY row_number() OVER ("
+                "PARTITION BY r.task, r.method, r.impl, r.point_key, r.dtype, r.device, r.seed, r.metric, "
+                f"{HARDWARE_SQL}, coalesce(u.grid, '') ORDER BY u.started_at DESC, r.run_id DESC) = 1")
         if latest:
             return store.query("SELECT l.*, u.grid FROM latest l JOIN runs u USING (run_id)")
         return store.query(f"SELECT r.*, u.started_at, u.source, u.gpu_name, {HARDWARE_SQL} AS hardware, u.grid "
@@ -76,8 +84,20 @@ def kernel_builds(db: str | Path = DEFAULT_DB, method: str | None = None) -> pl.
     return frame
 
 
-def curves(db: str | Path = DEFAULT_DB, task: str | None = None) -> pl.DataFrame:
-    """Training curves of the newest run of each workload case."""
+def curves(db: str | Path = DEFAULT_DB, task: str | None = None, rows: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Training curves of the newest run of each workload case; with ``rows`` (result rows carrying ``run_id``),
+    the curves of exactly the runs those rows come from, case by case (a grid's or a machine's own curves)."""
+    if rows is not None:
+        keys = ["run_id", *_CASE_COLUMNS[1:]]
+        wanted = rows.select(keys).unique()
+        if wanted.is_empty():
+            return pl.DataFrame()
+        run_ids = sorted(set(wanted["run_id"]))
+        with Store(db, read_only=True) as store:
+            found = store.query(
+                "SELECT c.* FROM curves c WHERE (? IS NULL OR c.task = ?) AND list_contains(?, c.run_id) "
+                "ORDER BY c.task, c.method, c.impl, c.seed, c.step", [task, task, run_ids])
+        return found.join(wanted, on=keys, how="semi") if not found.is_empty() else found
     sql = """
         SELECT c.* FROM curves c JOIN runs u USING (run_id)
         WHERE (? IS NULL OR c.task = ?)
@@ -92,7 +112,8 @@ def curves(db: str | Path = DEFAULT_DB, task: str | None = None) -> pl.DataFrame
 
 def case_status(frame: pl.DataFrame) -> pl.DataFrame:
     """One status per case and seed (all rows of a case share it); seed -1 rows are run summaries."""
-    return frame.filter(pl.col("seed") >= 0).group_by([*CASE, "seed"]).agg(
+    grid = ["grid"] if "grid" in frame.columns else []  # a case of two grids (the site's by-grid rows) is two
+    return frame.filter(pl.col("seed") >= 0).group_by([*CASE, *grid, "seed"]).agg(
         pl.col("status").first(), pl.col("message").filter(pl.col("status") != "ok").first()
     )
 

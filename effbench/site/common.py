@@ -175,3 +175,44 @@ class Context:
     def ordered(self, keys: Any) -> list[str]:
         rank = {k: n for n, k in enumerate(self.order)}
         return sorted(set(keys), key=lambda k: (rank.get(k, len(rank)), k))
+
+
+# --------------------------------------------------------------------------- grids: one section each
+
+UNRECORDED_GRID = "unrecorded"  # runs that named no grid (old asv runs)
+GRID_PREFERENCE = ("gpu", "cpu", "gpu-smoke", "smoke")  # the first grid a page shows: timings before checks
+
+
+def grid_slices(frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
+    """(grid, its rows) per grid of ``frame``: timed grids first (gpu, then cpu), then checks (smoke), then
+    runs without a grid. A grid's numbers are never merged with another's: its points, repetitions and
+    warm-up differ (smoke times are checks, not timings)."""
+    from effbench.analysis import timed_grid
+
+    if frame.is_empty():
+        return []
+    if "grid" not in frame.columns:
+        return [(UNRECORDED_GRID, frame)]
+    grids = frame["grid"].unique().to_list()
+
+    def rank(grid: str | None) -> tuple:
+        if grid is None:
+            return (3, 0, "")
+        known = GRID_PREFERENCE.index(grid) if grid in GRID_PREFERENCE else len(GRID_PREFERENCE)
+        return (0 if timed_grid(grid) else 1, known, grid)
+
+    return [(grid or UNRECORDED_GRID, frame.filter(pl.col("grid").is_null() if grid is None
+                                                    else pl.col("grid") == grid)) for grid in sorted(grids, key=rank)]
+
+
+def facet_values(sections: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Every value of each facet ("machine", "dtype") that a view option of ``sections`` carries, sorted: the
+    page-wide selectors' choices."""
+    values: dict[str, set[str]] = {}
+    for section in sections:
+        for v in [section.get("leaderboard"), *section.get("views", [])]:
+            for option in (v or {}).get("options", []):
+                for facet, value in (option.get("facets") or {}).items():
+                    values.setdefault(facet, set()).add(value)
+    order = {"machine": 0, "dtype": 1}
+    return {facet: sorted(values[facet]) for facet in sorted(values, key=lambda f: (order.get(f, 2), f))}

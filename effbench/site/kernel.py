@@ -116,18 +116,19 @@ def _kernel_views(summary: pl.DataFrame, frame: pl.DataFrame, prefix: str, ctx: 
     for (device, hardware, dtype), part in ok.sort(["device", "hardware", "dtype"]).group_by(
             ["device", "hardware", "dtype"], maintain_order=True):
         where = wheres.get((device, hardware), device)
+        facets = {"machine": where, "dtype": dtype}  # what the page-wide selectors filter on
         for method, rows in _groups(part, by_method=True):
             n += 1
             label = f"{where}, {dtype}" + (f", {method}" if method else "")
             for column, what, kind in (("time_ms", "time", "ms"), ("peak_mem_bytes", "peak memory", "bytes")):
                 axis = header(ctx.declared.get(column), column, what, "s" if kind == "ms" else None)
-                lines[column].append({"label": label, "title": "", "figure": _line_figure(
+                lines[column].append({"label": label, "title": "", "facets": facets, "figure": _line_figure(
                     rows.drop_nulls(column), column, f"{prefix}-{n}-{column}", f"{what} vs problem size [{label}]",
                     axis, ctx, kind)})
             mine = fwd.join(rows.select(analysis.CASE), on=analysis.CASE, how="inner")
             if not mine.is_empty():
                 axis = header(resolve("time_fwd_ms", ctx.declared), "time_fwd_ms", "forward-only time", "s")
-                lines["time_fwd_ms"].append({"label": label, "title": "", "figure": _line_figure(
+                lines["time_fwd_ms"].append({"label": label, "title": "", "facets": facets, "figure": _line_figure(
                     mine, "time_fwd_ms", f"{prefix}-{n}-fwd", f"forward-only time vs problem size [{label}]", axis,
                     ctx, "ms")})
             speed = rows.filter(pl.col("speedup").is_not_null() & (pl.col("impl") != "reference"))
@@ -143,12 +144,12 @@ def _kernel_views(summary: pl.DataFrame, frame: pl.DataFrame, prefix: str, ctx: 
                                            colorbar={"title": "log2 speedup (>0: faster)"}))
                 fig.update_layout(xaxis_title="grid point (by declared problem size)", yaxis={"automargin": True},
                                   xaxis={"automargin": True, "type": "category"})
-                heat.append({"label": label, "title": "", "figure": _figure(
+                heat.append({"label": label, "title": "", "facets": facets, "figure": _figure(
                     fig, f"{prefix}-{n}-heatmap", f"speedup over the method's reference [{label}]",
                     max(320, 28 * len(names) + 160))})
         roof = _roofline_figure(part, f"{prefix}-{n}-roofline", f"{where}, {dtype}", ctx)
         if roof is not None:
-            roofs.append({"label": f"{where}, {dtype}", "title": "", "figure": roof})
+            roofs.append({"label": f"{where}, {dtype}", "title": "", "facets": facets, "figure": roof})
         order = ctx.ordered(part["point_key"])
         largest = part.filter(pl.col("point_key") == order[-1]).drop_nulls(["time_ms", "peak_mem_bytes"]) if order \
             else part.clear()
@@ -170,7 +171,7 @@ def _kernel_views(summary: pl.DataFrame, frame: pl.DataFrame, prefix: str, ctx: 
                               yaxis={**byte_axis([p[3] for p in pts]),
                                      "title": header(ctx.declared.get("peak_mem_bytes"), "peak_mem_bytes",
                                                      "peak memory")})
-            paretos.append({"label": f"{where}, {dtype}", "title": order[-1], "figure": _figure(
+            paretos.append({"label": f"{where}, {dtype}", "title": order[-1], "facets": facets, "figure": _figure(
                 fig, f"{prefix}-{n}-pareto", f"time vs memory at the largest point, {ctx.label(order[-1])} "
                 f"[{where}, {dtype}]; large markers: Pareto-optimal", 480)})
     rate_options = []
@@ -184,7 +185,8 @@ def _kernel_views(summary: pl.DataFrame, frame: pl.DataFrame, prefix: str, ctx: 
             n += 1
             label = f"{metric}, {where}, {dtype}" + (f", {method}" if method else "")
             axis = header(resolve(metric, ctx.declared), metric)
-            rate_options.append({"label": label, "title": "", "figure": _line_figure(
+            rate_options.append({"label": label, "title": "", "facets": {"machine": where, "dtype": dtype},
+                                 "figure": _line_figure(
                 rows, "rate", f"{prefix}-{n}-{slug(metric)}", f"{metric} [{label}]", axis, ctx, "")})
     return [v for v in (
         view(f"{prefix}-time", "Time against problem size", lines["time_ms"]),

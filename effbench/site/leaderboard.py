@@ -96,8 +96,9 @@ def kernel_leaderboards(frame: pl.DataFrame, summary: pl.DataFrame, declared: di
                 if roofline:
                     row[roof_c] = _num(r["roofline_fraction"])
                 rows.append(row)
-            label = f"{where_of.get((device, hardware), device)}, {dtype}, {labels.get(point, point)}"
-            options.append({"label": label, "title": point, "table": {
+            where = where_of.get((device, hardware), device)
+            label = f"{where}, {dtype}, {labels.get(point, point)}"
+            options.append({"label": label, "title": point, "facets": {"machine": where, "dtype": dtype}, "table": {
                 "columns": columns, "rows": rows,
                 "extra": [{"point_key": point, "dtype": dtype, "device": device, "hardware": hardware}] * len(rows)}})
     return options
@@ -197,8 +198,9 @@ def workload_leaderboards(frame: pl.DataFrame, info: pl.DataFrame, task: str, ve
                          columns[7]: "; ".join(flags.get(key, [])) or ("baseline" if (r["method"], r["impl"])
                                                                        == baseline else "—")})
         multi = ranked.select("device", "hardware").unique().height > 1
-        where = f"{device} ({hardware}), " if multi else f"{device}, "
-        options.append({"label": where + labels.get(point, point), "title": point, "table": {
+        where = f"{device} ({hardware})" if multi else device
+        options.append({"label": f"{where}, {labels.get(point, point)}", "title": point, "facets": {"machine": where},
+                        "table": {
             "columns": columns, "rows": rows,
             "extra": [{"point_key": point, "device": device, "hardware": hardware}] * len(rows)}})
     return options

@@ -32,7 +32,10 @@ class Cell:
         for value in (self.raw, self.sort):
             if value is not None and not (isinstance(value, float) and not math.isfinite(value)):
                 return value
-        return self.text
+        return "" if self.text == MISSING else self.text  # a missing number is an empty CSV field
+
+
+MISSING = "—"  # how a table shows a number it does not have
 
 
 def header(metric: Metric | None, name: str, label: str | None = None, unit: str | None = None) -> str:

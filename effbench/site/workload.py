@@ -43,7 +43,7 @@ def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, verdic
         return f"{device} ({hardware})" if multi else device
 
     curve_options: list[dict[str, Any]] = []
-    curves = analysis.curves(db, task) if with_figures else pl.DataFrame()
+    curves = analysis.curves(db, task, rows=frame) if with_figures else pl.DataFrame()  # these rows' own runs
     if not curves.is_empty():
         if "hardware" not in curves.columns:  # the run's hardware, as the results carry it
             hardware = frame.select("run_id", "hardware").unique(subset="run_id", keep="first")
@@ -75,7 +75,8 @@ def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, verdic
             fig.update_layout(xaxis_title="step", yaxis_title=header(final, "eval metric") + " (mean; band: min–max "
                               "over seeds)", yaxis={"automargin": True})
             label = f"{where(device, hardware)}, {ctx.label(pkey)}"
-            curve_options.append({"label": label, "title": pkey, "figure": _figure(
+            curve_options.append({"label": label, "title": pkey, "facets": {"machine": where(device, hardware)},
+                                  "figure": _figure(
                 fig, f"{prefix}-curve{n}", f"training curves, {label}", 480)})
     per_seed = frame.filter(pl.col("metric").is_in(["steps_to_target", "time_to_target_s"]) & (pl.col("seed") >= 0))
     target_views = []
@@ -109,6 +110,7 @@ def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, verdic
                               xaxis={"automargin": True})
             title = f"{label.lower()} (seeds that missed excluded), {where(device, hardware)}, {ctx.label(pkey)}"
             options.append({"label": f"{where(device, hardware)}, {ctx.label(pkey)}", "title": pkey,
+                            "facets": {"machine": where(device, hardware)},
                             "figure": _figure(fig, f"{prefix}-{metric}{n}", title)})
         target_views.append(view(f"{prefix}-{metric}", f"{label}: mean and 95% t-interval over seeds, best first",
                                  options, "device, point"))
