@@ -33,6 +33,7 @@ from effbench.site.common import (
     UNRECORDED_GRID,
     Context,
     _points,
+    _shared_devices,
     facet_values,
     grid_slices,
     method_page,
@@ -84,12 +85,14 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
                             for impl in (m["impls"] or "").split(",") if impl)])
     declared_rows = {r["task"]: r for r in task_frame.iter_rows(named=True)} if not task_frame.is_empty() else {}
 
-    def context(task_rows: pl.DataFrame, task: str) -> Context:
+    def context(rows: pl.DataFrame, task: str, task_rows: pl.DataFrame) -> Context:
+        """``rows``: one grid's rows of ``task``, of its ``task_rows``."""
         row = declared_rows.get(task, {})
         sizes = grid_points.declared_sizes(row.get("sizes"))
-        pts = _points(task_rows)
+        pts = _points(rows)
         return Context(styles, from_json(row.get("metrics")), grid_points.ordered(pts, sizes),
-                       grid_points.labels(pts, sizes), grid_points.sizes_of(pts, sizes))
+                       grid_points.labels(pts, sizes), grid_points.sizes_of(pts, sizes),
+                       frozenset(_shared_devices(task_rows)))
 
     def tables_with_csv(page: str, sections: list[dict[str, Any]]) -> None:
         """Give every table of the page's grid sections a CSV file beside it (``<page>-<n>.csv``), and the
@@ -131,10 +134,15 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
     def sections_of(task: str, task_rows: pl.DataFrame, kind: str, prefix: str,
                     method: str | None = None) -> list[dict[str, Any]]:
         """One section per grid of the task's rows (the preferred grid first): its own points, labels,
-        leaderboard, headlines, figures and tables."""
+        leaderboard, headlines, figures and tables; ``method``: that method's rows only (its page), labelled
+        as on the task page, in the grids it ran in."""
         sections = []
         for j, (grid, rows) in enumerate(grid_slices(task_rows)):
-            ctx = context(rows, task)
+            ctx = context(rows, task, task_rows)
+            if method is not None:
+                rows = rows.filter(pl.col("method") == method)
+                if rows.is_empty():
+                    continue
             mine = prefix if j == 0 else f"{prefix}g{j}"  # a single grid's page keeps the ids it always had
             figures = method is None
             if kind == "workload":
@@ -145,7 +153,8 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
             body.setdefault("advice", [])
             timed = analysis.timed_grid(None if grid == UNRECORDED_GRID else grid)
             body.update(grid=grid, timed=timed, cases=analysis.case_status(rows).height,
-                        headline=headline(rows, kind, verdicts_of(grid, task), ctx.labels, ctx.order)
+                        headline=headline(rows, kind, verdicts_of(grid, task), ctx.labels, ctx.order,
+                                          ctx.named_hardware)
                         if figures else [])
             if figures:
                 problems = problems_of(rows, ctx)
@@ -197,8 +206,7 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
         render(info["page"], "task.html", page=task.split("/")[0], task=info, methods=task_methods,
                sections=sections, facets=facet_values(sections))
         for m in task_methods:
-            mine = task_rows.filter(pl.col("method") == m["method"]) if not task_rows.is_empty() else task_rows
-            method_sections = sections_of(task, mine, info["kind"], "m", method=m["method"])
+            method_sections = sections_of(task, task_rows, info["kind"], "m", method=m["method"])
             tables_with_csv(m["page"], method_sections)
             render(m["page"], "method.html", page=task.split("/")[0], task=info, method=m, sections=method_sections,
                    facets=facet_values(method_sections), builds=kernel_build_table(builds, task, m["method"]))

@@ -14,7 +14,7 @@ import pytest
 
 from effbench import analysis
 from effbench.rows import Result, Run
-from effbench.sitegen import build, task_page
+from effbench.sitegen import build, method_page, task_page
 from effbench.store import Store
 from tests.test_site_browser import CHROMIUM, FLAGS, VISIBLE_PLOTS, QuietHandler, _playwright
 
@@ -46,7 +46,7 @@ def _older_cpu_runs(db, scale=3.0):
 
 def _sections(html):
     return re.findall(r'<div class="grid-section" data-section="(\d+)" data-grid="([^"]+)"( hidden)?>(.*?)'
-                      r'(?=<div class="grid-section"|<details><summary>Methods)', html, re.S)
+                      r'(?=<div class="grid-section"|<details><summary>Methods|</main>)', html, re.S)
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +89,10 @@ def test_each_grid_has_its_own_section_leaderboard_and_notes(two_grids):
     assert "checks that every method runs" in smoke and "checks that every method runs" not in cpu
     assert 'id="leaderboard"' in cpu and 'id="leaderboard"' not in smoke  # one id, the shown grid's
     assert "Headlines <small>(grid cpu)</small>" in cpu and "Headlines <small>(grid smoke)</small>" in smoke
-    # the cpu grid ran on two machines: its labels name them; the smoke grid's on one: "cpu" alone
+    # the cpu grid ran on two machines: its labels name them
     assert f"cpu ({mine}), float32" in cpu and f"cpu ({OTHER_CPU}), float32" in cpu
-    assert OTHER_CPU not in smoke and f"cpu ({mine})" not in smoke
+    # one machine reads the same in every grid's section: the smoke grid's names it too (not "cpu" alone)
+    assert f"cpu ({mine}), float32" in smoke and OTHER_CPU not in smoke
     # the two grids' leaderboards: the cpu one's times are three times the smoke one's, case by case
     def times(section):
         href = re.search(r'<a href="([^"]+\.csv)" download>', section).group(1)
@@ -105,12 +106,17 @@ def test_each_grid_has_its_own_section_leaderboard_and_notes(two_grids):
     # the page-wide selectors: machines across the grids, one dtype stated, not offered
     machines = re.search(r'<select class="facet" data-facet="machine">(.*?)</select>', html, re.S).group(1)
     offered = re.findall(r'<option value="([^"]*)">', machines)
-    assert offered == sorted(["", "cpu", f"cpu ({mine})", f"cpu ({OTHER_CPU})"])
+    assert offered == sorted(["", f"cpu ({mine})", f"cpu ({OTHER_CPU})"])
     assert "dtype: <strong>float32</strong>" in html
     # the overview speaks for the preferred grid: its headline is the cpu grid's, not the smoke check's
     index = (out / "index.html").read_text()
     line = re.search(r"linear_cross_entropy on cpu \([^)]+\)[^<]*", index)
     assert line and "grid smoke" not in line.group(0)
+    assert "(kernel task, grid cpu; the task page also has smoke)" in index
+    # a method's page has the same sections, labelled as on its task's page
+    method = (out / method_page(TASK, "linear_cross_entropy")).read_text()
+    assert [s[1] for s in _sections(method)] == ["cpu", "smoke"] and 'id="grid-choice"' in method
+    assert f"cpu ({OTHER_CPU}), float32" in method
     # a task measured by one grid states it
     other = (out / task_page("loss/contrastive")).read_text()
     assert '<strong id="grid-only">smoke</strong>' in other and 'id="grid-choice"' not in other

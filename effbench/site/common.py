@@ -168,6 +168,9 @@ class Context:
     order: list[str]  # point keys, smallest problem first
     labels: dict[str, str]  # point key -> short label
     size: dict[str, float] | None = None  # point key -> declared problem size
+    # devices that ran on several machines in any of the task's grids: their labels name the machine in every
+    # grid's section, so that one machine reads the same everywhere on the page (and in its selector)
+    named_hardware: frozenset[str] = frozenset()
 
     def label(self, key: str) -> str:
         return self.labels.get(key, key)

@@ -32,8 +32,8 @@ from effbench.site.tables import Cell, header
 ROOF_DASHES = ("dash", "dot", "dashdot", "longdash")  # one roof per dtype, told apart by its dash
 
 
-def _wheres(summary: pl.DataFrame) -> dict[tuple[str, str], str]:
-    shared = _shared_devices(summary)
+def _wheres(summary: pl.DataFrame, named: frozenset[str] = frozenset()) -> dict[tuple[str, str], str]:
+    shared = _shared_devices(summary) | named
     out = {}
     for r in summary.select("device", "hardware", "gpu_name").unique(subset=["device", "hardware"],
                                                                     keep="first", maintain_order=True).iter_rows():
@@ -106,7 +106,7 @@ def _line_figure(rows: pl.DataFrame, column: str, fig_id: str, title: str, axis_
 
 
 def _kernel_views(summary: pl.DataFrame, frame: pl.DataFrame, prefix: str, ctx: Context) -> list[dict[str, Any]]:
-    wheres = _wheres(summary)
+    wheres = _wheres(summary, ctx.named_hardware)
     ok = summary.filter(pl.col("status").is_in(["ok", "wrong"]))
     fwd = frame.filter((pl.col("metric") == "time_fwd_ms") & (pl.col("seed") == 0) & pl.col("value").is_not_null()
                        & (pl.col("status") == "ok")).select([*analysis.CASE, pl.col("value").alias("time_fwd_ms")])
@@ -211,7 +211,7 @@ def _kernel_body(frame: pl.DataFrame, prefix: str, ctx: Context, with_figures: b
         if column not in worst.columns:
             worst = worst.with_columns(pl.lit(None, dtype=pl.Float64).alias(column))
     checked = summary.join(worst, on=analysis.CASE, how="left", suffix="_worst").sort(analysis.CASE)
-    wheres = _wheres(summary)
+    wheres = _wheres(summary, ctx.named_hardware)
 
     def point(key: str) -> Cell:
         return Cell(ctx.label(key), ctx.order.index(key) if key in ctx.order else None, key, key)

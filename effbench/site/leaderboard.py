@@ -111,10 +111,10 @@ def _ci(values: list[float]) -> tuple[float, float] | None:
 
 
 def workload_leaderboards(frame: pl.DataFrame, info: pl.DataFrame, task: str, verdicts: pl.DataFrame,
-                          declared: dict[str, Metric], order: list[str], labels: dict[str, str]
-                          ) -> list[dict[str, Any]]:
+                          declared: dict[str, Metric], order: list[str], labels: dict[str, str],
+                          name_hardware: bool = False) -> list[dict[str, Any]]:
     """Options of the workload leaderboard: all points first (``verdict_table``), then one per point and
-    device."""
+    device (named with its hardware where the page has several, or ``name_hardware``)."""
     table = analysis.verdict_table(frame, info, task) if not info.is_empty() else pl.DataFrame()
     summary = analysis.workload_summary(frame.filter(pl.col("seed") >= 0))
     if summary.is_empty():
@@ -197,7 +197,7 @@ def workload_leaderboards(frame: pl.DataFrame, info: pl.DataFrame, task: str, ve
                                                            r["seeds_reaching_target"]),
                          columns[7]: "; ".join(flags.get(key, [])) or ("baseline" if (r["method"], r["impl"])
                                                                        == baseline else "—")})
-        multi = ranked.select("device", "hardware").unique().height > 1
+        multi = name_hardware or ranked.select("device", "hardware").unique().height > 1
         where = f"{device} ({hardware})" if multi else device
         options.append({"label": f"{where}, {labels.get(point, point)}", "title": point, "facets": {"machine": where},
                         "table": {

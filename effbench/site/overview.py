@@ -25,8 +25,10 @@ from effbench.site.common import (
 
 
 def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = None,
-             labels: dict[str, str] | None = None, order: list[str] | None = None) -> list[str]:
-    """One sentence per device (kernel) or grid point (workload) saying what wins, with its numbers."""
+             labels: dict[str, str] | None = None, order: list[str] | None = None,
+             named: frozenset[str] = frozenset()) -> list[str]:
+    """One sentence per device (kernel) or grid point (workload) saying what wins, with its numbers; ``named``:
+    devices whose hardware is named wherever they appear."""
     lines = []
     order_all = order
     if kind == "kernel":
@@ -35,7 +37,7 @@ def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = Non
         summary = analysis.speedups(frame)
         if summary.is_empty():
             return lines
-        shared = _shared_devices(summary)
+        shared = _shared_devices(summary) | named
         for (device, hardware, dtype, method), group in summary.group_by(["device", "hardware", "dtype", "method"],
                                                                          maintain_order=True):
             # the task's points by declared size (the summary has no sizes column: its own order would fall back

@@ -37,7 +37,7 @@ def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, verdic
     summary = analysis.workload_summary(frame)
     targets_of = {pkey: float(p["target"]) for pkey, p in _points(frame).items()
                   if isinstance(p.get("target"), int | float) and not isinstance(p.get("target"), bool)}
-    multi = frame.select("device", "hardware").unique().height > 1
+    multi = frame.select("device", "hardware").unique().height > 1 or bool(ctx.named_hardware)
 
     def where(device: str, hardware: str) -> str:
         return f"{device} ({hardware})" if multi else device
@@ -176,7 +176,7 @@ def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, verdic
                                **{names[m]: Cell(_fmt(values.get(m), "bytes" if units.get(m) == "bytes" else ""),
                                                  values.get(m)) for m in metrics}})
     info = info if info is not None else pl.DataFrame()
-    boards = workload_leaderboards(frame, info, task, verdicts, ctx.declared, ctx.order, ctx.labels)
+    boards = workload_leaderboards(frame, info, task, verdicts, ctx.declared, ctx.order, ctx.labels, multi)
     mine = info.filter(pl.col("task") == task) if not info.is_empty() else info
     baseline = (mine["baseline"][0], mine["baseline_impl"][0]) if not mine.is_empty() else (None, None)
     table = analysis.verdict_table(frame, info, task) if with_figures and not info.is_empty() else pl.DataFrame()
