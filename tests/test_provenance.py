@@ -174,6 +174,27 @@ def test_speedups_never_divide_numbers_of_two_machines(tmp_path):
     assert "hardware" in open_results(db, latest=False).columns
 
 
+def test_curves_keep_each_machine_s_and_each_grid_s_own_runs(tmp_path):
+    from effbench.analysis import curves
+    from effbench.rows import CurvePoint
+
+    a = _run("a", 1, cpu="Intel Xeon A")
+    b = _run("b", 2, cpu="AMD EPYC B", machine="m2")  # newer, another CPU model
+    a_smoke = _run("a-smoke", 3, cpu="Intel Xeon A", grid="smoke")  # newest, A's machine, a check
+
+    def curve(run: Run, metric: float) -> list:
+        return [CurvePoint(run.run_id, TASK, "m", "reference", "N=1", "float32", "cpu", 0, step, 0.1 * step, 1.0,
+                           1.0, metric) for step in (0, 10)]
+
+    db = _db(tmp_path, [a, b, a_smoke, *curve(a, 0.5), *curve(b, 0.6), *curve(a_smoke, 0.7)])
+    newest = curves(db, TASK)
+    assert sorted(set(newest["run_id"])) == ["a-smoke", "b"]  # B's newer run hides none of A's machine's
+    rows = pl.DataFrame({"run_id": ["a"], "task": [TASK], "method": ["m"], "impl": ["reference"],
+                         "point_key": ["N=1"], "dtype": ["float32"], "device": ["cpu"], "seed": [0]})
+    mine = curves(db, TASK, rows=rows)  # the cpu grid's rows of A: A's cpu run's curve, not the newer smoke one
+    assert set(mine["run_id"]) == {"a"} and mine["eval_metric"].to_list() == [0.5, 0.5]
+
+
 def test_hardware_is_the_gpu_model_for_cuda_and_the_machine_without_a_model(tmp_path):
     h100 = _run("h100", 1, machine="box1", device="cuda", gpu="NVIDIA H100 80GB HBM3", cpu="Intel Xeon A")
     h100b = _run("h100b", 2, machine="box2", device="cuda", gpu="NVIDIA H100 80GB HBM3", cpu="AMD EPYC B")

@@ -85,8 +85,9 @@ def kernel_builds(db: str | Path = DEFAULT_DB, method: str | None = None) -> pl.
 
 
 def curves(db: str | Path = DEFAULT_DB, task: str | None = None, rows: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Training curves of the newest run of each workload case; with ``rows`` (result rows carrying ``run_id``),
-    the curves of exactly the runs those rows come from, case by case (a grid's or a machine's own curves)."""
+    """Training curves of the newest run of each workload case on each hardware (the run's); with ``rows``
+    (result rows carrying ``run_id``), the curves of exactly the runs those rows come from, case by case (a
+    grid's or a machine's own curves)."""
     if rows is not None:
         keys = ["run_id", *_CASE_COLUMNS[1:]]
         wanted = rows.select(keys).unique()
@@ -102,7 +103,8 @@ def curves(db: str | Path = DEFAULT_DB, task: str | None = None, rows: pl.DataFr
         SELECT c.* FROM curves c JOIN runs u USING (run_id)
         WHERE (? IS NULL OR c.task = ?)
         QUALIFY dense_rank() OVER (
-            PARTITION BY c.task, c.method, c.impl, c.point_key, c.dtype, c.device, c.seed
+            PARTITION BY c.task, c.method, c.impl, c.point_key, c.dtype, c.device, c.seed,
+                         hardware_of(c.device, u.gpu_name, u.cpu_name, u.machine)
             ORDER BY u.started_at DESC, c.run_id DESC) = 1
         ORDER BY c.task, c.method, c.impl, c.seed, c.step
     """
