@@ -52,6 +52,9 @@ def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = Non
             where = _where(device, hardware, best["gpu_name"], shared)
             if best["impl"] == "reference":
                 verdict = "the reference is its fastest correct implementation"
+            elif best["speedup"] and best["speedup"] < HISTORY_THRESHOLD:  # a ratio of medians this close to 1
+                verdict = (f"no implementation is clearly faster than the reference ({best['impl']}: "
+                           f"{best['speedup']:.2f}x the reference's speed, within run-to-run noise)")
             else:
                 speed = f", {best['speedup']:.2f}x the reference's speed" if best["speedup"] else ""
                 memory = f", {best['memory_ratio']:.2f}x less memory" if best["memory_ratio"] else ""
