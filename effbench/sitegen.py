@@ -35,12 +35,13 @@ from effbench.site.common import (
     _points,
     _shared_devices,
     facet_values,
+    grid_rank,
     grid_slices,
     method_page,
     task_page,
 )
 from effbench.site.kernel import _kernel_body
-from effbench.site.overview import _untimed_grids, coverage, headline, history, kernel_build_table
+from effbench.site.overview import coverage, headline, history, kernel_build_table
 from effbench.site.tables import Cell, to_csv
 from effbench.site.workload import _workload_body
 from effbench.store import DEFAULT_DB
@@ -92,18 +93,20 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
         pts = _points(rows)
         return Context(styles, from_json(row.get("metrics")), grid_points.ordered(pts, sizes),
                        grid_points.labels(pts, sizes), grid_points.sizes_of(pts, sizes),
-                       frozenset(_shared_devices(task_rows)))
+                       frozenset(_shared_devices(task_rows)),
+                       not task_rows.is_empty() and task_rows["hardware"].n_unique() > 1)
 
     def tables_with_csv(page: str, sections: list[dict[str, Any]]) -> None:
         """Give every table of the page's grid sections a CSV file beside it (``<page>-<n>.csv``), and the
-        first grid's first leaderboard the id ``leaderboard``."""
-        stem, n = page.removesuffix(".html"), 0
+        first leaderboard table (the preferred grid's, where it has one) the id ``leaderboard``."""
+        stem, n, boards_seen = page.removesuffix(".html"), 0, 0
         for body in sections:
             boards = body.get("leaderboard")
             for option in boards["options"] if boards else []:
                 table = option["table"]
                 n += 1
-                table["id"] = "leaderboard" if n == 1 else f"leaderboard-{n - 1}"
+                table["id"] = "leaderboard" if boards_seen == 0 else f"leaderboard-{boards_seen}"
+                boards_seen += 1
                 table["csv"] = f"{stem}-{n}.csv"
                 (out / table["csv"]).write_text(to_csv(table["columns"], table["rows"], table.get("extra")),
                                                 encoding="utf-8")
@@ -152,9 +155,13 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
                 body = _kernel_body(rows, mine, ctx, with_figures=figures)
             body.setdefault("advice", [])
             timed = analysis.timed_grid(None if grid == UNRECORDED_GRID else grid)
-            body.update(grid=grid, timed=timed, cases=analysis.case_status(rows).height,
+            status = analysis.case_status(rows)
+            counts = dict(status["status"].value_counts().iter_rows()) if not status.is_empty() else {}
+            body.update(grid=grid, timed=timed, recorded=grid != UNRECORDED_GRID,
+                        cases=status.select(analysis.CASE).unique().height, status=counts,
+                        failures=sum(counts.get(s, 0) for s in FAIL_STATUSES),
                         headline=headline(rows, kind, verdicts_of(grid, task), ctx.labels, ctx.order,
-                                          ctx.named_hardware)
+                                          ctx.named_hardware, ctx.several_machines)
                         if figures else [])
             if figures:
                 problems = problems_of(rows, ctx)
@@ -170,25 +177,30 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
         task_rows = frame.filter(pl.col("task") == task) if not frame.is_empty() else frame
         kind = "workload" if not task_rows.is_empty() and task_rows.filter(
             pl.col("metric") == "final_metric").height else "kernel"
-        counts = (dict(analysis.case_status(task_rows)["status"].value_counts().iter_rows())
-                  if not task_rows.is_empty() else {})
         sections = task_sections[task] = sections_of(task, task_rows, kind, f"t{i}")
         first = sections[0] if sections else {}
-        task_infos[task] = {"name": task, "kind": kind, "page": task_page(task), "status": counts,
+        task_infos[task] = {"name": task, "kind": kind, "page": task_page(task),
+                            # counts per grid: a case of two grids is two results, never one count
+                            "status": [{"grid": s["grid"], "counts": s["status"]} for s in sections],
                             # the overview and family pages speak for the preferred grid (the task page has all)
                             "headline": first.get("headline", []), "advice": first.get("advice", []),
                             "grid": first.get("grid", ""), "grids": [s["grid"] for s in sections],
                             "target": targets.get(task, "") if kind == "workload" else "",
                             "description": about.get(task, ""),
-                            "failures": sum(counts.get(s, 0) for s in FAIL_STATUSES),
-                            "untimed": _untimed_grids(task_rows)}
+                            "failures": [{"grid": s["grid"], "n": s["failures"]} for s in sections
+                                         if s["failures"]]}
     for family in FAMILIES:
         infos = [task_infos[t] for t in tasks if t.split("/")[0] == family]
-        status: dict[str, int] = {}
+        by_grid: dict[str, dict[str, int]] = {}
         for info in infos:
-            for s, n in info["status"].items():
-                status[s] = status.get(s, 0) + n
-        families.append({"name": family, "tasks": infos, "status": status})
+            for part in info["status"]:
+                mine = by_grid.setdefault(part["grid"], {})
+                for s, n in part["counts"].items():
+                    mine[s] = mine.get(s, 0) + n
+        families.append({"name": family, "tasks": infos,
+                         "status": [{"grid": g, "counts": c} for g, c in sorted(
+                             by_grid.items(), key=lambda item: grid_rank(None if item[0] == UNRECORDED_GRID
+                                                                         else item[0]))]})
 
     runs = [{k: ("" if v is None else str(v)) for k, v in r.items()} for r in run_frame.head(30).iter_rows(named=True)]
     render("index.html", "index.html", page="index", families=families, runs=runs,

@@ -182,9 +182,11 @@ def test_curves_keep_each_machine_s_and_each_grid_s_own_runs(tmp_path):
     b = _run("b", 2, cpu="AMD EPYC B", machine="m2")  # newer, another CPU model
     a_smoke = _run("a-smoke", 3, cpu="Intel Xeon A", grid="smoke")  # newest, A's machine, a check
 
-    def curve(run: Run, metric: float) -> list:
-        return [CurvePoint(run.run_id, TASK, "m", "reference", "N=1", "float32", "cpu", 0, step, 0.1 * step, 1.0,
-                           1.0, metric) for step in (0, 10)]
+    def curve(run: Run, metric: float) -> list:  # a curve and the case's final metric
+        return [*(CurvePoint(run.run_id, TASK, "m", "reference", "N=1", "float32", "cpu", 0, step, 0.1 * step, 1.0,
+                             1.0, metric) for step in (0, 10)),
+                Result(run.run_id, "loss", TASK, "m", "reference", "N=1", '{"N": 1}', "float32", "cpu", 0,
+                       "final_metric", metric, "", "ok", "", "", "h")]
 
     db = _db(tmp_path, [a, b, a_smoke, *curve(a, 0.5), *curve(b, 0.6), *curve(a_smoke, 0.7)])
     newest = curves(db, TASK)

@@ -55,6 +55,9 @@ def two_grids(smoke_db, tmp_path_factory):
     db = tmp / "grids.duckdb"
     shutil.copyfile(smoke_db[0], db)
     smoke_rows = _older_cpu_runs(db)
+    with Store(db) as store:  # a failure in the smoke grid only: the cpu grid's numbers of that case stay ok
+        store.query(f"UPDATE results SET status = 'error', message = 'planted' WHERE task = '{TASK}' AND "
+                    "impl = 'reference' AND run_id NOT LIKE 'older-cpu-%'")
     build(db, tmp / "site")
     return db, tmp / "site", smoke_rows
 
@@ -87,6 +90,11 @@ def test_each_grid_has_its_own_section_leaderboard_and_notes(two_grids):
     assert [(s[0], s[1], s[2]) for s in sections] == [("0", "cpu", ""), ("1", "smoke", " hidden")]
     cpu, smoke = sections[0][3], sections[1][3]
     assert "checks that every method runs" in smoke and "checks that every method runs" not in cpu
+    # failures are counted in their own grid: the alarm, the overview's badge and the coverage say which
+    assert "case(s) of the smoke grid failed" in smoke and 'class="alarm"' not in cpu
+    index = (out / "index.html").read_text()
+    assert re.search(r"\d+ failing case\(s\) in grid smoke", index) and "in grid cpu" not in index
+    assert re.search(r"cpu: ok \d+; smoke: error \d+", index)  # linear_cross_entropy/reference's coverage
     assert 'id="leaderboard"' in cpu and 'id="leaderboard"' not in smoke  # one id, the shown grid's
     assert "Headlines <small>(grid cpu)</small>" in cpu and "Headlines <small>(grid smoke)</small>" in smoke
     # the cpu grid ran on two machines: its labels name them
@@ -109,7 +117,6 @@ def test_each_grid_has_its_own_section_leaderboard_and_notes(two_grids):
     assert offered == sorted(["", f"cpu ({mine})", f"cpu ({OTHER_CPU})"])
     assert "dtype: <strong>float32</strong>" in html
     # the overview speaks for the preferred grid: its headline is the cpu grid's, not the smoke check's
-    index = (out / "index.html").read_text()
     line = re.search(r"linear_cross_entropy on cpu \([^)]+\)[^<]*", index)
     assert line and "grid smoke" not in line.group(0)
     assert "(kernel task, grid cpu; the task page also has smoke)" in index
@@ -151,6 +158,14 @@ def test_grid_and_machine_selectors_in_a_browser(two_grids):
                                     "o => o.dataset.machine), s.selectedOptions[0].dataset.machine])")
             assert offered and all(set(enabled) == {f"cpu ({OTHER_CPU})"} and chosen == f"cpu ({OTHER_CPU})"
                                    for enabled, chosen in offered), offered
+            # Back after another page: the page shows what its restored selectors say
+            page.select_option("#grid-choice", "1")
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html", wait_until="load")
+            page.go_back(wait_until="load")
+            state = page.evaluate("[document.getElementById('grid-choice').value, Array.from(document.querySelectorAll("
+                                  "'div.grid-section'), s => s.hidden)]")
+            assert state in (["1", [True, False]], ["0", [False, True]]), state
+            page.select_option("#grid-choice", "0")
             page.select_option("select.facet[data-facet=machine]", "")
             enabled = page.evaluate("Array.from(document.querySelectorAll('select.switch option'))"
                                     ".every(o => !o.disabled)")

@@ -63,9 +63,11 @@ def test_every_method_of_a_family_gets_its_own_colour_and_every_impl_its_own_sty
 def test_cells_sort_by_value_and_the_csv_keeps_raw_numbers_and_full_keys():
     key = "D=256,N=4096,V=8192,ignore_frac=0.1"
     rows = [{"point": Cell("N=4096 · V=8192", 3, key, key), "time": Cell("2.4 s", 2400.0)},
-            {"point": Cell("N=1024", 0, "x", "x"), "time": Cell("—", None)}]
-    text = to_csv(["point", "time"], rows, [{"dtype": "float32"}, {"dtype": "float32"}])
-    assert text.splitlines() == ["point,time,dtype", f'"{key}",2400.0,float32', "x,,float32"]  # missing: empty
+            {"point": Cell("N=1024", 0, "x", "x"), "time": Cell("—", None)},
+            {"point": Cell("-", 1, "-", "-"), "time": "— ± —"}]
+    text = to_csv(["point", "time"], rows, [{"dtype": "float32"}] * 3)
+    # a missing number is an empty field, however the page shows it ("—", "— ± —")
+    assert text.splitlines() == ["point,time,dtype", f'"{key}",2400.0,float32', "x,,float32", "-,,float32"]
 
 
 def test_headers_name_unit_and_direction_from_the_declarations():

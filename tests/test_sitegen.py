@@ -121,23 +121,30 @@ def test_kernel_headlines_compare_implementations_of_one_method_only(tmp_path):
     rows = []
     for method, impl, ms in (("dense", "reference", 10.0), ("dense", "sdpa", 5.0), ("sliding_window", "reference",
                              8.0), ("sliding_window", "flex", 1.0), ("causal", "reference", 10.0),
-                             ("causal", "sdpa", 9.5)):
+                             ("causal", "sdpa", 9.5), ("prefix_lm", "reference", 10.0), ("prefix_lm", "sdpa", 20.0)):
         for metric, value in (("time_ms", ms), ("peak_mem_bytes", 1e6), ("rel_error", 1e-7)):
             rows.append(Result("r1", "attention", "attention/masked_attention", method, impl, "N=64", '{"N":64}',
                                "float32", "cpu", 0, metric, value, "", "ok", "", "", ""))
+    # prefix_lm's reference timed out on seed 1: not a correct implementation to name, its seed-0 time still the
+    # speedups' baseline
+    rows.append(Result("r1", "attention", "attention/masked_attention", "prefix_lm", "reference", "N=64",
+                       '{"N":64}', "float32", "cpu", 1, "rel_error", None, "", "timeout", "planted", "", ""))
     with Store(db) as store:
         store.insert([run, *rows])
     from effbench import analysis
     from effbench.sitegen import headline
 
     lines = sorted(headline(analysis.open_results(db), "kernel"))
-    assert len(lines) == 3
+    assert len(lines) == 4
     # 1.05x is a ratio of two medians within the run-to-run noise (the history's 1.10x): not a winner
     assert lines[0] == ("causal on cpu, float32, largest point N=64: no implementation is clearly faster than the "
                         "reference (sdpa: 1.05x the reference's speed, within run-to-run noise), 9.5 ms.")
     assert lines[1].startswith("dense on cpu, float32, largest point N=64: fastest correct implementation sdpa, "
                                "2.00x the reference's speed")
-    assert lines[2].startswith("sliding_window on cpu, float32, largest point N=64: fastest correct implementation "
+    # 0.50x is slower, not noise
+    assert lines[2].startswith("prefix_lm on cpu, float32, largest point N=64: fastest correct implementation sdpa, "
+                               "0.50x the reference's speed")
+    assert lines[3].startswith("sliding_window on cpu, float32, largest point N=64: fastest correct implementation "
                                "flex, 8.00x the reference's speed")
 
 

@@ -46,6 +46,8 @@ def open_results(db: str | Path = DEFAULT_DB, latest: bool = True, by_grid: bool
     """Result rows joined with run provenance (``grid`` included); ``latest`` keeps each case's newest run only,
     and with ``by_grid`` each case's newest run of every grid (a smoke check run after a cpu timing run of the
     same case then never hides the timing: the site shows one grid at a time)."""
+    if by_grid and not latest:
+        raise ValueError("by_grid keeps the newest run of each grid: it needs latest=True")
     with Store(db, read_only=True) as store:
         if latest and by_grid:
             return store.query(
@@ -85,31 +87,21 @@ def kernel_builds(db: str | Path = DEFAULT_DB, method: str | None = None) -> pl.
 
 
 def curves(db: str | Path = DEFAULT_DB, task: str | None = None, rows: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Training curves of the newest run of each workload case on each hardware (the run's); with ``rows``
-    (result rows carrying ``run_id``), the curves of exactly the runs those rows come from, case by case (a
-    grid's or a machine's own curves)."""
-    if rows is not None:
-        keys = ["run_id", *_CASE_COLUMNS[1:]]
-        wanted = rows.select(keys).unique()
-        if wanted.is_empty():
-            return pl.DataFrame()
-        run_ids = sorted(set(wanted["run_id"]))
-        with Store(db, read_only=True) as store:
-            found = store.query(
-                "SELECT c.* FROM curves c WHERE (? IS NULL OR c.task = ?) AND list_contains(?, c.run_id) "
-                "ORDER BY c.task, c.method, c.impl, c.seed, c.step", [task, task, run_ids])
-        return found.join(wanted, on=keys, how="semi") if not found.is_empty() else found
-    sql = """
-        SELECT c.* FROM curves c JOIN runs u USING (run_id)
-        WHERE (? IS NULL OR c.task = ?)
-        QUALIFY dense_rank() OVER (
-            PARTITION BY c.task, c.method, c.impl, c.point_key, c.dtype, c.device, c.seed,
-                         hardware_of(c.device, u.gpu_name, u.cpu_name, u.machine)
-            ORDER BY u.started_at DESC, c.run_id DESC) = 1
-        ORDER BY c.task, c.method, c.impl, c.seed, c.step
-    """
+    """Training curves of the runs that result ``rows`` (carrying ``run_id`` and the case's columns) come from,
+    case by case: a grid's or a machine's own curves. Without ``rows``, those of the ``latest`` view: each case's
+    newest run on each hardware (the row's node's, as ``CASE`` keys it)."""
+    keys = list(_CASE_COLUMNS)
+    if rows is None:
+        rows = open_results(db)
+        rows = rows.filter(pl.col("task") == task) if task is not None else rows
+    if rows.is_empty():
+        return pl.DataFrame()
+    wanted = rows.select(keys).unique()
     with Store(db, read_only=True) as store:
-        return store.query(sql, [task, task])
+        found = store.query(
+            "SELECT c.* FROM curves c WHERE (? IS NULL OR c.task = ?) AND list_contains(?, c.run_id) "
+            "ORDER BY c.task, c.method, c.impl, c.seed, c.step", [task, task, sorted(set(wanted["run_id"]))])
+    return found.join(wanted, on=keys, how="semi", maintain_order="left") if not found.is_empty() else found
 
 
 def case_status(frame: pl.DataFrame) -> pl.DataFrame:

@@ -171,6 +171,7 @@ class Context:
     # devices that ran on several machines in any of the task's grids: their labels name the machine in every
     # grid's section, so that one machine reads the same everywhere on the page (and in its selector)
     named_hardware: frozenset[str] = frozenset()
+    several_machines: bool = False  # the task ran on several hardware models (workload labels name each)
 
     def label(self, key: str) -> str:
         return self.labels.get(key, key)
@@ -186,26 +187,29 @@ UNRECORDED_GRID = "unrecorded"  # runs that named no grid (old asv runs)
 GRID_PREFERENCE = ("gpu", "cpu", "gpu-smoke", "smoke")  # the first grid a page shows: timings before checks
 
 
-def grid_slices(frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
-    """(grid, its rows) per grid of ``frame``: timed grids first (gpu, then cpu), then checks (smoke), then
-    runs without a grid. A grid's numbers are never merged with another's: its points, repetitions and
-    warm-up differ (smoke times are checks, not timings)."""
+def grid_rank(grid: str | None) -> tuple:
+    """The order grids are shown in: timed grids first (gpu, then cpu), then checks (smoke), then runs that
+    recorded no grid (``None``)."""
     from effbench.analysis import timed_grid
 
+    if grid is None:
+        return (3, 0, "")
+    known = GRID_PREFERENCE.index(grid) if grid in GRID_PREFERENCE else len(GRID_PREFERENCE)
+    return (0 if timed_grid(grid) else 1, known, grid)
+
+
+def grid_slices(frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
+    """(grid, its rows) per grid of ``frame`` in ``grid_rank`` order; rows of runs that recorded no grid under
+    ``UNRECORDED_GRID``. A grid's numbers are never merged with another's: its points, repetitions and warm-up
+    differ (smoke times are checks, not timings)."""
     if frame.is_empty():
         return []
     if "grid" not in frame.columns:
         return [(UNRECORDED_GRID, frame)]
-    grids = frame["grid"].unique().to_list()
-
-    def rank(grid: str | None) -> tuple:
-        if grid is None:
-            return (3, 0, "")
-        known = GRID_PREFERENCE.index(grid) if grid in GRID_PREFERENCE else len(GRID_PREFERENCE)
-        return (0 if timed_grid(grid) else 1, known, grid)
-
-    return [(grid or UNRECORDED_GRID, frame.filter(pl.col("grid").is_null() if grid is None
-                                                    else pl.col("grid") == grid)) for grid in sorted(grids, key=rank)]
+    grids = {grid or None for grid in frame["grid"].unique().to_list()}  # "" recorded no grid either
+    unrecorded = pl.col("grid").is_null() | (pl.col("grid") == "")
+    return [(grid or UNRECORDED_GRID, frame.filter(unrecorded if grid is None else pl.col("grid") == grid))
+            for grid in sorted(grids, key=grid_rank)]
 
 
 def facet_values(sections: list[dict[str, Any]]) -> dict[str, list[str]]:

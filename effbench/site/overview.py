@@ -12,12 +12,14 @@ from effbench import analysis
 from effbench.site.colors import MARKERS, styles
 from effbench.site.common import (
     HISTORY_THRESHOLD,
+    UNRECORDED_GRID,
     Figure,
     _figure,
     _fmt,
     _ordered_points,
     _shared_devices,
     _where,
+    grid_slices,
     method_page,
     point_labels,
     task_page,
@@ -26,9 +28,10 @@ from effbench.site.common import (
 
 def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = None,
              labels: dict[str, str] | None = None, order: list[str] | None = None,
-             named: frozenset[str] = frozenset()) -> list[str]:
+             named: frozenset[str] = frozenset(), several: bool = False) -> list[str]:
     """One sentence per device (kernel) or grid point (workload) saying what wins, with its numbers; ``named``:
-    devices whose hardware is named wherever they appear."""
+    devices whose hardware is named wherever they appear (kernel), ``several``: name the hardware of every
+    workload headline (the page's other grids ran on several machines)."""
     lines = []
     order_all = order
     if kind == "kernel":
@@ -52,27 +55,29 @@ def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = Non
             where = _where(device, hardware, best["gpu_name"], shared)
             if best["impl"] == "reference":
                 verdict = "the reference is its fastest correct implementation"
-            elif best["speedup"] and best["speedup"] < HISTORY_THRESHOLD:  # a ratio of medians this close to 1
-                verdict = (f"no implementation is clearly faster than the reference ({best['impl']}: "
-                           f"{best['speedup']:.2f}x the reference's speed, within run-to-run noise)")
             else:
-                speed = f", {best['speedup']:.2f}x the reference's speed" if best["speedup"] else ""
                 memory = f", {best['memory_ratio']:.2f}x less memory" if best["memory_ratio"] else ""
-                verdict = f"fastest correct implementation {best['impl']}{speed}{memory}"
+                if best["speedup"] and 1 / HISTORY_THRESHOLD < best["speedup"] < HISTORY_THRESHOLD:
+                    # a ratio of two medians this close to 1 is run-to-run noise, not a winner
+                    verdict = (f"no implementation is clearly faster than the reference ({best['impl']}: "
+                               f"{best['speedup']:.2f}x the reference's speed, within run-to-run noise{memory})")
+                else:
+                    speed = f", {best['speedup']:.2f}x the reference's speed" if best["speedup"] else ""
+                    verdict = f"fastest correct implementation {best['impl']}{speed}{memory}"
             untimed = ("" if analysis.timed_grid(best.get("grid", "cpu")) else
-                       f" (grid {best['grid']}: a check that it runs, not a timing to compare)")
+                       f" (grid {best['grid'] or UNRECORDED_GRID}: a check that it runs, not a timing to compare)")
             largest = (labels or {}).get(order[-1], order[-1])
             lines.append(f"{method} on {where}, {dtype}, largest point {largest}: {verdict}, "
                          f"{_fmt(best['time_ms'], 'ms')}{untimed}.")
         return lines
-    lines += _memory_headline(frame, labels or point_labels(frame))
+    lines += _memory_headline(frame, labels or point_labels(frame), several)
     summary = analysis.workload_summary(frame)
     if summary.is_empty():
         return lines
     sig = (verdicts.filter(pl.col("metric") == "final_metric") if verdicts is not None and not verdicts.is_empty()
            else pl.DataFrame())
     # one headline per point and hardware: two CPU models' runs are two measurements, never one mixed ranking
-    where, several = _point_keys(summary)
+    where, several = _point_keys(summary, several)
     flagged = {tuple(r[k] for k in ("method", "impl", *where)): r for r in sig.iter_rows(named=True)
                if all(k in r for k in where)}
     labels = labels or point_labels(frame)
@@ -102,21 +107,22 @@ def headline(frame: pl.DataFrame, kind: str, verdicts: pl.DataFrame | None = Non
     return lines
 
 
-def _point_keys(frame: pl.DataFrame) -> tuple[list[str], bool]:
-    """A workload headline's grouping (point, device and, where recorded, hardware) and whether the frame holds
-    several hardware models (then each headline names its own)."""
+def _point_keys(frame: pl.DataFrame, several: bool = False) -> tuple[list[str], bool]:
+    """A workload headline's grouping (point, device and, where recorded, hardware) and whether each headline
+    names its hardware: the frame holds several hardware models, or ``several`` (the page's other grids do)."""
     has = "hardware" in frame.columns
-    return ["point_key", "device", *(["hardware"] if has else [])], has and frame["hardware"].n_unique() > 1
+    return ["point_key", "device", *(["hardware"] if has else [])], has and (several or frame["hardware"].n_unique()
+                                                                             > 1)
 
 
-def _memory_headline(frame: pl.DataFrame, labels: dict[str, str]) -> list[str]:
+def _memory_headline(frame: pl.DataFrame, labels: dict[str, str], several: bool = False) -> list[str]:
     """A workload that measures one step's memory (sampler/memory's ``train_state_bytes``) leads with it: per
     point and hardware, the method holding the least, against the most, medians over seeds."""
     rows = frame.filter((pl.col("metric") == "train_state_bytes") & (pl.col("status") == "ok")
                         & pl.col("value").is_not_null())
     if rows.is_empty():
         return []
-    where, several = _point_keys(rows)
+    where, several = _point_keys(rows, several)
     medians = rows.group_by([*where, "method", "impl"], maintain_order=True).agg(pl.col("value").median())
     lines = []
     for key, group in medians.sort([*where, "value", "method", "impl"]).group_by(where, maintain_order=True):
@@ -128,16 +134,11 @@ def _memory_headline(frame: pl.DataFrame, labels: dict[str, str]) -> list[str]:
     return lines
 
 
-def _untimed_grids(rows: pl.DataFrame) -> str:
-    """The grids among ``rows`` whose times are checks, not timings (e.g. "smoke"), comma-separated."""
-    if rows.is_empty() or "grid" not in rows.columns:
-        return ""
-    return ", ".join(sorted(g for g in rows["grid"].drop_nulls().unique().to_list() if not analysis.timed_grid(g)))
-
-
 def coverage(frame: pl.DataFrame, method_frame: pl.DataFrame) -> list[dict[str, str]]:
-    """Per task/method/impl: cases by status on each device in the latest results."""
+    """Per task/method/impl: cases by status on each device in the latest results, per grid where there are
+    several (a case of two grids is two results, never one count)."""
     status = analysis.case_status(frame) if not frame.is_empty() else pl.DataFrame()
+    grids = ([g for g, _ in grid_slices(status)] if not status.is_empty() and "grid" in status.columns else [])
     rows = []
     for m in method_frame.iter_rows(named=True):
         for impl in (m["impls"] or "").split(","):
@@ -145,9 +146,13 @@ def coverage(frame: pl.DataFrame, method_frame: pl.DataFrame) -> list[dict[str, 
             if not status.is_empty():
                 mine = status.filter((pl.col("task") == m["task"]) & (pl.col("method") == m["method"])
                                      & (pl.col("impl") == impl))
-                for (device,), g in mine.group_by(["device"], maintain_order=True):
-                    counts = dict(g["status"].value_counts().iter_rows())
-                    cells[device] = ", ".join(f"{s} {n}" for s, n in sorted(counts.items()))
+                for (device,), on in mine.sort("device").group_by(["device"], maintain_order=True):
+                    parts = []
+                    for grid, g in grid_slices(on) if len(grids) > 1 else [("", on)]:
+                        counts = dict(g["status"].value_counts().iter_rows())
+                        text = ", ".join(f"{s} {n}" for s, n in sorted(counts.items()))
+                        parts.append(f"{grid}: {text}" if grid else text)
+                    cells[device] = "; ".join(parts)
             rows.append({"family": m["family"], "task": m["task"], "method": m["method"], "impl": impl,
                          "cpu": cells.get("cpu", "not run"), "cuda": cells.get("cuda", "not run"),
                          "task_page": task_page(m["task"]), "method_page": method_page(m["task"], m["method"])})

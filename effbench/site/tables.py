@@ -32,10 +32,7 @@ class Cell:
         for value in (self.raw, self.sort):
             if value is not None and not (isinstance(value, float) and not math.isfinite(value)):
                 return value
-        return "" if self.text == MISSING else self.text  # a missing number is an empty CSV field
-
-
-MISSING = "—"  # how a table shows a number it does not have
+        return _plain(self.text)
 
 
 def header(metric: Metric | None, name: str, label: str | None = None, unit: str | None = None) -> str:
@@ -69,4 +66,6 @@ def to_csv(columns: list[str], rows: list[dict[str, Any]], extra: list[dict[str,
 def _plain(value: Any) -> Any:
     if isinstance(value, float):
         return "" if not math.isfinite(value) else repr(value)
+    if isinstance(value, str) and value and not any(ch.isalnum() for ch in value):
+        return ""  # "—" or "— ± —": a missing number is an empty CSV field
     return "" if value is None else value

@@ -37,7 +37,7 @@ def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, verdic
     summary = analysis.workload_summary(frame)
     targets_of = {pkey: float(p["target"]) for pkey, p in _points(frame).items()
                   if isinstance(p.get("target"), int | float) and not isinstance(p.get("target"), bool)}
-    multi = frame.select("device", "hardware").unique().height > 1 or bool(ctx.named_hardware)
+    multi = frame.select("device", "hardware").unique().height > 1 or ctx.several_machines
 
     def where(device: str, hardware: str) -> str:
         return f"{device} ({hardware})" if multi else device
@@ -45,9 +45,10 @@ def _workload_body(frame: pl.DataFrame, db: Path, task: str, prefix: str, verdic
     curve_options: list[dict[str, Any]] = []
     curves = analysis.curves(db, task, rows=frame) if with_figures else pl.DataFrame()  # these rows' own runs
     if not curves.is_empty():
-        if "hardware" not in curves.columns:  # the run's hardware, as the results carry it
-            hardware = frame.select("run_id", "hardware").unique(subset="run_id", keep="first")
-            curves = curves.join(hardware, on="run_id", how="left").with_columns(pl.col("hardware").fill_null(""))
+        if "hardware" not in curves.columns:  # each case's hardware as its rows carry it (a run may span nodes)
+            case = ["run_id", "task", "method", "impl", "point_key", "dtype", "device", "seed"]
+            hardware = frame.select(*case, "hardware").unique(subset=case, keep="first", maintain_order=True)
+            curves = curves.join(hardware, on=case, how="left").with_columns(pl.col("hardware").fill_null(""))
         bands = curves.group_by(["point_key", "device", "hardware", "method", "impl", "dtype", "step"]).agg(
             pl.col("eval_metric").mean().alias("mean"), pl.col("eval_metric").min().alias("lo"),
             pl.col("eval_metric").max().alias("hi"), pl.len().alias("seeds"),
