@@ -111,8 +111,8 @@ def _point_keys(frame: pl.DataFrame, several: bool = False) -> tuple[list[str], 
     """A workload headline's grouping (point, device and, where recorded, hardware) and whether each headline
     names its hardware: the frame holds several hardware models, or ``several`` (the page's other grids do)."""
     has = "hardware" in frame.columns
-    return ["point_key", "device", *(["hardware"] if has else [])], has and (several or frame["hardware"].n_unique()
-                                                                             > 1)
+    named = has and (several or frame["hardware"].n_unique() > 1)
+    return ["point_key", "device", *(["hardware"] if has else [])], named
 
 
 def _memory_headline(frame: pl.DataFrame, labels: dict[str, str], several: bool = False) -> list[str]:
