@@ -7,7 +7,9 @@ A document keeps each table between markers::
     <!-- effbench report: end -->
 
 ``render(db, spec)`` gives the markdown a block's spec names; ``check(db, text)`` lists the blocks whose text
-differs from what the DB gives now; ``update(db, text)`` rewrites every block. Block kinds:
+differs from what the DB gives now; ``update(db, text)`` rewrites every block. Workload and matrix blocks read
+the task's preferred grid only (timed grids first: gpu, then cpu; never two grids' rows as one), the kernel
+block its newest timed run. Block kinds:
 
 - ``workload TASK``: one row per method and impl: solved points, performance profile rho(1), rho(2),
   significant wins and losses against the task's baseline per compared metric (Mann-Whitney U,
@@ -68,7 +70,7 @@ class Report:
     def __init__(self, db: str | Path, declared_sizes: dict[str, list[str]] | None = None) -> None:
         """``declared_sizes``: task -> its size parameters, for runs whose shards predate the ``tasks`` rows
         that carry them (the CLI passes the registry's)."""
-        self.frame = analysis.open_results(db)
+        self.frame = analysis.open_results(db, by_grid=True)  # a smoke run never hides a cpu run's case
         self.info = analysis.task_info(db)
         self.declared = declared_sizes or {}
 
@@ -91,14 +93,20 @@ class Report:
             raise ReportError(f"the DB has no tasks row for {task!r} (runs older than shard format 4)")
         return rows.row(0, named=True)
 
+    def _grid_rows(self, task: str) -> tuple[str, pl.DataFrame]:
+        """The task's rows of its preferred grid (timed grids first, as the site opens on): a findings table
+        never merges two grids' points, seeds or verdicts."""
+        return analysis.grid_slices(self.frame.filter(pl.col("task") == task))[0]
+
     def _workload(self, task: str) -> str:
-        table = analysis.verdict_table(self.frame, self.info, task)
+        grid, frame = self._grid_rows(task)
+        table = analysis.verdict_table(frame, self.info, task)
         row = self._task_row(task)
-        mine = self.frame.filter((pl.col("task") == task) & (pl.col("seed") >= 0))
+        mine = frame.filter(pl.col("seed") >= 0)
         runs = ", ".join(f"`{r}`" for r in sorted(set(mine["run_id"])))
         seeds = mine.group_by(["method", "impl", "point_key"]).agg(pl.col("seed").n_unique())["seed"]
         count = str(seeds.min()) if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
-        lines = [f"Runs {runs}; {count} scored seeds per case; baseline "
+        lines = [f"Runs {runs} (grid {grid}); {count} scored seeds per case; baseline "
                  f"{_name(row['baseline'], row['baseline_impl'])}; targets: {row['target']}", ""]
         compared = [m for m in json.loads(row["compare"]) if f"{m[0]}_better" in table.columns]
         solved = table["solved"].is_not_null().any()
@@ -120,7 +128,7 @@ class Report:
         return "\n".join(lines) + "\n"
 
     def _matrix(self, task: str) -> str:
-        frame = self.frame.filter((pl.col("task") == task) & (pl.col("seed") >= 0))
+        frame = self._grid_rows(task)[1].filter(pl.col("seed") >= 0)
         verdicts = analysis.significance(frame, self.info)
         marked = {(r["method"], r["impl"], r["point_key"], r["metric"]) for r in verdicts.iter_rows(named=True)
                   if r["significant"]} if not verdicts.is_empty() else set()

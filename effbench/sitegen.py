@@ -23,6 +23,7 @@ import polars as pl
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from effbench import analysis
+from effbench.analysis import UNRECORDED_GRID, grid_rank, grid_slices
 from effbench.metrics import from_json
 from effbench.rows import FAMILIES
 from effbench.site import points as grid_points
@@ -30,13 +31,10 @@ from effbench.site.colors import styles as site_styles
 from effbench.site.common import (
     FAIL_STATUSES,
     HISTORY_THRESHOLD,
-    UNRECORDED_GRID,
     Context,
     _points,
     _shared_devices,
     facet_values,
-    grid_rank,
-    grid_slices,
     method_page,
     task_page,
 )

@@ -83,3 +83,31 @@ def test_report_prints_a_block_per_task_and_refuses_unknown_ones(committed_db):
     assert done.returncode == 0 and done.stdout.startswith("workload loss/memorization\n\nRuns `")
     bad = report("--db", committed_db, "nothing")
     assert bad.returncode == 1 and "no results of task 'nothing' in the DB" in bad.stderr
+
+
+def test_a_newer_smoke_run_changes_no_workload_block(committed_db, tmp_path):
+    """A smoke check run after the committed cpu runs, on the same machine and cases, with other numbers: the
+    workload and matrix blocks still read the cpu grid alone (the newest run per case would be the smoke one)."""
+    import shutil
+
+    from effbench.rows import Result, Run
+    from effbench.store import Store
+
+    task = "loss/memorization"
+    before = {kind: Report(committed_db).render(f"{kind} {task}") for kind in ("workload", "matrix")}
+    db = tmp_path / "with-smoke.duckdb"
+    shutil.copyfile(committed_db, db)
+    with Store(db) as store:
+        rows = store.query(f"SELECT * FROM results WHERE task = '{task}'")
+        for n, run_id in enumerate(sorted(set(rows["run_id"]))):  # a smoke twin of each run, on its machine
+            run = store.query(f"SELECT * FROM runs WHERE run_id = '{run_id}'").row(0, named=True)
+            twin = f"newer-smoke-{n}"
+            store.insert([Run(**{**{k: run[k] for k in Run.__dataclass_fields__}, "run_id": twin, "grid": "smoke",
+                                 "started_at": f"2030-01-0{n + 1}T00:00:00+00:00", "ended_at": None})])
+            store.insert([Result(**{**{k: r[k] for k in Result.__dataclass_fields__}, "run_id": twin,
+                                    "value": None if r["value"] is None else r["value"] * 0.5})
+                          for r in rows.filter(rows["run_id"] == run_id).iter_rows(named=True)])
+    after = Report(db)
+    assert {kind: after.render(f"{kind} {task}") for kind in ("workload", "matrix")} == before
+    assert before["workload"].startswith("Runs `") and "(grid cpu);" in before["workload"].splitlines()[0]
+    assert "newer-smoke" not in before["workload"]

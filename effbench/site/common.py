@@ -181,37 +181,6 @@ class Context:
         return sorted(set(keys), key=lambda k: (rank.get(k, len(rank)), k))
 
 
-# --------------------------------------------------------------------------- grids: one section each
-
-UNRECORDED_GRID = "unrecorded"  # runs that named no grid (old asv runs)
-GRID_PREFERENCE = ("gpu", "cpu", "gpu-smoke", "smoke")  # the first grid a page shows: timings before checks
-
-
-def grid_rank(grid: str | None) -> tuple:
-    """The order grids are shown in: timed grids first (gpu, then cpu), then checks (smoke), then runs that
-    recorded no grid (``None``)."""
-    from effbench.analysis import timed_grid
-
-    if grid is None:
-        return (3, 0, "")
-    known = GRID_PREFERENCE.index(grid) if grid in GRID_PREFERENCE else len(GRID_PREFERENCE)
-    return (0 if timed_grid(grid) else 1, known, grid)
-
-
-def grid_slices(frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
-    """(grid, its rows) per grid of ``frame`` in ``grid_rank`` order; rows of runs that recorded no grid under
-    ``UNRECORDED_GRID``. A grid's numbers are never merged with another's: its points, repetitions and warm-up
-    differ (smoke times are checks, not timings)."""
-    if frame.is_empty():
-        return []
-    if "grid" not in frame.columns:
-        return [(UNRECORDED_GRID, frame)]
-    grids = {grid or None for grid in frame["grid"].unique().to_list()}  # "" recorded no grid either
-    unrecorded = pl.col("grid").is_null() | (pl.col("grid") == "")
-    return [(grid or UNRECORDED_GRID, frame.filter(unrecorded if grid is None else pl.col("grid") == grid))
-            for grid in sorted(grids, key=grid_rank)]
-
-
 def facet_values(sections: list[dict[str, Any]]) -> dict[str, list[str]]:
     """Every value of each facet ("machine", "dtype") that a view option of ``sections`` carries, sorted: the
     page-wide selectors' choices."""

@@ -9,17 +9,16 @@ import plotly.graph_objects as go
 import polars as pl
 
 from effbench import analysis
+from effbench.analysis import UNRECORDED_GRID, grid_slices
 from effbench.site.colors import MARKERS, styles
 from effbench.site.common import (
     HISTORY_THRESHOLD,
-    UNRECORDED_GRID,
     Figure,
     _figure,
     _fmt,
     _ordered_points,
     _shared_devices,
     _where,
-    grid_slices,
     method_page,
     point_labels,
     task_page,
