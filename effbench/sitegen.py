@@ -121,9 +121,10 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
         mine = mine.filter(pl.col("task") == task)
         return mine if method is None else mine.filter(pl.col("method") == method)
 
-    def problems_of(rows: pl.DataFrame, ctx: Context) -> list[dict[str, Any]]:
-        """The cases that are not ok: one line per case and message, its seeds listed (not one per seed)."""
-        bad = analysis.case_status(rows).filter(pl.col("status") != "ok")
+    def problems_of(status: pl.DataFrame, ctx: Context) -> list[dict[str, Any]]:
+        """The cases that are not ok (of ``status``, ``case_status``'s frame): one line per case and message,
+        its seeds listed (not one per seed)."""
+        bad = status.filter(pl.col("status") != "ok")
         grouped = bad.with_columns(pl.col("message").fill_null("")).group_by(
             ["status", "method", "impl", "point_key", "dtype", "device", "message"]).agg(
             pl.col("seed").sort()).sort(["status", "method", "impl", "point_key", "dtype", "device", "message"])
@@ -162,7 +163,7 @@ def build(db: str | Path = DEFAULT_DB, out: str | Path = "site") -> Path:
                                           ctx.named_hardware, ctx.several_machines)
                         if figures else [])
             if figures:
-                problems = problems_of(rows, ctx)
+                problems = problems_of(status, ctx)
                 body["tables"].append({"title": "cases that are not ok (one line per case and message, its seeds "
                                                 "listed)", "columns": ["status", "method", "impl", "point", "dtype",
                                                                        "device", "seed", "message"],

@@ -65,6 +65,8 @@ def most_blocks(n: int) -> int:
 def tiles(n: int):
     """The launch grid of an element-wise kernel of ``n`` elements, at whatever BLOCK it launches with."""
     return lambda meta: (triton.cdiv(n, meta["BLOCK"]),)
+
+
 # the dtypes of optimizer/step's gpu grid; its parameter sizes are all multiples of 16 (transformer_shapes)
 GPU_DTYPES = ("float32", "bfloat16")
 
